@@ -1,0 +1,1 @@
+"""Plain objects and rules of the guide: relations, rights, dates, delegation."""

@@ -1,0 +1,46 @@
+"""Identifiers as they cross the edge: validated once and normalized to NFC.
+
+`Hélène` typed precomposed or decomposed is the same id after this.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from authz.errors import FieldViolation
+
+__all__ = ["MAX_ID_LENGTH", "normalize_id", "id_problem", "check_id"]
+
+MAX_ID_LENGTH = 128
+_ALLOWED_PUNCTUATION = frozenset("-_.:@")
+
+
+def normalize_id(value: str) -> str:
+    return unicodedata.normalize("NFC", value)
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` (already NFC) is not an acceptable id, or None."""
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters"
+    for char in value:
+        if char.isalnum() or char in _ALLOWED_PUNCTUATION:
+            continue
+        category = unicodedata.category(char)
+        if category.startswith("M"):  # combining marks left after NFC (e.g. no precomposed form)
+            continue
+        if category.startswith("C"):
+            return "must not contain control characters"
+        return f"may hold letters, digits and {''.join(sorted(_ALLOWED_PUNCTUATION))} only"
+    return None
+
+
+def check_id(field_path: str, value: str, violations: list[FieldViolation]) -> str:
+    """Normalize `value`, recording a violation when it is not an acceptable id."""
+    normalized = normalize_id(value)
+    problem = id_problem(normalized)
+    if problem is not None:
+        violations.append(FieldViolation(field_path, problem))
+    return normalized

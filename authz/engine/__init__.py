@@ -1,0 +1,1 @@
+"""The decision engine: the Casbin model as the truth, indexes that make checks fast."""
