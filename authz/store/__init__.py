@@ -1,0 +1,1 @@
+"""Persistence behind small Protocols; SQLAlchemy tables; Alembic migrations."""

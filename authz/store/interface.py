@@ -1,0 +1,139 @@
+"""What the commands need from persistence: a small interface every backend passes one suite against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from authz.domain.model import Contact, Organization, Relation, RelationKind
+
+__all__ = [
+    "AuditRecord",
+    "LinkCodeRecord",
+    "LegacyAccount",
+    "OutboxRow",
+    "Transaction",
+    "Store",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: datetime
+    actor_id: str
+    action: str
+    changes: dict[str, Any]
+    organization_id: str | None = None
+    request_id: str | None = None
+    attestation: dict[str, bool] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCodeRecord:
+    id: str
+    contact_id: str
+    organization_id: str
+    lookup: str
+    salt: str
+    code_hash: str
+    issued_by: str
+    issued_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    voided_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyAccount:
+    username: str
+    password_hash: str
+    contact_ids: tuple[str, ...]
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: str
+    recipient: str
+    subject: str
+    body: str
+    attempts: int = 0
+
+
+class Transaction(Protocol):
+    """One unit of work: everything done through it commits together or not at all."""
+
+    def bump_revision(self) -> int: ...
+
+    # organizations and contacts
+    def get_organization(self, organization_id: str) -> Organization | None: ...
+    def add_organization(self, organization: Organization, at: datetime) -> None: ...
+    def get_contact(self, contact_id: str) -> Contact | None: ...
+    def add_contact(self, contact: Contact, at: datetime) -> None: ...
+
+    # relations
+    def get_relation(self, relation_id: str) -> Relation | None: ...
+    def find_relations(
+        self,
+        *,
+        organization_id: str | None = None,
+        contact_id: str | None = None,
+        grantee_organization_id: str | None = None,
+        via_organization_id: str | None = None,
+    ) -> list[Relation]: ...
+    def add_relation(self, relation: Relation, at: datetime, created_by: str | None) -> None: ...
+    def end_relation(self, relation_id: str, at: datetime) -> bool: ...
+    def add_subjects(self, relation_id: str, subjects: dict[str, Any], at: datetime) -> None: ...
+    def remove_subjects(self, relation_id: str, subjects: list[str], at: datetime) -> int: ...
+    def relations_page(
+        self,
+        organization_id: str,
+        *,
+        kinds: tuple[RelationKind, ...],
+        contact_id: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[Relation]:
+        """Relations on, through or granted to an organization, ordered by id, after `after`."""
+        ...
+
+    # audit and idempotency
+    def add_audit(self, record: AuditRecord, revision: int) -> None: ...
+    def get_idempotent(self, request_id: str, operation: str) -> tuple[str, dict[str, Any]] | None: ...
+    def put_idempotent(
+        self, request_id: str, operation: str, fingerprint: str, response: dict[str, Any], at: datetime
+    ) -> None: ...
+
+    # link codes
+    def add_link_code(self, record: LinkCodeRecord) -> None: ...
+    def void_link_codes(self, contact_id: str, at: datetime) -> int: ...
+    def find_link_code(self, lookup: str) -> LinkCodeRecord | None: ...
+    def use_link_code(self, code_id: str, account_id: str, at: datetime) -> bool: ...
+    def add_link_attempt(self, account_id: str, contact_id: str | None, at: datetime, success: bool) -> None: ...
+    def count_failed_attempts(self, *, since: datetime, account_id: str | None = None, contact_id: str | None = None) -> int: ...
+
+    # accounts
+    def link_account(self, account_id: str, contact_id: str, method: str, at: datetime) -> bool: ...
+    def linked_contacts(self, account_id: str) -> list[str]: ...
+    def get_legacy_account(self, username: str) -> LegacyAccount | None: ...
+    def add_legacy_account(self, account: LegacyAccount) -> None: ...
+    def use_legacy_account(self, username: str, account_id: str, at: datetime) -> bool: ...
+
+    # mail
+    def enqueue_mail(self, row: OutboxRow, at: datetime) -> None: ...
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def load_relations(self) -> Iterator[Relation]: ...
+    def revision(self) -> int: ...
+    def ping(self) -> bool: ...
+    def close(self) -> None: ...
+
+    # the outbox relay's side (authz.mail.OutboxStore)
+    def pending_outbox(self, limit: int) -> list[Any]: ...
+    def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None: ...
+    def mark_outbox_failed(self, message_id: str, error: str) -> None: ...

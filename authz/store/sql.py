@@ -1,0 +1,520 @@
+"""The store on SQLAlchemy Core: SQLite by default, PostgreSQL through psycopg."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from authz.domain.model import (
+    Contact,
+    Organization,
+    OrganizationKind,
+    Relation,
+    RelationKind,
+    Right,
+    Role,
+)
+from authz.errors import AlreadyExists, Unavailable
+from authz.store import tables as t
+from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, OutboxRow
+
+__all__ = ["SqlStore", "SqlTransaction", "make_engine"]
+
+log = logging.getLogger("authz.store")
+
+_STORE_DOWN = "the store is unreachable; nothing was written, try again"
+
+
+def make_engine(url: str, *, connect_timeout: float = 3.0) -> Engine:
+    """An engine with the settings each backend needs to behave under load and faults."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        # Fail fast when the server is gone: a write must answer UNAVAILABLE within its deadline.
+        connect_args = {"connect_timeout": max(1, int(connect_timeout))}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, pool_size=5, max_overflow=5)
+
+
+class SqlStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        return cls(make_engine(url))
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        try:
+            with self.engine.begin() as connection:
+                yield SqlTransaction(connection)
+        except IntegrityError as exc:
+            log.info("integrity error: %s", exc.orig)
+            raise AlreadyExists("that change conflicts with data already stored") from exc
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                log.warning("store unreachable: %s", type(exc.orig).__name__)
+                raise Unavailable(_STORE_DOWN) from exc
+            raise
+
+    def revision(self) -> int:
+        with self._connect() as connection:
+            value = connection.execute(select(t.store_revision.c.revision).where(t.store_revision.c.id == 1)).scalar()
+            return int(value or 0)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+            return True
+        except (OperationalError, DBAPIError):
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except OperationalError as exc:
+            raise Unavailable(_STORE_DOWN) from exc
+
+    def load_relations(self) -> Iterator[Relation]:
+        """Every relation with its subjects in force, in one pass over two ordered scans."""
+        with self._connect() as connection:
+            subjects = connection.execution_options(stream_results=True, yield_per=20_000).execute(
+                select(t.relation_subjects.c.relation_id, t.relation_subjects.c.subject, t.relation_subjects.c.right)
+                .where(t.relation_subjects.c.removed_at.is_(None))
+                .order_by(t.relation_subjects.c.relation_id)
+            )
+            pending = next(subjects, None)
+            with self.engine.connect() as relation_connection:
+                rows = relation_connection.execution_options(stream_results=True, yield_per=20_000).execute(
+                    select(*_RELATION_COLUMNS).order_by(t.relations.c.id)
+                )
+                for row in rows:
+                    granted: dict[str, Right] = {}
+                    while pending is not None and pending.relation_id < row.id:
+                        pending = next(subjects, None)
+                    while pending is not None and pending.relation_id == row.id:
+                        granted[pending.subject] = Right.parse(pending.right)
+                        pending = next(subjects, None)
+                    yield _relation(row, granted)
+
+    # -- outbox, for authz.mail.OutboxRelay
+    def pending_outbox(self, limit: int) -> list[OutboxRow]:
+        with self._connect() as connection:
+            rows = connection.execute(
+                select(t.outbox).where(t.outbox.c.sent_at.is_(None)).order_by(t.outbox.c.created_at).limit(limit)
+            )
+            return [OutboxRow(r.id, r.recipient, r.subject, r.body, r.attempts) for r in rows]
+
+    def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(t.outbox)
+                .where(t.outbox.c.id == message_id)
+                .values(sent_at=sent_at, attempts=t.outbox.c.attempts + 1, last_error=None)
+            )
+
+    def mark_outbox_failed(self, message_id: str, error: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(t.outbox)
+                .where(t.outbox.c.id == message_id)
+                .values(attempts=t.outbox.c.attempts + 1, last_error=error[:2000])
+            )
+
+
+_RELATION_COLUMNS = (
+    t.relations.c.id,
+    t.relations.c.kind,
+    t.relations.c.organization_id,
+    t.relations.c.contact_id,
+    t.relations.c.grantee_organization_id,
+    t.relations.c.via_organization_id,
+    t.relations.c.role,
+    t.relations.c.start_date,
+    t.relations.c.end_date,
+    t.relations.c.ended_at,
+)
+
+
+def _relation(row: Any, subjects: dict[str, Right]) -> Relation:
+    return Relation(
+        id=row.id,
+        kind=RelationKind(row.kind),
+        organization_id=row.organization_id,
+        start_date=row.start_date,
+        end_date=row.end_date,
+        contact_id=row.contact_id,
+        grantee_organization_id=row.grantee_organization_id,
+        via_organization_id=row.via_organization_id,
+        role=Role(row.role) if row.role else None,
+        subjects=subjects,
+        ended_at=row.ended_at,
+    )
+
+
+class SqlTransaction:
+    """The unit of work of one command, on one connection inside one transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.c = connection
+
+    def bump_revision(self) -> int:
+        # One row updated by every write: writers queue on its lock, so revisions
+        # follow commit order on PostgreSQL as on SQLite.
+        revision = self.c.execute(
+            update(t.store_revision)
+            .where(t.store_revision.c.id == 1)
+            .values(revision=t.store_revision.c.revision + 1)
+            .returning(t.store_revision.c.revision)
+        ).scalar_one()
+        return int(revision)
+
+    # -- organizations and contacts
+    def get_organization(self, organization_id: str) -> Organization | None:
+        row = self.c.execute(select(t.organizations).where(t.organizations.c.id == organization_id)).first()
+        return Organization(row.id, row.name, OrganizationKind(row.kind)) if row else None
+
+    def add_organization(self, organization: Organization, at: datetime) -> None:
+        self.c.execute(
+            t.organizations.insert().values(
+                id=organization.id, name=organization.name, kind=organization.kind.value, created_at=at
+            )
+        )
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        row = self.c.execute(select(t.contacts).where(t.contacts.c.id == contact_id)).first()
+        if row is None:
+            return None
+        return Contact(row.id, row.first_name, row.last_name, row.email, row.language, row.phone)
+
+    def add_contact(self, contact: Contact, at: datetime) -> None:
+        self.c.execute(
+            t.contacts.insert().values(
+                id=contact.id,
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                email=contact.email,
+                language=contact.language,
+                phone=contact.phone,
+                created_at=at,
+            )
+        )
+
+    # -- relations
+    def _with_subjects(self, rows: list[Any]) -> list[Relation]:
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        granted: dict[str, dict[str, Right]] = {relation_id: {} for relation_id in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for s in self.c.execute(
+                select(t.relation_subjects.c.relation_id, t.relation_subjects.c.subject, t.relation_subjects.c.right)
+                .where(t.relation_subjects.c.relation_id.in_(chunk))
+                .where(t.relation_subjects.c.removed_at.is_(None))
+            ):
+                granted[s.relation_id][s.subject] = Right.parse(s.right)
+        return [_relation(row, granted[row.id]) for row in rows]
+
+    def get_relation(self, relation_id: str) -> Relation | None:
+        rows = list(self.c.execute(select(*_RELATION_COLUMNS).where(t.relations.c.id == relation_id)))
+        found = self._with_subjects(rows)
+        return found[0] if found else None
+
+    def find_relations(
+        self,
+        *,
+        organization_id: str | None = None,
+        contact_id: str | None = None,
+        grantee_organization_id: str | None = None,
+        via_organization_id: str | None = None,
+    ) -> list[Relation]:
+        query = select(*_RELATION_COLUMNS)
+        if organization_id is not None:
+            query = query.where(t.relations.c.organization_id == organization_id)
+        if contact_id is not None:
+            query = query.where(t.relations.c.contact_id == contact_id)
+        if grantee_organization_id is not None:
+            query = query.where(t.relations.c.grantee_organization_id == grantee_organization_id)
+        if via_organization_id is not None:
+            query = query.where(t.relations.c.via_organization_id == via_organization_id)
+        return self._with_subjects(list(self.c.execute(query.order_by(t.relations.c.id))))
+
+    def add_relation(self, relation: Relation, at: datetime, created_by: str | None) -> None:
+        self.c.execute(
+            t.relations.insert().values(
+                id=relation.id,
+                kind=relation.kind.value,
+                organization_id=relation.organization_id,
+                contact_id=relation.contact_id,
+                grantee_organization_id=relation.grantee_organization_id,
+                via_organization_id=relation.via_organization_id,
+                role=relation.role.value if relation.role else None,
+                start_date=relation.start_date,
+                end_date=relation.end_date,
+                ended_at=relation.ended_at,
+                created_at=at,
+                created_by=created_by,
+            )
+        )
+        self.add_subjects(relation.id, dict(relation.subjects), at)
+
+    def end_relation(self, relation_id: str, at: datetime) -> bool:
+        result = self.c.execute(
+            update(t.relations)
+            .where(t.relations.c.id == relation_id)
+            .where(or_(t.relations.c.ended_at.is_(None), t.relations.c.ended_at > at))
+            .values(ended_at=at)
+        )
+        return bool(result.rowcount)
+
+    def add_subjects(self, relation_id: str, subjects: dict[str, Any], at: datetime) -> None:
+        if not subjects:
+            return
+        # A subject granted again replaces its previous grant; the old row stays as history.
+        self.remove_subjects(relation_id, list(subjects), at)
+        self.c.execute(
+            t.relation_subjects.insert(),
+            [
+                {"relation_id": relation_id, "subject": subject, "right": Right(right).code, "granted_at": at}
+                for subject, right in subjects.items()
+            ],
+        )
+
+    def remove_subjects(self, relation_id: str, subjects: list[str], at: datetime) -> int:
+        result = self.c.execute(
+            update(t.relation_subjects)
+            .where(t.relation_subjects.c.relation_id == relation_id)
+            .where(t.relation_subjects.c.subject.in_(subjects))
+            .where(t.relation_subjects.c.removed_at.is_(None))
+            .values(removed_at=at)
+        )
+        return int(result.rowcount)
+
+    def relations_page(
+        self,
+        organization_id: str,
+        *,
+        kinds: tuple[RelationKind, ...],
+        contact_id: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[Relation]:
+        r = t.relations.c
+        query = (
+            select(*_RELATION_COLUMNS)
+            .where(
+                or_(
+                    r.organization_id == organization_id,
+                    r.via_organization_id == organization_id,
+                    r.grantee_organization_id == organization_id,
+                )
+            )
+            .where(r.kind.in_([kind.value for kind in kinds]))
+        )
+        if contact_id is not None:
+            query = query.where(r.contact_id == contact_id)
+        if after is not None:
+            query = query.where(r.id > after)
+        return self._with_subjects(list(self.c.execute(query.order_by(r.id).limit(limit))))
+
+    # -- audit and idempotency
+    def add_audit(self, record: AuditRecord, revision: int) -> None:
+        self.c.execute(
+            t.audit_log.insert().values(
+                at=record.at,
+                revision=revision,
+                actor_id=record.actor_id,
+                action=record.action,
+                organization_id=record.organization_id,
+                request_id=record.request_id,
+                attestation=record.attestation,
+                changes=_jsonable(record.changes),
+            )
+        )
+
+    def get_idempotent(self, request_id: str, operation: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.c.execute(
+            select(t.idempotency_keys.c.fingerprint, t.idempotency_keys.c.response).where(
+                and_(t.idempotency_keys.c.request_id == request_id, t.idempotency_keys.c.operation == operation)
+            )
+        ).first()
+        return (row.fingerprint, dict(row.response)) if row else None
+
+    def put_idempotent(
+        self, request_id: str, operation: str, fingerprint: str, response: dict[str, Any], at: datetime
+    ) -> None:
+        self.c.execute(
+            t.idempotency_keys.insert().values(
+                request_id=request_id, operation=operation, fingerprint=fingerprint, response=response, created_at=at
+            )
+        )
+
+    # -- link codes
+    def add_link_code(self, record: LinkCodeRecord) -> None:
+        self.c.execute(
+            t.link_codes.insert().values(
+                id=record.id,
+                contact_id=record.contact_id,
+                organization_id=record.organization_id,
+                lookup=record.lookup,
+                salt=record.salt,
+                code_hash=record.code_hash,
+                issued_by=record.issued_by,
+                issued_at=record.issued_at,
+                expires_at=record.expires_at,
+            )
+        )
+
+    def void_link_codes(self, contact_id: str, at: datetime) -> int:
+        result = self.c.execute(
+            update(t.link_codes)
+            .where(t.link_codes.c.contact_id == contact_id)
+            .where(t.link_codes.c.used_at.is_(None))
+            .where(t.link_codes.c.voided_at.is_(None))
+            .values(voided_at=at)
+        )
+        return int(result.rowcount)
+
+    def find_link_code(self, lookup: str) -> LinkCodeRecord | None:
+        row = self.c.execute(select(t.link_codes).where(t.link_codes.c.lookup == lookup)).first()
+        if row is None:
+            return None
+        return LinkCodeRecord(
+            id=row.id,
+            contact_id=row.contact_id,
+            organization_id=row.organization_id,
+            lookup=row.lookup,
+            salt=row.salt,
+            code_hash=row.code_hash,
+            issued_by=row.issued_by,
+            issued_at=row.issued_at,
+            expires_at=row.expires_at,
+            used_at=row.used_at,
+            voided_at=row.voided_at,
+        )
+
+    def use_link_code(self, code_id: str, account_id: str, at: datetime) -> bool:
+        # The conditional update is what makes a code single-use under concurrency:
+        # of two redemptions racing, only one sees used_at still empty.
+        result = self.c.execute(
+            update(t.link_codes)
+            .where(t.link_codes.c.id == code_id)
+            .where(t.link_codes.c.used_at.is_(None))
+            .where(t.link_codes.c.voided_at.is_(None))
+            .values(used_at=at, used_by_account=account_id)
+        )
+        return result.rowcount == 1
+
+    def add_link_attempt(self, account_id: str, contact_id: str | None, at: datetime, success: bool) -> None:
+        self.c.execute(
+            t.link_code_attempts.insert().values(account_id=account_id, contact_id=contact_id, at=at, success=success)
+        )
+
+    def count_failed_attempts(
+        self, *, since: datetime, account_id: str | None = None, contact_id: str | None = None
+    ) -> int:
+        a = t.link_code_attempts.c
+        query = select(func.count()).select_from(t.link_code_attempts).where(a.at >= since).where(a.success.is_(False))
+        if account_id is not None:
+            query = query.where(a.account_id == account_id)
+        if contact_id is not None:
+            query = query.where(a.contact_id == contact_id)
+        return int(self.c.execute(query).scalar_one())
+
+    # -- accounts
+    def link_account(self, account_id: str, contact_id: str, method: str, at: datetime) -> bool:
+        exists = self.c.execute(
+            select(t.account_links.c.account_id).where(
+                and_(t.account_links.c.account_id == account_id, t.account_links.c.contact_id == contact_id)
+            )
+        ).first()
+        if exists:
+            return False
+        self.c.execute(
+            t.account_links.insert().values(account_id=account_id, contact_id=contact_id, method=method, linked_at=at)
+        )
+        return True
+
+    def linked_contacts(self, account_id: str) -> list[str]:
+        rows = self.c.execute(
+            select(t.account_links.c.contact_id)
+            .where(t.account_links.c.account_id == account_id)
+            .order_by(t.account_links.c.contact_id)
+        )
+        return [row.contact_id for row in rows]
+
+    def get_legacy_account(self, username: str) -> LegacyAccount | None:
+        row = self.c.execute(select(t.legacy_accounts).where(t.legacy_accounts.c.username == username)).first()
+        if row is None:
+            return None
+        contacts = self.c.execute(
+            select(t.legacy_account_contacts.c.contact_id)
+            .where(t.legacy_account_contacts.c.username == username)
+            .order_by(t.legacy_account_contacts.c.contact_id)
+        )
+        return LegacyAccount(row.username, row.password_hash, tuple(c.contact_id for c in contacts), row.used_at)
+
+    def add_legacy_account(self, account: LegacyAccount) -> None:
+        self.c.execute(t.legacy_accounts.insert().values(username=account.username, password_hash=account.password_hash))
+        if account.contact_ids:
+            self.c.execute(
+                t.legacy_account_contacts.insert(),
+                [{"username": account.username, "contact_id": contact_id} for contact_id in account.contact_ids],
+            )
+
+    def use_legacy_account(self, username: str, account_id: str, at: datetime) -> bool:
+        result = self.c.execute(
+            update(t.legacy_accounts)
+            .where(t.legacy_accounts.c.username == username)
+            .where(t.legacy_accounts.c.used_at.is_(None))
+            .values(used_at=at, used_by_account=account_id)
+        )
+        return result.rowcount == 1
+
+    # -- mail
+    def enqueue_mail(self, row: OutboxRow, at: datetime) -> None:
+        self.c.execute(
+            t.outbox.insert().values(
+                id=row.id, recipient=row.recipient, subject=row.subject, body=row.body, created_at=at, attempts=0
+            )
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """Audit changes as JSON: dates and enums as their text."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Right):
+        return value.code
+    if isinstance(value, Role | RelationKind | OrganizationKind):
+        return value.value
+    return value

@@ -1,0 +1,217 @@
+"""The schema, as SQLAlchemy Core tables. Alembic's migrations are the way it changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+__all__ = ["metadata", "UtcDateTime"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (no zones) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 128  # longest id accepted at the edge
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("first_name", String(200), nullable=False),
+    Column("last_name", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("language", String(2), nullable=False),
+    Column("phone", String(40), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# The three kinds of relation share one table; `organization_id` is always the
+# organization the rights are on (see authz.domain.model.Relation).
+relations = Table(
+    "relations",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("organization_id", String(ID), ForeignKey("organizations.id"), nullable=False),
+    Column("contact_id", String(ID), ForeignKey("contacts.id"), nullable=True),
+    Column("grantee_organization_id", String(ID), ForeignKey("organizations.id"), nullable=True),
+    Column("via_organization_id", String(ID), ForeignKey("organizations.id"), nullable=True),
+    Column("role", String(40), nullable=True),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(ID), nullable=True),
+    Index("ix_relations_org_contact", "organization_id", "contact_id"),
+    Index("ix_relations_contact", "contact_id"),
+    Index("ix_relations_via", "via_organization_id", "contact_id"),
+    Index("ix_relations_grantee", "grantee_organization_id"),
+)
+
+# One row per subject ever granted on a relation; removal sets removed_at (history kept).
+relation_subjects = Table(
+    "relation_subjects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("relation_id", String(ID), ForeignKey("relations.id"), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("right", String(8), nullable=False),
+    Column("granted_at", UtcDateTime(), nullable=False),
+    Column("removed_at", UtcDateTime(), nullable=True),
+    Index("ix_relation_subjects_relation", "relation_id"),
+)
+
+account_links = Table(
+    "account_links",
+    metadata,
+    Column("account_id", String(ID), primary_key=True),
+    Column("contact_id", String(ID), ForeignKey("contacts.id"), primary_key=True),
+    Column("method", String(20), nullable=False),
+    Column("linked_at", UtcDateTime(), nullable=False),
+    Index("ix_account_links_contact", "contact_id"),
+)
+
+link_codes = Table(
+    "link_codes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("contact_id", String(ID), ForeignKey("contacts.id"), nullable=False),
+    Column("organization_id", String(ID), ForeignKey("organizations.id"), nullable=False),
+    # An index over a keyed digest to find the row; the salted hash is what proves the code.
+    Column("lookup", String(64), nullable=False, unique=True),
+    Column("salt", String(64), nullable=False),
+    Column("code_hash", String(128), nullable=False),
+    Column("issued_by", String(ID), nullable=False),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=True),
+    Column("used_by_account", String(ID), nullable=True),
+    Column("voided_at", UtcDateTime(), nullable=True),
+    Index("ix_link_codes_contact", "contact_id"),
+)
+
+link_code_attempts = Table(
+    "link_code_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(ID), nullable=False),
+    Column("contact_id", String(ID), nullable=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Index("ix_link_code_attempts_account", "account_id", "at"),
+    Index("ix_link_code_attempts_contact", "contact_id", "at"),
+)
+
+legacy_accounts = Table(
+    "legacy_accounts",
+    metadata,
+    Column("username", String(200), primary_key=True),
+    Column("password_hash", String(300), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=True),
+    Column("used_by_account", String(ID), nullable=True),
+)
+
+legacy_account_contacts = Table(
+    "legacy_account_contacts",
+    metadata,
+    Column("username", String(200), ForeignKey("legacy_accounts.username"), primary_key=True),
+    Column("contact_id", String(ID), ForeignKey("contacts.id"), primary_key=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_pending", "sent_at", "created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("actor_id", String(ID), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("organization_id", String(ID), nullable=True),
+    Column("request_id", String(ID), nullable=True),
+    Column("attestation", JSON, nullable=True),
+    Column("changes", JSON, nullable=False),
+    Index("ix_audit_log_org", "organization_id", "at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("request_id", String(ID), primary_key=True),
+    Column("operation", String(40), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# A single row: bumped by every write transaction, so it also orders writes.
+store_revision = Table(
+    "store_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+)
