@@ -122,10 +122,14 @@ class SqlStore:
                     yield _relation(row, granted)
 
     # -- outbox, for authz.mail.OutboxRelay
-    def pending_outbox(self, limit: int) -> list[OutboxRow]:
+    def pending_outbox(self, limit: int, max_attempts: int = 10) -> list[OutboxRow]:
         with self._connect() as connection:
             rows = connection.execute(
-                select(t.outbox).where(t.outbox.c.sent_at.is_(None)).order_by(t.outbox.c.created_at).limit(limit)
+                select(t.outbox)
+                .where(t.outbox.c.sent_at.is_(None))
+                .where(t.outbox.c.attempts < max_attempts)  # given up on: left for an operator, not retried forever
+                .order_by(t.outbox.c.created_at)
+                .limit(limit)
             )
             return [OutboxRow(r.id, r.recipient, r.subject, r.body, r.attempts) for r in rows]
 
@@ -518,3 +522,31 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Role | RelationKind | OrganizationKind):
         return value.value
     return value
+
+
+# -- bulk loading, for `authz import` (authz.commands.import_data)
+BULK_TABLES = {
+    "organizations": t.organizations,
+    "contacts": t.contacts,
+    "relations": t.relations,
+    "relation_subjects": t.relation_subjects,
+    "legacy_accounts": t.legacy_accounts,
+    "legacy_account_contacts": t.legacy_account_contacts,
+}
+_KEY_COLUMN = {
+    "organizations": "id",
+    "contacts": "id",
+    "relations": "id",
+    "legacy_accounts": "username",
+}
+
+
+def existing_keys(tx: SqlTransaction, table: str) -> set[str]:
+    column = BULK_TABLES[table].c[_KEY_COLUMN[table]]
+    return {row[0] for row in tx.c.execute(select(column))}
+
+
+def bulk_insert(tx: SqlTransaction, table: str, rows: list[dict[str, Any]], chunk: int = 5000) -> None:
+    target = BULK_TABLES[table]
+    for start in range(0, len(rows), chunk):
+        tx.c.execute(target.insert(), rows[start : start + chunk])

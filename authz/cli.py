@@ -1,0 +1,147 @@
+"""The `authz` command: serve, import, migrate, demo data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from authz.config import Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("authz")
+
+DEMO_FILE = Path(__file__).resolve().parent / "demo" / "demo.json"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        database_url=getattr(args, "database_url", None),
+        listen=getattr(args, "listen", None),
+        policy_dir=Path(args.policy_dir) if getattr(args, "policy_dir", None) else None,
+        mail_url=getattr(args, "mail_url", None),
+    )
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from authz.server.app import AuthzApp, open_store
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    log.info("settings: %s", settings.describe())
+    store = open_store(settings)
+    if args.demo:
+        _import(store, DEMO_FILE, settings, report_path=None)
+    app = AuthzApp(settings, store=store)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    app.start()
+    print(f"authz serving on {settings.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
+    stop.wait()
+    app.stop()
+    log.info("stopped")
+    return 0
+
+
+def _import(store: object, path: Path, settings: Settings, report_path: Path | None) -> int:
+    from authz.commands.import_data import import_file
+    from authz.engine.policy import Policy
+
+    policy = Policy.load(settings.policy_dir)
+    report = import_file(store, path, policy.subjects)  # type: ignore[arg-type]
+    summary = report.as_dict()
+    accepted = ", ".join(f"{count} {name}" for name, count in report.accepted.items() if count) or "nothing new"
+    print(f"imported {path.name}: {accepted}; {len(report.refused)} row(s) refused")
+    if report_path is not None:
+        report_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"report: {report_path}")
+    for refusal in report.refused[:20]:
+        print(f"  refused {refusal['section']}[{refusal['index']}] {refusal['id'] or ''}: {refusal['reason']}")
+    if len(report.refused) > 20:
+        print(f"  … and {len(report.refused) - 20} more in the report")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from authz.server.app import open_store
+
+    settings = _settings(args)
+    _configure_logging("WARNING")
+    path = Path(args.file)
+    store = open_store(settings)
+    try:
+        report_path = Path(args.report) if args.report else path.with_name(path.stem + ".import-report.json")
+        return _import(store, path, settings, report_path)
+    except ValueError as exc:
+        print(f"authz import: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from authz.config import redact_url
+    from authz.store import migrate
+    from authz.store.sql import make_engine
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    before = migrate.current_revision(engine)
+    migrate.upgrade(engine)
+    print(f"{redact_url(settings.database_url)}: schema {before or '(empty)'} -> {migrate.current_revision(engine)}")
+    engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authz", description="Authorization service of the CCQ online services")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database-url", help="SQLAlchemy URL (AUTHZ_DATABASE_URL; default sqlite:///authz.db)")
+        p.add_argument("--policy-dir", help="policy folder (AUTHZ_POLICY_DIR; default the packaged one)")
+
+    serve = sub.add_parser("serve", help="serve the gRPC API, health and reflection")
+    common(serve)
+    serve.add_argument("--listen", help="host:port (AUTHZ_LISTEN; default 127.0.0.1:50051)")
+    serve.add_argument("--mail-url", help="file:///dir or smtp://host:port (AUTHZ_MAIL_URL)")
+    serve.add_argument("--demo", action="store_true", help="import the demo data set first (idempotent)")
+    serve.set_defaults(func=cmd_serve)
+
+    imp = sub.add_parser("import", help="import a JSON data set (API.md's format)")
+    common(imp)
+    imp.add_argument("file")
+    imp.add_argument("--report", help="where to write the report (default FILE.import-report.json)")
+    imp.set_defaults(func=cmd_import)
+
+    mig = sub.add_parser("migrate", help="bring the database schema up to date")
+    common(mig)
+    mig.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

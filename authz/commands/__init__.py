@@ -1,0 +1,1 @@
+"""One module per use case: `Command(deps).execute(request) -> result`. No gRPC here."""

@@ -1,0 +1,51 @@
+"""CheckAccess and BatchCheckAccess: answered from memory by the engine, never the store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from authz.engine.index import DecisionEngine
+
+__all__ = ["CheckRequest", "CheckResult", "CheckAccess"]
+
+log = logging.getLogger("authz.check")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    principal_id: str
+    organization_id: str
+    subject: str
+    right: int
+    at: float  # epoch seconds
+    explain: bool = False
+
+
+@dataclass(slots=True)
+class CheckResult:
+    allowed: bool
+    reason: str = ""
+    path: list[str] = field(default_factory=list)
+    revision: str = ""
+
+
+class CheckAccess:
+    def __init__(self, engine: DecisionEngine) -> None:
+        self.engine = engine
+
+    def execute(self, request: CheckRequest) -> CheckResult:
+        engine = self.engine
+        revision = str(engine.revision)
+        try:
+            if request.explain:
+                decision = engine.explain(
+                    request.principal_id, request.organization_id, request.subject, request.right, request.at
+                )
+                return CheckResult(decision.allowed, decision.reason, decision.path, revision)
+            allowed = engine.check(request.principal_id, request.organization_id, request.subject, request.right, request.at)
+            return CheckResult(allowed, revision=revision)
+        except Exception:
+            # Fail closed: a fault inside a decision denies, and is logged, never allows.
+            log.exception("decision failed; denying")
+            return CheckResult(False, "decision failed; denied", [], revision)

@@ -1,0 +1,273 @@
+"""GrantRelation: "Ajouter une relation ou des sujets autorisés à un contact".
+
+One form, four outcomes, chosen by who receives the relation and on which organization:
+a relation for an existing contact, for a new contact (created, then sent a link code),
+an organization-to-organization authorization, or a delegation to a staff member.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from authz.commands.base import (
+    Attestation,
+    Deps,
+    WriteOutcome,
+    parse_subjects,
+    parse_window,
+    relation_in_force,
+    require_attestation,
+    require_manager,
+    require_organization,
+    run_write,
+)
+from authz.commands.link_codes import issue_code
+from authz.domain.dates import local_date
+from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
+from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from authz.store.interface import AuditRecord, Transaction
+
+__all__ = ["NewContactData", "GrantRelationRequest", "GrantRelationResult", "GrantRelation"]
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NAME_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class NewContactData:
+    first_name: str
+    last_name: str
+    email: str
+    language: str = "fr"
+    phone: str = ""
+
+
+@dataclass(frozen=True)
+class GrantRelationRequest:
+    actor_id: str
+    organization_id: str
+    contact_id: str = ""
+    new_contact: NewContactData | None = None
+    grantee_organization_id: str = ""
+    target_organization_id: str = ""
+    role: Role | None = None
+    start_date: str = ""
+    end_date: str = ""
+    subjects: tuple[tuple[str, Right], ...] = ()
+    attestation: Attestation = field(default_factory=Attestation)
+    request_id: str = ""
+
+
+@dataclass
+class GrantRelationResult:
+    relation_id: str
+    contact_id: str = ""
+    link_code_sent: bool = False
+    revision: str = ""
+
+
+class GrantRelation:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def execute(self, request: GrantRelationRequest) -> GrantRelationResult:
+        require_attestation(request.attestation)
+        grantees = sum(bool(x) for x in (request.contact_id, request.new_contact, request.grantee_organization_id))
+        if grantees != 1:
+            raise InvalidArgument.field("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
+        subjects = parse_subjects(request.subjects, self.deps.engine.policy.subjects)
+        if request.new_contact is not None:
+            _check_new_contact(request.new_contact)
+        return run_write(self.deps, "grant_relation", request, request.request_id, self._body(request, subjects), GrantRelationResult)
+
+    def _body(self, request: GrantRelationRequest, subjects: dict[str, Right]):  # type: ignore[no-untyped-def]
+        deps = self.deps
+
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
+            organization = require_organization(tx, request.organization_id)
+            require_manager(deps, request.actor_id, organization.id, now)
+            start, end = parse_window(request.start_date, request.end_date, local_date(now), END_OF_TIME)
+            target_id = request.target_organization_id or organization.id
+            relation_id = f"R-{uuid.uuid4().hex[:20]}"
+            after_commit = []
+            link_code_sent = False
+            contact_id = ""
+
+            if request.grantee_organization_id:
+                # Rule 3: the organization (an employer) authorizes another on some of its subjects.
+                if target_id != organization.id:
+                    raise InvalidArgument.field("target_organization_id", "must be empty for an organization grantee")
+                if request.grantee_organization_id == organization.id:
+                    raise InvalidArgument.field("grantee_organization_id", "an organization cannot authorize itself")
+                require_organization(tx, request.grantee_organization_id, "grantee_organization_id")
+                if not subjects:
+                    raise InvalidArgument.field("subjects", "name at least one subject to authorize")
+                relation = Relation(
+                    id=relation_id,
+                    kind=RelationKind.ORGANIZATION,
+                    organization_id=organization.id,
+                    grantee_organization_id=request.grantee_organization_id,
+                    role=request.role,
+                    start_date=start,
+                    end_date=end,
+                    subjects=subjects,
+                )
+            elif target_id != organization.id:
+                relation = self._delegation(tx, request, subjects, relation_id, target_id, start, end, now)
+                contact_id = relation.contact_id or ""
+            else:
+                if request.role is None:
+                    raise InvalidArgument.field("role", "choose the relation to add (a role)")
+                if request.new_contact is not None:
+                    # Rule 7: "Le contact n'existe pas": create the contact, then send a link code.
+                    data = request.new_contact
+                    contact = Contact(
+                        id=f"C-{uuid.uuid4().hex[:20]}",
+                        first_name=data.first_name,
+                        last_name=data.last_name,
+                        email=data.email,
+                        language=data.language or "fr",
+                        phone=data.phone,
+                    )
+                    tx.add_contact(contact, now)
+                else:
+                    found = tx.get_contact(request.contact_id)
+                    if found is None:
+                        raise NotFound(f"contact {request.contact_id!r} not found")
+                    contact = found
+                contact_id = contact.id
+                relation = Relation(
+                    id=relation_id,
+                    kind=RelationKind.CONTACT,
+                    organization_id=organization.id,
+                    contact_id=contact.id,
+                    role=request.role,
+                    start_date=start,
+                    end_date=end,
+                    subjects=subjects,
+                )
+            tx.add_relation(relation, now, request.actor_id)
+            if request.new_contact is not None:
+                contact_created = tx.get_contact(contact_id)
+                assert contact_created is not None
+                issue_code(deps, tx, contact_created, organization, request.actor_id, now)
+                link_code_sent = True
+                after_commit.append(deps.wake_mailer)
+            audit = AuditRecord(
+                at=now,
+                actor_id=request.actor_id,
+                action="grant_relation",
+                organization_id=organization.id,
+                request_id=request.request_id or None,
+                attestation=request.attestation.as_dict(),
+                changes={
+                    "relation_id": relation.id,
+                    "kind": relation.kind,
+                    "on_organization_id": relation.organization_id,
+                    "contact_id": relation.contact_id,
+                    "new_contact": request.new_contact is not None,
+                    "grantee_organization_id": relation.grantee_organization_id,
+                    "via_organization_id": relation.via_organization_id,
+                    "role": relation.role,
+                    "start_date": relation.start_date,
+                    "end_date": relation.end_date,
+                    "subjects": {subject: right for subject, right in relation.subjects.items()},
+                    "link_code_sent": link_code_sent,
+                },
+            )
+            result = GrantRelationResult(relation.id, contact_id, link_code_sent)
+            return WriteOutcome(result, audit, changed=[relation], after_commit=after_commit)
+
+        return body
+
+    def _delegation(
+        self,
+        tx: Transaction,
+        request: GrantRelationRequest,
+        subjects: dict[str, Right],
+        relation_id: str,
+        target_id: str,
+        start: object,
+        end: object,
+        now: datetime,
+    ) -> Relation:
+        """Rule 4: give a staff member of the organization a relation to a file it holds rights on."""
+        deps = self.deps
+        if request.new_contact is not None:
+            raise InvalidArgument.field("new_contact", "a delegation is given to an existing contact of the organization")
+        require_organization(tx, target_id, "target_organization_id")
+        contact = tx.get_contact(request.contact_id)
+        if contact is None:
+            raise NotFound(f"contact {request.contact_id!r} not found")
+        memberships = [
+            relation
+            for relation in tx.find_relations(organization_id=request.organization_id, contact_id=contact.id)
+            if relation.kind is RelationKind.CONTACT
+        ]
+        active = [relation for relation in memberships if relation_in_force(relation, now)]
+        if not memberships:
+            raise NotFound(f"contact {contact.id!r} is not a contact of {request.organization_id!r}")
+        if not active:
+            raise FailedPrecondition(f"contact {contact.id!r} is not active in {request.organization_id!r}")
+        ts = now.timestamp()
+        day = deps.engine.day_of(ts)
+
+        def held(subject: str) -> Right:
+            return Right(deps.engine.organization_right(request.organization_id, target_id, subject, day, ts))
+
+        if subjects:
+            violations = []
+            for index, (subject, right) in enumerate(subjects.items()):
+                holds = held(subject)
+                if holds < right:
+                    violations.append(
+                        FieldViolation(
+                            f"subjects[{index}]",
+                            f"{request.organization_id} holds {holds.code if holds else 'nothing'} on {subject} "
+                            f"of {target_id}, not {right.code}",
+                        )
+                    )
+            if violations:
+                raise FailedPrecondition(
+                    "cannot delegate more than the organization holds: "
+                    + "; ".join(v.description for v in violations)
+                )
+            granted = subjects
+        else:
+            if not any(held(subject) for subject in deps.engine.policy.subjects):
+                raise FailedPrecondition(f"{request.organization_id} holds nothing on {target_id} to delegate")
+            # "All the organization holds there", evaluated at each check, never copied.
+            granted = {WILDCARD_SUBJECT: Right.WRITE}
+        role = request.role or active[0].role
+        return Relation(
+            id=relation_id,
+            kind=RelationKind.DELEGATION,
+            organization_id=target_id,
+            contact_id=contact.id,
+            via_organization_id=request.organization_id,
+            role=role,
+            start_date=start,  # type: ignore[arg-type]
+            end_date=end,  # type: ignore[arg-type]
+            subjects=granted,
+        )
+
+
+def _check_new_contact(data: NewContactData) -> None:
+    violations = []
+    for name in ("first_name", "last_name"):
+        value = getattr(data, name)
+        if not value.strip():
+            violations.append(FieldViolation(f"new_contact.{name}", "must not be empty"))
+        elif len(value) > _NAME_LIMIT or any(ord(ch) < 32 for ch in value):
+            violations.append(FieldViolation(f"new_contact.{name}", f"at most {_NAME_LIMIT} printable characters"))
+    if not _EMAIL.match(data.email) or len(data.email) > 320:
+        violations.append(FieldViolation("new_contact.email", "must be a valid email address (the link code goes there)"))
+    if data.language not in ("", "fr", "en"):
+        violations.append(FieldViolation("new_contact.language", 'must be "fr" or "en"'))
+    if len(data.phone) > 40 or any(ord(ch) < 32 for ch in data.phone):
+        violations.append(FieldViolation("new_contact.phone", "at most 40 printable characters"))
+    if violations:
+        raise InvalidArgument("; ".join(f"{v.field} {v.description}" for v in violations), violations)

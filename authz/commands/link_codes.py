@@ -1,0 +1,182 @@
+"""Issuing and redeeming link codes (rule 10): "Émettre un nouveau code de liaison"."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from authz.commands.base import Deps, WriteOutcome, relation_in_force, require_manager, require_organization, run_write
+from authz.domain.model import Contact, Organization
+from authz.domain.secrets import code_lookup, hash_link_code, new_link_code, normalize_link_code, verify_link_code
+from authz.errors import FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
+from authz.mail import render_link_code_email
+from authz.store.interface import AuditRecord, LinkCodeRecord, OutboxRow, Transaction
+
+__all__ = [
+    "issue_code",
+    "IssueLinkCodeRequest",
+    "IssueLinkCodeResult",
+    "IssueLinkCode",
+    "RedeemLinkCodeRequest",
+    "RedeemLinkCodeResult",
+    "RedeemLinkCode",
+    "ACCOUNT_FAILURE_LIMIT",
+    "CONTACT_FAILURE_LIMIT",
+    "THROTTLE_WINDOW",
+]
+
+ACCOUNT_FAILURE_LIMIT = 10
+CONTACT_FAILURE_LIMIT = 100
+THROTTLE_WINDOW = timedelta(hours=1)
+
+
+def issue_code(
+    deps: Deps, tx: Transaction, contact: Contact, organization: Organization, actor_id: str, now: datetime
+) -> datetime:
+    """Void the contact's earlier codes, store a new one as a salted hash, queue its email.
+
+    The code exists in clear only in this function and in the outbox row the same
+    transaction writes: it never reaches the caller, the audit log or the logs.
+    """
+    tx.void_link_codes(contact.id, now)
+    code = new_link_code()
+    salt, digest = hash_link_code(code)
+    expires_at = now + timedelta(seconds=deps.settings.link_code_ttl_seconds)
+    tx.add_link_code(
+        LinkCodeRecord(
+            id=uuid.uuid4().hex,
+            contact_id=contact.id,
+            organization_id=organization.id,
+            lookup=code_lookup(code),
+            salt=salt,
+            code_hash=digest,
+            issued_by=actor_id,
+            issued_at=now,
+            expires_at=expires_at,
+        )
+    )
+    email = render_link_code_email(
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        language=contact.language,
+        organization_name=organization.name,
+        code=code,
+        expires_at=expires_at,
+    )
+    tx.enqueue_mail(OutboxRow(uuid.uuid4().hex, contact.email, email.subject, email.body), now)
+    return expires_at
+
+
+@dataclass(frozen=True)
+class IssueLinkCodeRequest:
+    actor_id: str
+    organization_id: str
+    contact_id: str
+    request_id: str = ""
+
+
+@dataclass
+class IssueLinkCodeResult:
+    expires_at: str  # ISO 8601, kept as text so a replayed response is the same
+    revision: str = ""
+
+
+class IssueLinkCode:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def execute(self, request: IssueLinkCodeRequest) -> IssueLinkCodeResult:
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
+            organization = require_organization(tx, request.organization_id)
+            require_manager(self.deps, request.actor_id, organization.id, now)
+            contact = tx.get_contact(request.contact_id)
+            relations = tx.find_relations(organization_id=organization.id, contact_id=request.contact_id)
+            if contact is None or not relations:
+                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
+            if not any(relation_in_force(relation, now) for relation in relations):
+                raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization.id!r}")
+            if not contact.email:
+                raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to")
+            expires_at = issue_code(self.deps, tx, contact, organization, request.actor_id, now)
+            audit = AuditRecord(
+                at=now,
+                actor_id=request.actor_id,
+                action="issue_link_code",
+                organization_id=organization.id,
+                request_id=request.request_id or None,
+                changes={"contact_id": contact.id, "expires_at": expires_at},
+            )
+            return WriteOutcome(
+                IssueLinkCodeResult(expires_at.isoformat()), audit, after_commit=[self.deps.wake_mailer]
+            )
+
+        return run_write(self.deps, "issue_link_code", request, request.request_id, body, IssueLinkCodeResult)
+
+
+@dataclass(frozen=True)
+class RedeemLinkCodeRequest:
+    account_id: str
+    code: str
+
+
+@dataclass
+class RedeemLinkCodeResult:
+    contact_id: str
+    organization_id: str
+    revision: str = ""
+
+
+class RedeemLinkCode:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def execute(self, request: RedeemLinkCodeRequest) -> RedeemLinkCodeResult:
+        deps = self.deps
+        failure: Exception | None = None
+        with deps.write_lock, deps.store.transaction() as tx:
+            now = deps.clock()
+            since = now - THROTTLE_WINDOW
+            if tx.count_failed_attempts(since=since, account_id=request.account_id) >= ACCOUNT_FAILURE_LIMIT:
+                raise ResourceExhausted("too many wrong link codes for this account; try again later")
+            code = normalize_link_code(request.code)
+            record = tx.find_link_code(code_lookup(code)) if code is not None else None
+            if record is not None and (
+                tx.count_failed_attempts(since=since, contact_id=record.contact_id) >= CONTACT_FAILURE_LIMIT
+            ):
+                raise ResourceExhausted("too many wrong link codes for this contact; try again later")
+            valid = (
+                code is not None
+                and record is not None
+                and record.used_at is None
+                and record.voided_at is None
+                and now < record.expires_at
+                and verify_link_code(code, record.salt, record.code_hash)
+                and tx.use_link_code(record.id, request.account_id, now)
+            )
+            contact_id = record.contact_id if record is not None else None
+            tx.add_link_attempt(request.account_id, contact_id, now, bool(valid))
+            if not valid or record is None:
+                # The failed attempt commits with this transaction; the caller learns nothing more.
+                tx.add_audit(
+                    AuditRecord(now, request.account_id, "redeem_link_code_failed", {"contact_id": contact_id}),
+                    tx.bump_revision(),
+                )
+                failure = InvalidLinkCode()
+            else:
+                tx.link_account(request.account_id, record.contact_id, "link_code", now)
+                revision = tx.bump_revision()
+                tx.add_audit(
+                    AuditRecord(
+                        now,
+                        request.account_id,
+                        "redeem_link_code",
+                        {"contact_id": record.contact_id, "account_id": request.account_id},
+                        organization_id=record.organization_id,
+                    ),
+                    revision,
+                )
+                deps.engine.revision = max(deps.engine.revision, revision)
+                return RedeemLinkCodeResult(record.contact_id, record.organization_id, str(revision))
+        assert failure is not None
+        raise failure

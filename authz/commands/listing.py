@@ -1,0 +1,58 @@
+"""Paging over an organization's relations, shared by ListContacts and ListAuthorizations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from authz.commands.paging import PageCursor, decode_token, encode_token
+from authz.domain.model import Relation, RelationKind
+from authz.store.interface import Transaction
+
+__all__ = ["paged_rows"]
+
+Row = TypeVar("Row")
+
+
+def paged_rows(
+    tx: Transaction,
+    organization_id: str,
+    *,
+    kinds: tuple[RelationKind, ...],
+    contact_id: str | None,
+    token: str,
+    size: int,
+    rows_of: Callable[[Relation], list[Row]],
+) -> tuple[list[Row], str]:
+    """Rows of the organization's relations in relation-id order, `size` at most, and the next token.
+
+    A token names the next row to give: the relation it is in and its rank there, so a
+    page is exactly `size` rows even when one relation yields several. Relations are never
+    deleted (removal ends them), so the relation a token names is always still there.
+    """
+    query = f"{organization_id}\x1f{contact_id or ''}\x1f{','.join(k.value for k in kinds)}"
+    cursor = decode_token(token, query)
+    rows: list[Row] = []
+
+    def take(relation: Relation, skip: int) -> str:
+        relation_rows = rows_of(relation)
+        for index in range(skip, len(relation_rows)):
+            if len(rows) == size:
+                return encode_token(PageCursor(query, relation.id, index))
+            rows.append(relation_rows[index])
+        return ""
+
+    after: str | None = None
+    if cursor is not None:
+        resumed = tx.get_relation(cursor.after)
+        if resumed is not None and (next_token := take(resumed, cursor.offset)):
+            return rows, next_token
+        after = cursor.after
+    while True:
+        batch = tx.relations_page(organization_id, kinds=kinds, contact_id=contact_id, after=after, limit=size + 1)
+        if not batch:
+            return rows, ""
+        for relation in batch:
+            if next_token := take(relation, 0):
+                return rows, next_token
+        after = batch[-1].id

@@ -1,0 +1,52 @@
+"""ListProfiles: "Sélectionnez un profil", the profiles a linked account may act under."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authz.commands.base import Deps, relation_in_force
+from authz.domain.model import RelationKind, Role
+
+__all__ = ["ListProfilesRequest", "Profile", "ListProfiles"]
+
+
+@dataclass(frozen=True)
+class ListProfilesRequest:
+    account_id: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    contact_id: str
+    organization_id: str
+    organization_name: str
+    role: Role | None
+    relation_id: str
+
+
+class ListProfiles:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def execute(self, request: ListProfilesRequest) -> list[Profile]:
+        profiles: list[Profile] = []
+        with self.deps.store.transaction() as tx:
+            now = self.deps.clock()
+            names: dict[str, str] = {}
+            for contact_id in tx.linked_contacts(request.account_id):
+                for relation in tx.find_relations(contact_id=contact_id):
+                    if relation.kind is RelationKind.ORGANIZATION or not relation_in_force(relation, now):
+                        continue
+                    if relation.organization_id not in names:
+                        organization = tx.get_organization(relation.organization_id)
+                        names[relation.organization_id] = organization.name if organization else ""
+                    profiles.append(
+                        Profile(
+                            contact_id,
+                            relation.organization_id,
+                            names[relation.organization_id],
+                            relation.role,
+                            relation.id,
+                        )
+                    )
+        return profiles

@@ -1,0 +1,155 @@
+"""RevokeRelation: "Retirer une relation ou des sujets autorisés à un contact" (rule 6).
+
+Removal ends things, it never erases them: a relation gets `ended_at`, a subject gets
+`removed_at`, and both stay in the store as history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from authz.commands.base import (
+    Attestation,
+    Deps,
+    WriteOutcome,
+    require_attestation,
+    require_manager,
+    require_organization,
+    run_write,
+)
+from authz.domain.model import Relation, RelationKind
+from authz.errors import FieldViolation, InvalidArgument, NotFound
+from authz.store.interface import AuditRecord, Transaction
+
+__all__ = ["RevokeRelationRequest", "RevokeRelationResult", "RevokeRelation"]
+
+
+@dataclass(frozen=True)
+class RevokeRelationRequest:
+    actor_id: str
+    organization_id: str
+    contact_id: str = ""
+    grantee_organization_id: str = ""
+    all_relations: bool = False
+    relation_ids: tuple[str, ...] = ()
+    subjects_relation_id: str = ""
+    subjects: tuple[str, ...] = ()
+    attestation: Attestation = field(default_factory=Attestation)
+    request_id: str = ""
+
+    @property
+    def scope(self) -> str:
+        if self.all_relations:
+            return "all_relations"
+        if self.relation_ids:
+            return "relations"
+        if self.subjects_relation_id:
+            return "subjects"
+        return ""
+
+
+@dataclass
+class RevokeRelationResult:
+    relations_ended: int = 0
+    subjects_removed: int = 0
+    revision: str = ""
+
+
+class RevokeRelation:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def execute(self, request: RevokeRelationRequest) -> RevokeRelationResult:
+        require_attestation(request.attestation)
+        if bool(request.contact_id) == bool(request.grantee_organization_id):
+            raise InvalidArgument.field("grantee", "exactly one of contact_id, grantee_organization_id")
+        if not request.scope:
+            raise InvalidArgument.field("scope", "choose all_relations, relations or subjects")
+        if request.scope == "subjects":
+            unknown = [
+                FieldViolation(f"subjects.subjects[{i}]", f"unknown subject {s!r}")
+                for i, s in enumerate(request.subjects)
+                if s not in self.deps.engine.policy.subjects
+            ]
+            if not request.subjects:
+                unknown.append(FieldViolation("subjects.subjects", "name at least one subject to remove"))
+            if unknown:
+                raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in unknown), unknown)
+        return run_write(self.deps, "revoke_relation", request, request.request_id, self._body(request), RevokeRelationResult)
+
+    def _owned(self, tx: Transaction, request: RevokeRelationRequest) -> list[Relation]:
+        """Every relation of the grantee that this organization's form may remove."""
+        organization_id = request.organization_id
+        if request.grantee_organization_id:
+            return [
+                r
+                for r in tx.find_relations(
+                    organization_id=organization_id, grantee_organization_id=request.grantee_organization_id
+                )
+                if r.kind is RelationKind.ORGANIZATION
+            ]
+        mine = tx.find_relations(organization_id=organization_id, contact_id=request.contact_id)
+        # Delegations the contact holds through this organization go with its relations (the guide:
+        # "y compris celles de vos clients").
+        through = tx.find_relations(via_organization_id=organization_id, contact_id=request.contact_id)
+        return [r for r in mine if r.kind is not RelationKind.ORGANIZATION] + [
+            r for r in through if r.kind is RelationKind.DELEGATION
+        ]
+
+    def _body(self, request: RevokeRelationRequest):  # type: ignore[no-untyped-def]
+        deps = self.deps
+
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
+            organization = require_organization(tx, request.organization_id)
+            require_manager(deps, request.actor_id, organization.id, now)
+            owned = {relation.id: relation for relation in self._owned(tx, request)}
+            grantee = request.contact_id or request.grantee_organization_id
+            if not owned:
+                raise NotFound(f"{grantee!r} has no relation with {organization.id!r}")
+            ended: list[str] = []
+            removed: list[str] = []
+            touched: list[str] = []
+            if request.scope == "all_relations":
+                for relation in owned.values():
+                    if tx.end_relation(relation.id, now):
+                        ended.append(relation.id)
+                touched = ended
+            elif request.scope == "relations":
+                for index, relation_id in enumerate(request.relation_ids):
+                    if relation_id not in owned:
+                        raise NotFound(f"relations.relation_ids[{index}]: relation {relation_id!r} not found for {grantee!r}")
+                for relation_id in dict.fromkeys(request.relation_ids):
+                    if tx.end_relation(relation_id, now):
+                        ended.append(relation_id)
+                touched = ended
+            else:
+                relation = owned.get(request.subjects_relation_id)
+                if relation is None:
+                    raise NotFound(f"relation {request.subjects_relation_id!r} not found for {grantee!r}")
+                for subject in dict.fromkeys(request.subjects):
+                    if subject not in relation.subjects:
+                        raise NotFound(f"subject {subject!r} is not granted on relation {relation.id!r}")
+                if tx.remove_subjects(relation.id, list(dict.fromkeys(request.subjects)), now):
+                    removed = list(dict.fromkeys(request.subjects))
+                touched = [relation.id]
+            changed = [r for r in (tx.get_relation(relation_id) for relation_id in touched) if r is not None]
+            audit = AuditRecord(
+                at=now,
+                actor_id=request.actor_id,
+                action="revoke_relation",
+                organization_id=organization.id,
+                request_id=request.request_id or None,
+                attestation=request.attestation.as_dict(),
+                changes={
+                    "scope": request.scope,
+                    "contact_id": request.contact_id or None,
+                    "grantee_organization_id": request.grantee_organization_id or None,
+                    "relations_ended": ended,
+                    "relation_id": request.subjects_relation_id or None,
+                    "subjects_removed": removed,
+                },
+            )
+            return WriteOutcome(RevokeRelationResult(len(ended), len(removed)), audit, changed=changed)
+
+        return body

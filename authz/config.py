@@ -1,0 +1,102 @@
+"""One typed settings object: defaults in one place, AUTHZ_* variables, secrets redacted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["Settings", "redact_url"]
+
+DEFAULT_DATABASE_FILE = "authz.db"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{DEFAULT_DATABASE_FILE}"
+    listen: str = "127.0.0.1:50051"
+    policy_dir: Path | None = None  # None = the packaged authz/policies
+    mail_url: str | None = None  # None = an outbox/ folder beside the database
+    link_code_ttl_seconds: int = 24 * 3600
+    max_workers: int = 16
+    max_batch_checks: int = 1000
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    max_message_bytes: int = 1024 * 1024
+    grace_seconds: float = 10.0
+    mail_interval_seconds: float = 1.0
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    _ENV = {
+        "database_url": "AUTHZ_DATABASE_URL",
+        "listen": "AUTHZ_LISTEN",
+        "policy_dir": "AUTHZ_POLICY_DIR",
+        "mail_url": "AUTHZ_MAIL_URL",
+        "link_code_ttl_seconds": "AUTHZ_LINK_CODE_TTL_SECONDS",
+        "max_workers": "AUTHZ_MAX_WORKERS",
+        "max_batch_checks": "AUTHZ_MAX_BATCH_CHECKS",
+        "grace_seconds": "AUTHZ_GRACE_SECONDS",
+        "mail_interval_seconds": "AUTHZ_MAIL_INTERVAL_SECONDS",
+        "log_level": "AUTHZ_LOG_LEVEL",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, variable in cls._ENV.items():
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            kind = types[name]
+            try:
+                if kind == "int":
+                    values[name] = int(raw)
+                elif kind == "float":
+                    values[name] = float(raw)
+                elif name == "policy_dir":
+                    values[name] = Path(raw)
+                else:
+                    values[name] = raw
+            except ValueError as exc:
+                raise ValueError(f"{variable}={raw!r} is not a valid {kind}") from exc
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where .eml files go by default: an outbox/ folder beside the SQLite file."""
+        if self.database_url.startswith("sqlite:///") and not self.database_url.endswith(":memory:"):
+            return Path(self.database_url.removeprefix("sqlite:///")).resolve().parent / "outbox"
+        return Path.cwd() / "outbox"
+
+    def describe(self) -> dict[str, str]:
+        """Settings as safe to log: passwords in URLs redacted."""
+        return {
+            "database_url": redact_url(self.database_url),
+            "listen": self.listen,
+            "policy_dir": str(self.policy_dir or "(packaged)"),
+            "mail_url": redact_url(self.mail_url) if self.mail_url else f"file://{self.outbox_dir}",
+            "link_code_ttl_seconds": str(self.link_code_ttl_seconds),
+            "max_workers": str(self.max_workers),
+        }

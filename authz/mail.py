@@ -1,0 +1,451 @@
+"""Link-code email: rendering, delivery (file or SMTP) and the outbox relay.
+
+The outbox row is written in the same database transaction as the link code, by the
+store. `OutboxRelay` sends it after commit and marks it sent only once the mailer has
+returned, so a crash between the two resends the message on restart (at-least-once).
+The Message-ID is derived from the outbox id, so a resend overwrites the same `.eml`
+file and lets mail receivers deduplicate.
+
+Bodies hold link codes: they are never logged, only ids and recipients are.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "DEFAULT_SENDER",
+    "EmailContent",
+    "FileMailer",
+    "MailDeliveryError",
+    "Mailer",
+    "OutboxMessage",
+    "OutboxRelay",
+    "OutboxStore",
+    "SmtpMailer",
+    "format_link_code",
+    "mailer_from_url",
+    "render_link_code_email",
+]
+
+logger = logging.getLogger("authz.mail")
+
+DEFAULT_SENDER = "CCQ Services en ligne <no-reply@ccq.org>"
+MESSAGE_ID_DOMAIN = "authz.local"
+_MONTREAL = ZoneInfo("America/Montreal")
+# Ids become file names and Message-ID local parts: keep them to a safe alphabet.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_ACCEPTED_URLS = "file:///some/dir, smtp://host[:port], smtp+starttls://[user:password@]host[:port]"
+# The store keeps the error text; an SMTP transcript must not grow a row without bound.
+_MAX_ERROR_CHARS = 1000
+
+
+class MailDeliveryError(Exception):
+    """A message could not be handed over; the outbox keeps it for another attempt."""
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    subject: str
+    body: str
+
+
+def format_link_code(code: str) -> str:
+    """`abcd efgh-ijkl mnop` -> `ABCD-EFGH-IJKL-MNOP`; raises ValueError otherwise."""
+    compact = re.sub(r"[\s-]", "", code).upper()
+    if len(compact) != 16 or not compact.isascii() or not compact.isalnum():
+        # Never echo the code: it is a secret even when malformed.
+        raise ValueError(f"a link code has 16 letters or digits, got {len(compact)} characters")
+    return "-".join(compact[i : i + 4] for i in range(0, 16, 4))
+
+
+def _one_line(text: str) -> str:
+    # A name with a line break could forge a second "Code de liaison" line.
+    return " ".join(text.split())
+
+
+def _montreal_time(moment: datetime) -> str:
+    # Naive datetimes come back from SQLite; the store writes them in UTC.
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(_MONTREAL).strftime("%Y-%m-%d %H:%M")
+
+
+def _is_english(language: str) -> bool:
+    tag = language.strip().lower().replace("_", "-")
+    return tag == "en" or tag.startswith("en-")
+
+
+def render_link_code_email(
+    *,
+    first_name: str,
+    last_name: str,
+    language: str,
+    organization_name: str,
+    code: str,
+    expires_at: datetime,
+) -> EmailContent:
+    """The link-code email, in French unless the contact's language is English."""
+    name = _one_line(f"{first_name} {last_name}")
+    organization = _one_line(organization_name)
+    formatted = format_link_code(code)
+    expiry = _montreal_time(expires_at)
+    if _is_english(language):
+        return EmailContent(
+            subject="Your link code for the CCQ online services",
+            body=(
+                f"Hello {name},\n"
+                "\n"
+                "Here is the code to link your account to your access for the organization\n"
+                f"{organization}.\n"
+                "\n"
+                f"Link code: {formatted}\n"
+                "\n"
+                f"This code expires on {expiry} (Montreal time).\n"
+                "It can be used only once.\n"
+                "\n"
+                "The CCQ will never ask you for this code by phone.\n"
+                "Do not share it with anyone.\n"
+                "If you were not expecting this message, you can ignore it.\n"
+                "\n"
+                "Commission de la construction du Québec\n"
+            ),
+        )
+    return EmailContent(
+        subject="Votre code de liaison aux Services en ligne de la CCQ",
+        body=(
+            f"Bonjour {name},\n"
+            "\n"
+            "Voici le code qui lie votre compte à vos accès pour l'organisation\n"
+            f"{organization}.\n"
+            "\n"
+            f"Code de liaison : {formatted}\n"
+            "\n"
+            f"Ce code expire le {expiry} (heure de Montréal).\n"
+            "Il ne peut être utilisé qu'une seule fois.\n"
+            "\n"
+            "La CCQ ne vous demandera jamais ce code par téléphone.\n"
+            "Ne le communiquez à personne.\n"
+            "Si vous n'attendiez pas ce message, vous pouvez l'ignorer.\n"
+            "\n"
+            "Commission de la construction du Québec\n"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- mailers
+
+
+class Mailer(Protocol):
+    def send(self, message_id: str, recipient: str, subject: str, body: str) -> None:
+        """Hand the message over, or raise MailDeliveryError."""
+        ...
+
+
+def _build_message(
+    message_id: str, sender: str, recipient: str, subject: str, body: str, *, cte: str | None
+) -> EmailMessage:
+    if not _SAFE_ID.fullmatch(message_id):
+        raise MailDeliveryError(f"unusable message id {message_id!r}: letters, digits, '.', '_' and '-' only")
+    message = EmailMessage(policy=email.policy.default)
+    try:
+        message["From"] = sender
+        message["To"] = recipient
+        message["Subject"] = subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = f"<{message_id}@{MESSAGE_ID_DOMAIN}>"
+        # RFC 3834: keeps vacation responders from answering a robot.
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(body, charset="utf-8", cte=cte)
+    except ValueError as exc:
+        # A line break in a header would be an injection; refuse the message, not the batch.
+        raise MailDeliveryError(f"message {message_id} cannot be built: {exc}") from exc
+    return message
+
+
+class FileMailer:
+    """Writes `<directory>/<message_id>.eml`; the default, and what tests and demos read."""
+
+    def __init__(self, directory: Path, *, sender: str = DEFAULT_SENDER) -> None:
+        self.directory = Path(directory)
+        self.sender = sender
+
+    def __repr__(self) -> str:
+        return f"FileMailer(directory={str(self.directory)!r}, sender={self.sender!r})"
+
+    def path_for(self, message_id: str) -> Path:
+        return self.directory / f"{message_id}.eml"
+
+    def send(self, message_id: str, recipient: str, subject: str, body: str) -> None:
+        # cte None lets short UTF-8 lines stay 8bit, so the file is readable as is.
+        data = _build_message(message_id, self.sender, recipient, subject, body, cte=None).as_bytes()
+        target = self.path_for(message_id)
+        try:
+            # 0o700: the files hold link codes.
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Temp file in the same folder, then os.replace: readers never see half a message,
+            # and a retry of the same id overwrites instead of adding a second file.
+            fd, temp_name = tempfile.mkstemp(dir=self.directory, prefix=f".{message_id}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp_name, target)
+            except BaseException:
+                Path(temp_name).unlink(missing_ok=True)
+                raise
+            _fsync_directory(self.directory)
+        except OSError as exc:
+            raise MailDeliveryError(f"cannot write {target}: {exc}") from exc
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename must survive a crash, since the outbox row is marked sent right after.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform (Windows)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class SmtpMailer:
+    """Sends through an SMTP relay, one connection a message (link codes are rare)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        sender: str = DEFAULT_SENDER,
+        timeout: float = 10.0,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.sender = sender
+        self.timeout = timeout
+        self.starttls = starttls
+        self.username = username
+        self._password = password
+
+    def __repr__(self) -> str:
+        password = None if self._password is None else "***"
+        return (
+            f"SmtpMailer(host={self.host!r}, port={self.port}, sender={self.sender!r}, "
+            f"timeout={self.timeout}, starttls={self.starttls}, username={self.username!r}, "
+            f"password={password!r})"
+        )
+
+    def send(self, message_id: str, recipient: str, subject: str, body: str) -> None:
+        # quoted-printable: 7-bit clean, whatever the relay says about 8BITMIME.
+        message = _build_message(message_id, self.sender, recipient, subject, body, cte="quoted-printable")
+        envelope_from = parseaddr(self.sender)[1]
+        envelope_to = parseaddr(recipient)[1]
+        if not envelope_to:
+            raise MailDeliveryError(f"message {message_id}: no address in recipient {recipient!r}")
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username is not None:
+                    smtp.login(self.username, self._password or "")
+                smtp.send_message(message, from_addr=envelope_from, to_addrs=[envelope_to])
+        except (smtplib.SMTPException, OSError) as exc:
+            # smtplib errors carry the server's reply, never our password.
+            raise MailDeliveryError(
+                f"SMTP delivery of {message_id} to {self.host}:{self.port} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def mailer_from_url(url: str | None, default_directory: Path) -> Mailer:
+    """The mailer named by AUTHZ_MAIL_URL; unset or empty writes files to default_directory."""
+    if url is None or not url.strip():
+        return FileMailer(default_directory)
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        raise ValueError(f"AUTHZ_MAIL_URL is not a valid URL; accepted forms: {_ACCEPTED_URLS}") from None
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"AUTHZ_MAIL_URL file URL must be local, as in file:///some/dir (not {parts.hostname!r})")
+        if not parts.path:
+            raise ValueError("AUTHZ_MAIL_URL file URL names no folder; use file:///some/dir")
+        return FileMailer(Path(unquote(parts.path)))
+    if scheme not in ("smtp", "smtp+starttls"):
+        raise ValueError(f"AUTHZ_MAIL_URL has unsupported scheme {parts.scheme!r}; accepted forms: {_ACCEPTED_URLS}")
+    # Errors below name host and port only: the URL may hold a password.
+    starttls = scheme == "smtp+starttls"
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"AUTHZ_MAIL_URL names no SMTP host; accepted forms: {_ACCEPTED_URLS}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"AUTHZ_MAIL_URL has an invalid port for host {host!r}") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"AUTHZ_MAIL_URL for SMTP takes no path or query; accepted forms: {_ACCEPTED_URLS}")
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if username is not None and not starttls:
+        # Credentials in clear over the wire: refuse rather than leak them.
+        raise ValueError("AUTHZ_MAIL_URL carries credentials without TLS; use smtp+starttls://user:password@host:port")
+    # 587 is the submission port, where STARTTLS and login are expected.
+    default_port = 587 if starttls else 25
+    return SmtpMailer(
+        host,
+        port if port is not None else default_port,
+        starttls=starttls,
+        username=username,
+        password=password,
+    )
+
+
+# --------------------------------------------------------------------------- outbox relay
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: str
+    recipient: str
+    subject: str
+    body: str
+    attempts: int
+
+
+class OutboxStore(Protocol):
+    def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+        """Unsent messages, oldest first."""
+        ...
+
+    def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None: ...
+
+    def mark_outbox_failed(self, message_id: str, error: str) -> None:
+        """Record the error and count the attempt; the message stays pending."""
+        ...
+
+
+class OutboxRelay:
+    """Sends committed outbox messages, from a background thread or on demand."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        mailer: Mailer,
+        *,
+        interval: float = 1.0,
+        max_attempts: int = 10,
+        batch: int = 50,
+    ) -> None:
+        if interval <= 0 or max_attempts < 1 or batch < 1:
+            raise ValueError("interval must be positive, max_attempts and batch at least 1")
+        self._store = store
+        self._mailer = mailer
+        self._interval = interval
+        self._max_attempts = max_attempts
+        self._batch = batch
+        # One pass at a time, so the thread and a direct caller never send the same row twice.
+        self._pass_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def deliver_pending(self) -> int:
+        """Send each pending message once; return how many were sent.
+
+        A failed send is recorded and the pass goes on. A store error propagates: if the
+        database is gone there is nothing to mark, and unmarked rows are resent later.
+        """
+        sent = 0
+        with self._pass_lock:
+            for message in self._store.pending_outbox(self._batch):
+                if message.attempts >= self._max_attempts:
+                    # Left for an operator; the store should stop returning these.
+                    logger.debug("outbox %s skipped after %d attempts", message.id, message.attempts)
+                    continue
+                try:
+                    self._mailer.send(message.id, message.recipient, message.subject, message.body)
+                except (MailDeliveryError, OSError) as exc:
+                    error = str(exc) if isinstance(exc, MailDeliveryError) else f"{type(exc).__name__}: {exc}"
+                    error = error[:_MAX_ERROR_CHARS]
+                    level = logging.ERROR if message.attempts + 1 >= self._max_attempts else logging.WARNING
+                    logger.log(
+                        level,
+                        "outbox %s to %s failed (attempt %d of %d): %s",
+                        message.id,
+                        message.recipient,
+                        message.attempts + 1,
+                        self._max_attempts,
+                        error,
+                    )
+                    self._store.mark_outbox_failed(message.id, error)
+                    continue
+                # Only now: a crash before this line resends, which Message-ID makes harmless.
+                self._store.mark_outbox_sent(message.id, datetime.now(UTC))
+                logger.info("outbox %s sent to %s", message.id, message.recipient)
+                sent += 1
+        return sent
+
+    def start(self) -> None:
+        """Start the background thread; a no-op if it is already running."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._run, name="authz-outbox-relay", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Run a pass now rather than at the next tick; call it after a commit."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and wait for the pass in progress, up to timeout seconds."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.warning("outbox relay still sending after %.1f s; left as a daemon thread", timeout)
+        else:
+            self._thread = None
+
+    def _run(self) -> None:
+        logger.info("outbox relay started (every %.1f s)", self._interval)
+        while not self._stopping.is_set():
+            # Cleared before the pass: a wake() during the pass triggers another one.
+            self._wake.clear()
+            try:
+                self.deliver_pending()
+            except Exception:
+                # The thread must outlive a database hiccup; the next tick retries.
+                logger.exception("outbox relay pass failed")
+            self._wake.wait(self._interval)
+        logger.info("outbox relay stopped")

@@ -1,0 +1,1 @@
+"""The gRPC edge: servicer (proto <-> commands), error mapping, create_server()."""

@@ -1,0 +1,130 @@
+"""Assembling the service: store, policy, engine, mail relay, gRPC server with health and reflection."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from datetime import datetime
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from authz.commands.base import Deps
+from authz.config import Settings
+from authz.domain.dates import utc_now
+from authz.engine.index import DecisionEngine
+from authz.engine.policy import Policy
+from authz.mail import OutboxRelay, mailer_from_url
+from authz.server.servicer import AuthzServicer
+from authz.store import migrate
+from authz.store.sql import SqlStore, make_engine
+from authz.v1 import authz_pb2, authz_pb2_grpc
+
+__all__ = ["AuthzApp", "create_server", "SERVICE_NAME", "STORE_HEALTH_NAME", "open_store"]
+
+log = logging.getLogger("authz.server")
+
+SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthzService"].full_name
+# A separate health entry for the store: checks keep answering while it is down.
+STORE_HEALTH_NAME = "authz.v1.AuthzService/store"
+
+
+def open_store(settings: Settings) -> SqlStore:
+    """Open the store; an embedded SQLite database is brought up to date by itself."""
+    engine = make_engine(settings.database_url)
+    if engine.dialect.name == "sqlite":
+        migrate.upgrade(engine)
+    elif not migrate.is_up_to_date(engine):
+        raise SystemExit(
+            f"the database schema is at {migrate.current_revision(engine)!r}, not {migrate.head_revision()!r}: "
+            "run `authz migrate` first"
+        )
+    return SqlStore(engine)
+
+
+class AuthzApp:
+    """One running service. `start()` then `stop()`; `port` is the bound port."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: SqlStore | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.policy = Policy.load(settings.policy_dir)
+        self.engine = DecisionEngine(self.policy)
+        started = time.perf_counter()
+        self.engine.load(self.store.load_relations(), self.store.revision())
+        log.info("indexes built in %.2fs: %s", time.perf_counter() - started, self.engine.stats())
+        self.relay = OutboxRelay(
+            self.store, mailer_from_url(settings.mail_url, settings.outbox_dir), interval=settings.mail_interval_seconds
+        )
+        self.deps = Deps(store=self.store, engine=self.engine, settings=settings, clock=clock, wake_mailer=self.relay.wake)
+        self.health = health.HealthServicer()
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        authz_pb2_grpc.add_AuthzServiceServicer_to_server(AuthzServicer(self.deps), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(settings.listen)
+        if self.port == 0:
+            raise SystemExit(f"cannot listen on {settings.listen}")
+        self._stopping = threading.Event()
+        self._monitor = threading.Thread(target=self._watch_store, name="authz-store-health", daemon=True)
+
+    def start(self) -> None:
+        self.server.start()
+        self.relay.start()
+        self._set_health(True, self.store.ping())
+        self._monitor.start()
+        log.info("serving on %s (port %d)", self.settings.listen, self.port)
+
+    def _set_health(self, serving: bool, store_up: bool) -> None:
+        status = health_pb2.HealthCheckResponse
+        overall = status.SERVING if serving else status.NOT_SERVING
+        self.health.set("", overall)
+        self.health.set(SERVICE_NAME, overall)
+        self.health.set(STORE_HEALTH_NAME, status.SERVING if serving and store_up else status.NOT_SERVING)
+
+    def _watch_store(self) -> None:
+        was_up = True
+        while not self._stopping.wait(2.0):
+            up = self.store.ping()
+            if up != was_up:
+                log.warning("store is %s", "reachable again" if up else "unreachable; checks answer from memory")
+                self._set_health(True, up)
+                was_up = up
+
+    def stop(self, grace: float | None = None) -> None:
+        """Turn health to NOT_SERVING first, then drain calls in flight, then release the rest."""
+        self._stopping.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
+        self.relay.stop()
+        self.store.close()
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def create_server(settings: Settings, **kwargs: object) -> tuple[AuthzApp, int]:
+    """A started service bound as `settings.listen` says (port 0 picks a free one)."""
+    app = AuthzApp(settings, **kwargs)  # type: ignore[arg-type]
+    app.start()
+    return app, app.port

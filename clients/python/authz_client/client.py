@@ -1,0 +1,293 @@
+"""The synchronous client, over a ``grpc.Channel``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+
+from authz.v1 import authz_pb2, authz_pb2_grpc
+
+from . import _requests as rq
+from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike
+from .errors import error_from_rpc_error
+
+__all__ = ["DEFAULT_TIMEOUT", "AuthzClient"]
+
+DEFAULT_TIMEOUT = 5.0
+"""Seconds given to every call as its gRPC deadline unless the constructor says otherwise."""
+
+
+def call_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    """The metadata sent with every call: ``authorization: Bearer <token>`` when a token is given."""
+    if token is None:
+        return None
+    if not token.strip():
+        raise ValueError("token must not be empty (pass None to send no credentials)")
+    return (("authorization", f"Bearer {token}"),)
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be a positive number of seconds, or None for no deadline")
+    return timeout
+
+
+class AuthzClient:
+    """Calls the authz service; one method per RPC, plain Python arguments, protobuf responses.
+
+    Give either ``target`` (``"host:port"``; the client opens the channel and ``close()``
+    closes it) or ``channel`` (yours: ``close()`` leaves it open). ``token`` is sent as
+    ``authorization: Bearer <token>`` on every call; ``timeout`` (seconds, ``None`` for
+    none) is the deadline of every call. A failed call raises an
+    :class:`~authz_client.AuthzClientError` subclass; a denied check is not an error.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        channel: grpc.Channel | None = None,
+        token: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        if (target is None) == (channel is None):
+            raise ValueError("give exactly one of target or channel")
+        if channel is not None and credentials is not None:
+            raise ValueError("credentials only apply to a channel the client opens from target")
+        self._timeout = check_timeout(timeout)
+        self._metadata = call_metadata(token)
+        self._owns_channel = channel is None
+        if channel is None:
+            channel = grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
+        self._channel: grpc.Channel = channel
+        self._stub = authz_pb2_grpc.AuthzServiceStub(channel)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel if the client opened it."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return method(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise error_from_rpc_error(error) from error
+
+    # -- checks --------------------------------------------------------------------------
+
+    def check(
+        self,
+        principal_id: str,
+        organization_id: str,
+        subject: str,
+        right: RightLike,
+        *,
+        at: _dt.datetime | None = None,
+        explain: bool = False,
+    ) -> authz_pb2.CheckAccessResponse:
+        """May ``principal_id`` exercise ``right`` on ``subject`` of ``organization_id`` (at ``at``, default now)?"""
+        request = rq.check_request(principal_id, organization_id, subject, right, at=at, explain=explain)
+        response: authz_pb2.CheckAccessResponse = self._call(self._stub.CheckAccess, request)
+        return response
+
+    def allowed(
+        self,
+        principal_id: str,
+        organization_id: str,
+        subject: str,
+        right: RightLike,
+        *,
+        at: _dt.datetime | None = None,
+    ) -> bool:
+        """``check(...).allowed``."""
+        return self.check(principal_id, organization_id, subject, right, at=at).allowed
+
+    def batch_check(self, checks: Sequence[authz_pb2.CheckAccessRequest]) -> list[authz_pb2.CheckAccessResponse]:
+        """Many checks (build them with :func:`authz_client.check_request`); answers in the same order."""
+        request = rq.batch_check_request(checks)
+        response: authz_pb2.BatchCheckAccessResponse = self._call(self._stub.BatchCheckAccess, request)
+        return list(response.results)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def grant_relation(
+        self,
+        actor_id: str,
+        organization_id: str,
+        *,
+        contact_id: str | None = None,
+        new_contact: authz_pb2.NewContact | None = None,
+        grantee_organization_id: str | None = None,
+        target_organization_id: str = "",
+        role: RoleLike = authz_pb2.ROLE_UNSPECIFIED,
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+        subjects: Iterable[SubjectRightLike] = (),
+        attest: bool = False,
+        request_id: str = "",
+    ) -> authz_pb2.GrantRelationResponse:
+        """Give a relation to exactly one grantee: ``contact_id``, ``new_contact`` or ``grantee_organization_id``.
+
+        ``attest=True`` ticks both attestation boxes on the user's behalf; pass it only when
+        the user did. Without it an empty attestation is sent and the server refuses.
+        """
+        request = rq.grant_relation_request(
+            actor_id,
+            organization_id,
+            contact_id=contact_id,
+            new_contact=new_contact,
+            grantee_organization_id=grantee_organization_id,
+            target_organization_id=target_organization_id,
+            role=role,
+            start_date=start_date,
+            end_date=end_date,
+            subjects=subjects,
+            attest=attest,
+            request_id=request_id,
+        )
+        response: authz_pb2.GrantRelationResponse = self._call(self._stub.GrantRelation, request)
+        return response
+
+    def revoke_relation(
+        self,
+        actor_id: str,
+        organization_id: str,
+        *,
+        contact_id: str | None = None,
+        grantee_organization_id: str | None = None,
+        all_relations: bool = False,
+        relation_ids: Sequence[str] | None = None,
+        relation_id: str | None = None,
+        subjects: Sequence[str] | None = None,
+        attest: bool = False,
+        request_id: str = "",
+    ) -> authz_pb2.RevokeRelationResponse:
+        """End relations or remove subjects; exactly one scope.
+
+        The scope is ``all_relations=True``, ``relation_ids=[...]``, or ``relation_id=...``
+        with ``subjects=[...]``. ``attest`` works as in :meth:`grant_relation`.
+        """
+        request = rq.revoke_relation_request(
+            actor_id,
+            organization_id,
+            contact_id=contact_id,
+            grantee_organization_id=grantee_organization_id,
+            all_relations=all_relations,
+            relation_ids=relation_ids,
+            relation_id=relation_id,
+            subjects=subjects,
+            attest=attest,
+            request_id=request_id,
+        )
+        response: authz_pb2.RevokeRelationResponse = self._call(self._stub.RevokeRelation, request)
+        return response
+
+    # -- link codes and profiles ---------------------------------------------------------
+
+    def issue_link_code(
+        self, actor_id: str, organization_id: str, contact_id: str, *, request_id: str = ""
+    ) -> authz_pb2.IssueLinkCodeResponse:
+        """Email a new one-time link code to ``contact_id``; the response holds its expiry, never the code."""
+        request = authz_pb2.IssueLinkCodeRequest(
+            actor_id=actor_id, organization_id=organization_id, contact_id=contact_id, request_id=request_id
+        )
+        response: authz_pb2.IssueLinkCodeResponse = self._call(self._stub.IssueLinkCode, request)
+        return response
+
+    def redeem_link_code(self, account_id: str, code: str) -> authz_pb2.RedeemLinkCodeResponse:
+        """Link ``account_id`` to the contact the code was issued for."""
+        request = authz_pb2.RedeemLinkCodeRequest(account_id=account_id, code=code)
+        response: authz_pb2.RedeemLinkCodeResponse = self._call(self._stub.RedeemLinkCode, request)
+        return response
+
+    def link_legacy_access(
+        self, account_id: str, legacy_username: str, legacy_password: str
+    ) -> authz_pb2.LinkLegacyAccessResponse:
+        """Link ``account_id`` using the legacy portal's credentials."""
+        request = authz_pb2.LinkLegacyAccessRequest(
+            account_id=account_id, legacy_username=legacy_username, legacy_password=legacy_password
+        )
+        response: authz_pb2.LinkLegacyAccessResponse = self._call(self._stub.LinkLegacyAccess, request)
+        return response
+
+    def list_profiles(self, account_id: str) -> authz_pb2.ListProfilesResponse:
+        """The profiles ``account_id`` may act under."""
+        request = authz_pb2.ListProfilesRequest(account_id=account_id)
+        response: authz_pb2.ListProfilesResponse = self._call(self._stub.ListProfiles, request)
+        return response
+
+    # -- listings ------------------------------------------------------------------------
+
+    def list_contacts(
+        self, actor_id: str, organization_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> authz_pb2.ListContactsResponse:
+        """One page of the organization's contacts; see :meth:`iter_contacts` for all of them."""
+        request = authz_pb2.ListContactsRequest(
+            actor_id=actor_id, organization_id=organization_id, page_size=page_size, page_token=page_token
+        )
+        response: authz_pb2.ListContactsResponse = self._call(self._stub.ListContacts, request)
+        return response
+
+    def iter_contacts(
+        self, actor_id: str, organization_id: str, *, page_size: int = 0
+    ) -> Iterator[authz_pb2.ContactRow]:
+        """Every contact row, following ``next_page_token`` until it is empty."""
+        page_token = ""
+        while True:
+            page = self.list_contacts(actor_id, organization_id, page_size=page_size, page_token=page_token)
+            yield from page.contacts
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    def list_authorizations(
+        self,
+        actor_id: str,
+        organization_id: str,
+        *,
+        contact_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> authz_pb2.ListAuthorizationsResponse:
+        """One page of the organization's authorizations (of ``contact_id`` only, if given)."""
+        request = authz_pb2.ListAuthorizationsRequest(
+            actor_id=actor_id,
+            organization_id=organization_id,
+            contact_id=contact_id,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response: authz_pb2.ListAuthorizationsResponse = self._call(self._stub.ListAuthorizations, request)
+        return response
+
+    def iter_authorizations(
+        self, actor_id: str, organization_id: str, *, contact_id: str = "", page_size: int = 0
+    ) -> Iterator[authz_pb2.AuthorizationRow]:
+        """Every authorization row, following ``next_page_token`` until it is empty."""
+        page_token = ""
+        while True:
+            page = self.list_authorizations(
+                actor_id, organization_id, contact_id=contact_id, page_size=page_size, page_token=page_token
+            )
+            yield from page.authorizations
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
