@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["Settings", "redact_url"]
@@ -43,7 +43,7 @@ class Settings:
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
 
-    _ENV = {
+    _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
         "listen": "AUTHZ_LISTEN",
         "policy_dir": "AUTHZ_POLICY_DIR",

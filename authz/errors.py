@@ -8,17 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AlreadyExists",
     "AuthzError",
+    "FailedPrecondition",
     "FieldViolation",
     "InvalidArgument",
+    "InvalidLinkCode",
     "NotFound",
     "PermissionDenied",
-    "FailedPrecondition",
-    "AlreadyExists",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
-    "InvalidLinkCode",
 ]
 
 
@@ -83,4 +83,3 @@ class Unauthenticated(AuthzError):
 
 class Unavailable(AuthzError):
     pass
-

@@ -28,6 +28,8 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+from authz.store.interface import OutboxRow
+
 __all__ = [
     "DEFAULT_SENDER",
     "EmailContent",
@@ -329,13 +331,8 @@ def mailer_from_url(url: str | None, default_directory: Path) -> Mailer:
 # --------------------------------------------------------------------------- outbox relay
 
 
-@dataclass(frozen=True)
-class OutboxMessage:
-    id: str
-    recipient: str
-    subject: str
-    body: str
-    attempts: int
+# The store's outbox row is the message: one definition, shared with the store interface.
+OutboxMessage = OutboxRow
 
 
 class OutboxStore(Protocol):

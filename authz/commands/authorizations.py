@@ -12,7 +12,7 @@ from authz.commands.listing import paged_rows
 from authz.commands.paging import page_size
 from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 
-__all__ = ["ListAuthorizationsRequest", "AuthorizationRow", "ListAuthorizationsResult", "ListAuthorizations"]
+__all__ = ["AuthorizationRow", "ListAuthorizations", "ListAuthorizationsRequest", "ListAuthorizationsResult"]
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,17 @@ from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, No
 from authz.store.interface import AuditRecord, Store, Transaction
 
 __all__ = [
-    "Deps",
     "Attestation",
+    "Deps",
     "WriteOutcome",
-    "run_write",
-    "require_attestation",
-    "require_organization",
-    "require_manager",
-    "require_reader",
-    "parse_window",
     "parse_subjects",
+    "parse_window",
     "relation_in_force",
+    "require_attestation",
+    "require_manager",
+    "require_organization",
+    "require_reader",
+    "run_write",
 ]
 
 R = TypeVar("R")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from authz.engine.index import DecisionEngine
 
-__all__ = ["CheckRequest", "CheckResult", "CheckAccess"]
+__all__ = ["CheckAccess", "CheckRequest", "CheckResult"]
 
 log = logging.getLogger("authz.check")
 
@@ -43,7 +43,9 @@ class CheckAccess:
                     request.principal_id, request.organization_id, request.subject, request.right, request.at
                 )
                 return CheckResult(decision.allowed, decision.reason, decision.path, revision)
-            allowed = engine.check(request.principal_id, request.organization_id, request.subject, request.right, request.at)
+            allowed = engine.check(
+                request.principal_id, request.organization_id, request.subject, request.right, request.at
+            )
             return CheckResult(allowed, revision=revision)
         except Exception:
             # Fail closed: a fault inside a decision denies, and is logged, never allows.

@@ -9,7 +9,7 @@ from authz.commands.listing import paged_rows
 from authz.commands.paging import page_size
 from authz.domain.model import Contact, Relation, RelationKind, Role
 
-__all__ = ["ListContactsRequest", "ContactRow", "ListContactsResult", "ListContacts"]
+__all__ = ["ContactRow", "ListContacts", "ListContactsRequest", "ListContactsResult"]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Contact, Relation,
 from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
-__all__ = ["NewContactData", "GrantRelationRequest", "GrantRelationResult", "GrantRelation"]
+__all__ = ["GrantRelation", "GrantRelationRequest", "GrantRelationResult", "NewContactData"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NAME_LIMIT = 200
@@ -81,7 +81,9 @@ class GrantRelation:
         subjects = parse_subjects(request.subjects, self.deps.engine.policy.subjects)
         if request.new_contact is not None:
             _check_new_contact(request.new_contact)
-        return run_write(self.deps, "grant_relation", request, request.request_id, self._body(request, subjects), GrantRelationResult)
+        return run_write(
+            self.deps, "grant_relation", request, request.request_id, self._body(request, subjects), GrantRelationResult
+        )
 
     def _body(self, request: GrantRelationRequest, subjects: dict[str, Right]):  # type: ignore[no-untyped-def]
         deps = self.deps
@@ -197,7 +199,9 @@ class GrantRelation:
         """Rule 4: give a staff member of the organization a relation to a file it holds rights on."""
         deps = self.deps
         if request.new_contact is not None:
-            raise InvalidArgument.field("new_contact", "a delegation is given to an existing contact of the organization")
+            raise InvalidArgument.field(
+                "new_contact", "a delegation is given to an existing contact of the organization"
+            )
         require_organization(tx, target_id, "target_organization_id")
         contact = tx.get_contact(request.contact_id)
         if contact is None:
@@ -232,8 +236,7 @@ class GrantRelation:
                     )
             if violations:
                 raise FailedPrecondition(
-                    "cannot delegate more than the organization holds: "
-                    + "; ".join(v.description for v in violations)
+                    "cannot delegate more than the organization holds: " + "; ".join(v.description for v in violations)
                 )
             granted = subjects
         else:
@@ -264,7 +267,9 @@ def _check_new_contact(data: NewContactData) -> None:
         elif len(value) > _NAME_LIMIT or any(ord(ch) < 32 for ch in value):
             violations.append(FieldViolation(f"new_contact.{name}", f"at most {_NAME_LIMIT} printable characters"))
     if not _EMAIL.match(data.email) or len(data.email) > 320:
-        violations.append(FieldViolation("new_contact.email", "must be a valid email address (the link code goes there)"))
+        violations.append(
+            FieldViolation("new_contact.email", "must be a valid email address (the link code goes there)")
+        )
     if data.language not in ("", "fr", "en"):
         violations.append(FieldViolation("new_contact.language", 'must be "fr" or "en"'))
     if len(data.phone) > 40 or any(ord(ch) < 32 for ch in data.phone):

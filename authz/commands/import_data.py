@@ -20,7 +20,7 @@ from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, OrganizationKind, 
 from authz.store.interface import AuditRecord
 from authz.store.sql import SqlStore, bulk_insert, existing_keys
 
-__all__ = ["ImportReport", "import_file", "import_data"]
+__all__ = ["ImportReport", "import_data", "import_file"]
 
 _SECTIONS = ("organizations", "contacts", "relations", "organization_relations", "delegations", "legacy_accounts")
 
@@ -124,7 +124,17 @@ def import_data(
         contacts = existing_keys(tx, "contacts")
         relations = existing_keys(tx, "relations")
         legacy = existing_keys(tx, "legacy_accounts")
-        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in ("organizations", "contacts", "relations", "relation_subjects", "legacy_accounts", "legacy_account_contacts")}
+        rows: dict[str, list[dict[str, Any]]] = {
+            name: []
+            for name in (
+                "organizations",
+                "contacts",
+                "relations",
+                "relation_subjects",
+                "legacy_accounts",
+                "legacy_account_contacts",
+            )
+        }
 
         def each(section: str, handle: Callable[[dict[str, Any]], bool]) -> None:
             items = data.get(section) or []
@@ -286,7 +296,9 @@ def import_data(
                 return False
             legacy.add(username)
             rows["legacy_accounts"].append({"username": username, "password_hash": password_hash})
-            rows["legacy_account_contacts"].extend({"username": username, "contact_id": c} for c in dict.fromkeys(linked))
+            rows["legacy_account_contacts"].extend(
+                {"username": username, "contact_id": c} for c in dict.fromkeys(linked)
+            )
             return True
 
         each("organizations", organization)

@@ -9,7 +9,7 @@ from authz.domain.secrets import verify_django_pbkdf2
 from authz.errors import InvalidArgument
 from authz.store.interface import AuditRecord
 
-__all__ = ["LinkLegacyAccessRequest", "LinkLegacyAccessResult", "LinkLegacyAccess", "BAD_LEGACY_CREDENTIALS"]
+__all__ = ["BAD_LEGACY_CREDENTIALS", "LinkLegacyAccess", "LinkLegacyAccessRequest", "LinkLegacyAccessResult"]
 
 BAD_LEGACY_CREDENTIALS = "the legacy credentials are not valid, or were already used to link an account"
 
@@ -45,7 +45,9 @@ class LinkLegacyAccess:
             now = deps.clock()
             if not valid or account is None or not tx.use_legacy_account(account.username, request.account_id, now):
                 tx.add_audit(
-                    AuditRecord(now, request.account_id, "link_legacy_access_failed", {"username": request.legacy_username}),
+                    AuditRecord(
+                        now, request.account_id, "link_legacy_access_failed", {"username": request.legacy_username}
+                    ),
                     tx.bump_revision(),
                 )
                 failed = True

@@ -14,16 +14,16 @@ from authz.mail import render_link_code_email
 from authz.store.interface import AuditRecord, LinkCodeRecord, OutboxRow, Transaction
 
 __all__ = [
-    "issue_code",
-    "IssueLinkCodeRequest",
-    "IssueLinkCodeResult",
-    "IssueLinkCode",
-    "RedeemLinkCodeRequest",
-    "RedeemLinkCodeResult",
-    "RedeemLinkCode",
     "ACCOUNT_FAILURE_LIMIT",
     "CONTACT_FAILURE_LIMIT",
     "THROTTLE_WINDOW",
+    "IssueLinkCode",
+    "IssueLinkCodeRequest",
+    "IssueLinkCodeResult",
+    "RedeemLinkCode",
+    "RedeemLinkCodeRequest",
+    "RedeemLinkCodeResult",
+    "issue_code",
 ]
 
 ACCOUNT_FAILURE_LIMIT = 10

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from authz.errors import InvalidArgument
 
-__all__ = ["PageCursor", "encode_token", "decode_token", "page_size"]
+__all__ = ["PageCursor", "decode_token", "encode_token", "page_size"]
 
 
 @dataclass(frozen=True)

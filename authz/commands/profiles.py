@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from authz.commands.base import Deps, relation_in_force
 from authz.domain.model import RelationKind, Role
 
-__all__ = ["ListProfilesRequest", "Profile", "ListProfiles"]
+__all__ = ["ListProfiles", "ListProfilesRequest", "Profile"]
 
 
 @dataclass(frozen=True)

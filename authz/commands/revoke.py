@@ -22,7 +22,7 @@ from authz.domain.model import Relation, RelationKind
 from authz.errors import FieldViolation, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
-__all__ = ["RevokeRelationRequest", "RevokeRelationResult", "RevokeRelation"]
+__all__ = ["RevokeRelation", "RevokeRelationRequest", "RevokeRelationResult"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,9 @@ class RevokeRelation:
                 unknown.append(FieldViolation("subjects.subjects", "name at least one subject to remove"))
             if unknown:
                 raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in unknown), unknown)
-        return run_write(self.deps, "revoke_relation", request, request.request_id, self._body(request), RevokeRelationResult)
+        return run_write(
+            self.deps, "revoke_relation", request, request.request_id, self._body(request), RevokeRelationResult
+        )
 
     def _owned(self, tx: Transaction, request: RevokeRelationRequest) -> list[Relation]:
         """Every relation of the grantee that this organization's form may remove."""
@@ -118,21 +120,23 @@ class RevokeRelation:
             elif request.scope == "relations":
                 for index, relation_id in enumerate(request.relation_ids):
                     if relation_id not in owned:
-                        raise NotFound(f"relations.relation_ids[{index}]: relation {relation_id!r} not found for {grantee!r}")
+                        raise NotFound(
+                            f"relations.relation_ids[{index}]: relation {relation_id!r} not found for {grantee!r}"
+                        )
                 for relation_id in dict.fromkeys(request.relation_ids):
                     if tx.end_relation(relation_id, now):
                         ended.append(relation_id)
                 touched = ended
             else:
-                relation = owned.get(request.subjects_relation_id)
-                if relation is None:
+                target = owned.get(request.subjects_relation_id)
+                if target is None:
                     raise NotFound(f"relation {request.subjects_relation_id!r} not found for {grantee!r}")
                 for subject in dict.fromkeys(request.subjects):
-                    if subject not in relation.subjects:
-                        raise NotFound(f"subject {subject!r} is not granted on relation {relation.id!r}")
-                if tx.remove_subjects(relation.id, list(dict.fromkeys(request.subjects)), now):
+                    if subject not in target.subjects:
+                        raise NotFound(f"subject {subject!r} is not granted on relation {target.id!r}")
+                if tx.remove_subjects(target.id, list(dict.fromkeys(request.subjects)), now):
                     removed = list(dict.fromkeys(request.subjects))
-                touched = [relation.id]
+                touched = [target.id]
             changed = [r for r in (tx.get_relation(relation_id) for relation_id in touched) if r is not None]
             audit = AuditRecord(
                 at=now,

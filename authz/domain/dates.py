@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["MONTREAL", "local_date", "parse_date", "in_force", "utc_now", "DayClock"]
+__all__ = ["MONTREAL", "DayClock", "in_force", "local_date", "parse_date", "utc_now"]
 
 MONTREAL = ZoneInfo("America/Montreal")
 

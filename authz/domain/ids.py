@@ -10,12 +10,12 @@ import unicodedata
 
 from authz.errors import FieldViolation
 
-__all__ = ["MAX_ID_LENGTH", "normalize_id", "id_problem", "check_id"]
+__all__ = ["MAX_ID_LENGTH", "check_id", "id_problem", "normalize_id"]
 
 MAX_ID_LENGTH = 128
 _ALLOWED_PUNCTUATION = frozenset("-_.:@")
 # Nearly every id is plain ASCII: one regex match answers for it (the check path calls this).
-_ASCII_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,%d}" % MAX_ID_LENGTH)
+_ASCII_ID = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{MAX_ID_LENGTH}}}")
 
 
 def normalize_id(value: str) -> str:

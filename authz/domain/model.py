@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 __all__ = [
-    "Role",
-    "Right",
-    "OrganizationKind",
-    "RelationKind",
-    "Organization",
-    "Contact",
-    "Relation",
     "END_OF_TIME",
     "WILDCARD_SUBJECT",
+    "Contact",
+    "Organization",
+    "OrganizationKind",
+    "Relation",
+    "RelationKind",
+    "Right",
+    "Role",
 ]
 
 # The guide's default end date: "9999-12-31".
@@ -70,9 +70,9 @@ class OrganizationKind(enum.Enum):
 
 
 class RelationKind(enum.Enum):
-    CONTACT = "contact"            # a contact's relation with an organization
+    CONTACT = "contact"  # a contact's relation with an organization
     ORGANIZATION = "organization"  # an organization authorizing another on its subjects
-    DELEGATION = "delegation"      # an organization's rights on another, given to one of its staff
+    DELEGATION = "delegation"  # an organization's rights on another, given to one of its staff
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,14 @@ import secrets
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
-    "new_link_code",
-    "format_link_code",
-    "normalize_link_code",
     "code_lookup",
+    "format_link_code",
     "hash_link_code",
-    "verify_link_code",
-    "verify_django_pbkdf2",
     "make_django_pbkdf2",
+    "new_link_code",
+    "normalize_link_code",
+    "verify_django_pbkdf2",
+    "verify_link_code",
 ]
 
 # Crockford's base32: no I, L, O, U, so codes read aloud or retyped survive.

@@ -21,7 +21,7 @@ from authz.domain.dates import DayClock, local_date
 from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.policy import Policy
 
-__all__ = ["Entry", "Decision", "DecisionEngine"]
+__all__ = ["Decision", "DecisionEngine", "Entry"]
 
 _NO_END = math.inf
 _EMPTY: tuple[Entry, ...] = ()
@@ -30,7 +30,7 @@ _EMPTY: tuple[Entry, ...] = ()
 class Entry:
     """One relation as the check path needs it: window, role, grants."""
 
-    __slots__ = ("relation_id", "kind", "role", "grants", "start", "end", "ended", "via", "holder", "organization")
+    __slots__ = ("end", "ended", "grants", "holder", "kind", "organization", "relation_id", "role", "start", "via")
 
     def __init__(self, relation: Relation, grants: Mapping[str, int]) -> None:
         self.relation_id = relation.id
@@ -113,7 +113,7 @@ class DecisionEngine:
                 index = self._index_for(relation.kind)
                 key = (entry.holder, entry.organization)
                 kept = tuple(e for e in index.get(key, _EMPTY) if e.relation_id != relation.id)
-                index[key] = kept + (entry,)
+                index[key] = (*kept, entry)
             if revision > self.revision:
                 self.revision = revision
 
@@ -143,9 +143,12 @@ class DecisionEngine:
         defaults = self._defaults
         key = (contact_id, organization_id)
         for entry in self._contacts.get(key, _EMPTY):
-            if entry.start <= day <= entry.end and ts < entry.ended:
-                if entry.grants.get(subject, 0) >= right or defaults[entry.role].get(subject, 0) >= right:
-                    return True
+            if (
+                entry.start <= day <= entry.end
+                and ts < entry.ended
+                and (entry.grants.get(subject, 0) >= right or defaults[entry.role].get(subject, 0) >= right)
+            ):
+                return True
         for entry in self._delegations.get(key, _EMPTY):
             if entry.start <= day <= entry.end and ts < entry.ended:
                 grants = entry.grants
@@ -191,7 +194,9 @@ class DecisionEngine:
             granted = entry.grants.get(subject, 0)
             default = self._defaults[entry.role].get(subject, 0)
             if granted >= right:
-                return Decision(True, f"{subject} {Right(granted).code} granted on relation {entry.relation_id}", [label])
+                return Decision(
+                    True, f"{subject} {Right(granted).code} granted on relation {entry.relation_id}", [label]
+                )
             if default >= right:
                 role = entry.role.value if entry.role else "-"
                 return Decision(True, f"role {role} holds {subject} {Right(default).code} by default", [label])
@@ -204,12 +209,18 @@ class DecisionEngine:
             via = entry.via or ""
             delegated = max(entry.grants.get(subject, 0), entry.grants.get(WILDCARD_SUBJECT, 0))
             held = self.organization_right(via, organization_id, subject, day, ts)
-            member_path = [self._describe(e) for e in self._contacts.get((contact_id, via), _EMPTY) if e.in_force(day, ts)]
+            member_path = [
+                self._describe(e) for e in self._contacts.get((contact_id, via), _EMPTY) if e.in_force(day, ts)
+            ]
             org_path = [
-                self._describe(e) for e in self._organizations.get((via, organization_id), _EMPTY) if e.in_force(day, ts)
+                self._describe(e)
+                for e in self._organizations.get((via, organization_id), _EMPTY)
+                if e.in_force(day, ts)
             ]
             if delegated < right:
-                considered.append(f"{label} (delegates {Right(delegated).code if delegated else 'nothing'} on {subject})")
+                considered.append(
+                    f"{label} (delegates {Right(delegated).code if delegated else 'nothing'} on {subject})"
+                )
                 continue
             if not member_path:
                 considered.append(f"{label} (no relation in force with {via})")

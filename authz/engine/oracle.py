@@ -19,7 +19,7 @@ from authz.domain.dates import in_force
 from authz.domain.model import Relation, RelationKind
 from authz.engine.policy import Policy
 
-__all__ = ["casbin_rules", "policy_rules", "build_enforcer", "RulesAdapter"]
+__all__ = ["RulesAdapter", "build_enforcer", "casbin_rules", "policy_rules"]
 
 NONE = "-"
 
@@ -61,7 +61,12 @@ def policy_rules(policy: Policy) -> Iterator[tuple[str, list[str]]]:
 
 
 def build_enforcer(
-    policy: Policy, relations: Iterable[Relation], at: datetime, *, enforcer_class: type[Any] = casbin.Enforcer, **options: Any
+    policy: Policy,
+    relations: Iterable[Relation],
+    at: datetime,
+    *,
+    enforcer_class: type[Any] = casbin.Enforcer,
+    **options: Any,
 ) -> casbin.Enforcer:
     """A plain pycasbin enforcer holding the policy and the relations in force at `at`."""
     model = casbin.Enforcer.new_model(text=policy.model_text)

@@ -18,7 +18,15 @@ import casbin
 
 from authz.domain.model import Right, Role
 
-__all__ = ["MODEL_FILE", "POLICY_FILE", "SUBJECTS_FILE", "Policy", "SubjectLabel", "PolicyLoadError", "default_policy_dir"]
+__all__ = [
+    "MODEL_FILE",
+    "POLICY_FILE",
+    "SUBJECTS_FILE",
+    "Policy",
+    "PolicyLoadError",
+    "SubjectLabel",
+    "default_policy_dir",
+]
 
 MODEL_FILE = "model.conf"
 POLICY_FILE = "policy.csv"

@@ -24,7 +24,7 @@ from authz.store import migrate
 from authz.store.sql import SqlStore, make_engine
 from authz.v1 import authz_pb2, authz_pb2_grpc
 
-__all__ = ["AuthzApp", "create_server", "SERVICE_NAME", "STORE_HEALTH_NAME", "open_store"]
+__all__ = ["SERVICE_NAME", "STORE_HEALTH_NAME", "AuthzApp", "create_server", "open_store"]
 
 log = logging.getLogger("authz.server")
 
@@ -66,7 +66,9 @@ class AuthzApp:
         self.relay = OutboxRelay(
             self.store, mailer_from_url(settings.mail_url, settings.outbox_dir), interval=settings.mail_interval_seconds
         )
-        self.deps = Deps(store=self.store, engine=self.engine, settings=settings, clock=clock, wake_mailer=self.relay.wake)
+        self.deps = Deps(
+            store=self.store, engine=self.engine, settings=settings, clock=clock, wake_mailer=self.relay.wake
+        )
         self.health = health.HealthServicer()
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-rpc"),

@@ -15,13 +15,13 @@ from authz.errors import FieldViolation, InvalidArgument
 from authz.v1 import authz_pb2 as pb
 
 __all__ = [
-    "ROLE_TO_PB",
     "ROLE_FROM_PB",
+    "ROLE_TO_PB",
     "Ids",
-    "role_from_pb",
-    "right_from_pb",
     "grant_request",
     "revoke_request",
+    "right_from_pb",
+    "role_from_pb",
     "timestamp",
 ]
 
@@ -163,7 +163,8 @@ def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
         if not request.relations.relation_ids:
             ids.add("relations.relation_ids", "name at least one relation")
         relation_ids = tuple(
-            ids.required(f"relations.relation_ids[{i}]", value) for i, value in enumerate(request.relations.relation_ids)
+            ids.required(f"relations.relation_ids[{i}]", value)
+            for i, value in enumerate(request.relations.relation_ids)
         )
     elif scope == "subjects":
         subjects_relation_id = ids.required("subjects.relation_id", request.subjects.relation_id)

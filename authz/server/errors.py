@@ -33,7 +33,7 @@ STATUS_OF: dict[type[errors.AuthzError], grpc.StatusCode] = {
 def _status_code(error: errors.AuthzError) -> grpc.StatusCode:
     for kind in type(error).__mro__:
         if kind in STATUS_OF:
-            return STATUS_OF[kind]  # type: ignore[index]
+            return STATUS_OF[kind]
     return grpc.StatusCode.INTERNAL
 
 

@@ -78,7 +78,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
 
     # -- writes
     @handle_errors
-    def GrantRelation(self, request: pb.GrantRelationRequest, context: grpc.ServicerContext) -> pb.GrantRelationResponse:
+    def GrantRelation(
+        self, request: pb.GrantRelationRequest, context: grpc.ServicerContext
+    ) -> pb.GrantRelationResponse:
         result = self._grant.execute(convert.grant_request(request))
         return pb.GrantRelationResponse(
             relation_id=result.relation_id,
@@ -97,7 +99,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         )
 
     @handle_errors
-    def IssueLinkCode(self, request: pb.IssueLinkCodeRequest, context: grpc.ServicerContext) -> pb.IssueLinkCodeResponse:
+    def IssueLinkCode(
+        self, request: pb.IssueLinkCodeRequest, context: grpc.ServicerContext
+    ) -> pb.IssueLinkCodeResponse:
         ids = Ids()
         command = IssueLinkCodeRequest(
             actor_id=ids.required("actor_id", request.actor_id),
@@ -218,5 +222,3 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             ],
             next_page_token=result.next_page_token,
         )
-
-

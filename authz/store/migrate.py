@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-__all__ = ["upgrade", "current_revision", "head_revision", "is_up_to_date"]
+__all__ = ["current_revision", "head_revision", "is_up_to_date", "upgrade"]
 
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 

@@ -29,6 +29,7 @@ __all__ = ["SqlStore", "SqlTransaction", "make_engine"]
 
 log = logging.getLogger("authz.store")
 
+OUTBOX_MAX_ATTEMPTS = 10
 _STORE_DOWN = "the store is unreachable; nothing was written, try again"
 
 
@@ -122,12 +123,12 @@ class SqlStore:
                     yield _relation(row, granted)
 
     # -- outbox, for authz.mail.OutboxRelay
-    def pending_outbox(self, limit: int, max_attempts: int = 10) -> list[OutboxRow]:
+    def pending_outbox(self, limit: int) -> list[OutboxRow]:
         with self._connect() as connection:
             rows = connection.execute(
                 select(t.outbox)
                 .where(t.outbox.c.sent_at.is_(None))
-                .where(t.outbox.c.attempts < max_attempts)  # given up on: left for an operator, not retried forever
+                .where(t.outbox.c.attempts < OUTBOX_MAX_ATTEMPTS)  # given up on: left for an operator
                 .order_by(t.outbox.c.created_at)
                 .limit(limit)
             )
@@ -484,7 +485,9 @@ class SqlTransaction:
         return LegacyAccount(row.username, row.password_hash, tuple(c.contact_id for c in contacts), row.used_at)
 
     def add_legacy_account(self, account: LegacyAccount) -> None:
-        self.c.execute(t.legacy_accounts.insert().values(username=account.username, password_hash=account.password_hash))
+        self.c.execute(
+            t.legacy_accounts.insert().values(username=account.username, password_hash=account.password_hash)
+        )
         if account.contact_ids:
             self.c.execute(
                 t.legacy_account_contacts.insert(),

@@ -22,7 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-__all__ = ["metadata", "UtcDateTime"]
+__all__ = ["UtcDateTime", "metadata"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -43,6 +43,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 metadata = MetaData(
     naming_convention={

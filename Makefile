@@ -1,0 +1,48 @@
+# One command for each thing a developer does. Every target creates the virtual
+# environment first if it is missing, so a fresh clone needs only `make run` or `make test`.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+AUTHZ := $(VENV)/bin/authz
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv run test lint proto proto-check bench migrate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## Serve on the embedded SQLite database with the demo data (the worked example of DOMAIN.md).
+run: venv
+	$(AUTHZ) serve --demo
+
+## The whole test suite (PostgreSQL tests need the server of AUTHZ_TEST_POSTGRES_URL).
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy authz clients/python/authz_client
+
+## Regenerate authz/v1 from protos/ (never edit authz/v1 by hand).
+proto: venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
+		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. protos/authz/v1/authz.proto
+
+## Fails when the committed generated code does not match the proto.
+proto-check: venv
+	$(PY) -m pytest -q tests/unit/test_generated_code.py
+
+bench: venv
+	$(AUTHZ) bench
+
+migrate: venv
+	$(AUTHZ) migrate
+
+clean:
+	rm -rf $(VENV) authz.db authz.db-* outbox .pytest_cache .mypy_cache .ruff_cache
