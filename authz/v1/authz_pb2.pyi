@@ -159,11 +159,14 @@ class CheckAccessResponse(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    POLICY_HASH_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reason: _builtins.str
     """short, human: why allowed / denied"""
     revision: _builtins.str
     """store revision the decision was made at"""
+    policy_hash: _builtins.str
+    """content hash of the policy folder the decision was made under"""
     @_builtins.property
     def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the relations that led to the decision"""
@@ -175,10 +178,11 @@ class CheckAccessResponse(_message.Message):
         reason: _builtins.str = ...,
         path: _abc.Iterable[_builtins.str] | None = ...,
         revision: _builtins.str = ...,
+        policy_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "path", b"path", "reason", b"reason", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "path", b"path", "policy_hash", b"policy_hash", "reason", b"reason", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
