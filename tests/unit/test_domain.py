@@ -1,0 +1,124 @@
+"""Dates in the Montréal calendar, ids at the edge, link codes and legacy hashes."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from authz.domain.dates import MONTREAL, DayClock, in_force, local_date, parse_date
+from authz.domain.ids import check_id, id_problem, normalize_id
+from authz.domain.secrets import (
+    CODE_ALPHABET,
+    code_lookup,
+    format_link_code,
+    hash_link_code,
+    make_django_pbkdf2,
+    new_link_code,
+    normalize_link_code,
+    verify_django_pbkdf2,
+    verify_link_code,
+)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)))
+def test_day_clock_agrees_with_the_zone_conversion(moment: datetime) -> None:
+    clock = DayClock()
+    assert clock.ordinal(moment.timestamp()) == local_date(moment).toordinal()
+    # The cached window answers the same for the next instants of the same day.
+    assert clock.ordinal(moment.timestamp() + 0.001) == local_date(moment + timedelta(milliseconds=1)).toordinal()
+
+
+@pytest.mark.parametrize(
+    ("utc", "expected"),
+    [
+        (datetime(2026, 3, 8, 4, 59, tzinfo=UTC), date(2026, 3, 7)),  # before the spring-forward night ends
+        (datetime(2026, 3, 8, 5, 0, tzinfo=UTC), date(2026, 3, 8)),
+        (datetime(2026, 11, 1, 3, 59, tzinfo=UTC), date(2026, 10, 31)),  # EDT: UTC-4
+        (datetime(2026, 11, 2, 4, 59, tzinfo=UTC), date(2026, 11, 1)),  # EST after fall back: UTC-5
+        (datetime(2026, 11, 2, 5, 0, tzinfo=UTC), date(2026, 11, 2)),
+    ],
+)
+def test_day_boundaries_follow_daylight_saving(utc: datetime, expected: date) -> None:
+    assert local_date(utc) == expected
+    assert DayClock().ordinal(utc.timestamp()) == expected.toordinal()
+
+
+def test_the_last_day_of_time_is_in_range() -> None:
+    moment = datetime(9999, 12, 31, 12, tzinfo=MONTREAL)
+    assert DayClock().ordinal(moment.timestamp()) == date(9999, 12, 31).toordinal()
+
+
+def test_windows_are_inclusive_and_removal_is_immediate() -> None:
+    start, end = date(2026, 1, 1), date(2026, 1, 31)
+    assert in_force(start, end, None, datetime(2026, 1, 1, 0, 0, tzinfo=MONTREAL))
+    assert in_force(start, end, None, datetime(2026, 1, 31, 23, 59, tzinfo=MONTREAL))
+    assert not in_force(start, end, None, datetime(2026, 2, 1, 0, 0, tzinfo=MONTREAL))
+    removed = datetime(2026, 1, 10, 15, 0, tzinfo=UTC)
+    assert in_force(start, end, removed, removed - timedelta(microseconds=1))
+    assert not in_force(start, end, removed, removed)
+
+
+@pytest.mark.parametrize("text", ["2026-1-01", "2026/01/01", "20260101", "2026-02-30", "", "2026-01-01T00:00"])
+def test_dates_are_strict(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_date(text)
+
+
+def test_ids_are_normalized_to_nfc_once() -> None:
+    composed, decomposed = "Hélène", unicodedata.normalize("NFD", "Hélène")
+    assert composed != decomposed
+    violations: list[object] = []
+    assert check_id("contact_id", decomposed, violations) == composed == normalize_id(decomposed)  # type: ignore[arg-type]
+    assert not violations
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "must not be empty"),
+        ("x" * 129, "at most 128"),
+        ("C\x00", "control"),
+        ("C\u200b1", "control"),  # a zero-width space is a format character
+        ("C 1", "letters, digits"),
+        ("C/1", "letters, digits"),
+    ],
+)
+def test_bad_ids(value: str, problem: str) -> None:
+    found = id_problem(normalize_id(value))
+    assert found is not None and problem in found
+
+
+def test_link_codes_carry_80_bits_and_read_back_leniently() -> None:
+    code = new_link_code()
+    assert len(code) == 16 and set(code) <= set(CODE_ALPHABET) and len(CODE_ALPHABET) == 32  # 16 × 5 bits
+    shown = format_link_code(code)
+    assert shown.count("-") == 3
+    assert normalize_link_code(shown.lower()) == code
+    assert normalize_link_code(f" {shown} ") == code
+    assert normalize_link_code("O0IL-0000-0000-0000") == "0011000000000000"  # O→0, I/L→1: as typed from paper
+    assert normalize_link_code("ABCD-EFGH") is None
+    assert normalize_link_code("UUUU-UUUU-UUUU-UUUU") is None
+    assert len({new_link_code() for _ in range(1000)}) == 1000
+
+
+def test_link_codes_are_stored_salted() -> None:
+    code = new_link_code()
+    salt, digest = hash_link_code(code)
+    other_salt, other_digest = hash_link_code(code)
+    assert salt != other_salt and digest != other_digest
+    assert verify_link_code(code, salt, digest)
+    assert not verify_link_code(new_link_code(), salt, digest)
+    assert code not in digest and code not in code_lookup(code)
+
+
+def test_django_pbkdf2_hashes() -> None:
+    encoded = make_django_pbkdf2("s3cret", "somesalt", iterations=1000)
+    assert encoded.startswith("pbkdf2_sha256$1000$somesalt$")
+    assert verify_django_pbkdf2("s3cret", encoded)
+    assert not verify_django_pbkdf2("S3cret", encoded)
+    assert not verify_django_pbkdf2("s3cret", "md5$x$y")
+    assert not verify_django_pbkdf2("s3cret", "pbkdf2_sha256$notanumber$s$h")
