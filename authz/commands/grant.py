@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from authz.commands.base import (
     Attestation,
@@ -85,7 +86,9 @@ class GrantRelation:
             self.deps, "grant_relation", request, request.request_id, self._body(request, subjects), GrantRelationResult
         )
 
-    def _body(self, request: GrantRelationRequest, subjects: dict[str, Right]):  # type: ignore[no-untyped-def]
+    def _body(
+        self, request: GrantRelationRequest, subjects: dict[str, Right]
+    ) -> Callable[[Transaction, datetime], WriteOutcome]:
         deps = self.deps
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
@@ -94,7 +97,7 @@ class GrantRelation:
             start, end = parse_window(request.start_date, request.end_date, local_date(now), END_OF_TIME)
             target_id = request.target_organization_id or organization.id
             relation_id = f"R-{uuid.uuid4().hex[:20]}"
-            after_commit = []
+            after_commit: list[Callable[[], None]] = []
             link_code_sent = False
             contact_id = ""
 
@@ -192,8 +195,8 @@ class GrantRelation:
         subjects: dict[str, Right],
         relation_id: str,
         target_id: str,
-        start: object,
-        end: object,
+        start: date,
+        end: date,
         now: datetime,
     ) -> Relation:
         """Rule 4: give a staff member of the organization a relation to a file it holds rights on."""
@@ -252,8 +255,8 @@ class GrantRelation:
             contact_id=contact.id,
             via_organization_id=request.organization_id,
             role=role,
-            start_date=start,  # type: ignore[arg-type]
-            end_date=end,  # type: ignore[arg-type]
+            start_date=start,
+            end_date=end,
             subjects=granted,
         )
 

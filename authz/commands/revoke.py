@@ -6,6 +6,7 @@ Removal ends things, it never erases them: a relation gets `ended_at`, a subject
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -99,7 +100,7 @@ class RevokeRelation:
             r for r in through if r.kind is RelationKind.DELEGATION
         ]
 
-    def _body(self, request: RevokeRelationRequest):  # type: ignore[no-untyped-def]
+    def _body(self, request: RevokeRelationRequest) -> Callable[[Transaction, datetime], WriteOutcome]:
         deps = self.deps
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
