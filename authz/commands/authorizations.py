@@ -87,7 +87,8 @@ class ListAuthorizations:
             rows, token = paged_rows(
                 tx,
                 organization.id,
-                kinds=(RelationKind.ORGANIZATION, RelationKind.CONTACT, RelationKind.DELEGATION),
+                # "Les sujets autorisés pour votre organisation s'affichent d'abord."
+                groups=[(RelationKind.ORGANIZATION,), (RelationKind.CONTACT, RelationKind.DELEGATION)],
                 contact_id=request.contact_id or None,
                 token=request.page_token,
                 size=size,

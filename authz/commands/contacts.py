@@ -74,7 +74,7 @@ class ListContacts:
             rows, token = paged_rows(
                 tx,
                 organization.id,
-                kinds=(RelationKind.CONTACT, RelationKind.DELEGATION),
+                groups=[(RelationKind.CONTACT, RelationKind.DELEGATION)],
                 contact_id=None,
                 token=request.page_token,
                 size=size,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from authz.commands.paging import PageCursor, decode_token, encode_token
@@ -18,27 +18,30 @@ def paged_rows(
     tx: Transaction,
     organization_id: str,
     *,
-    kinds: tuple[RelationKind, ...],
+    groups: Sequence[tuple[RelationKind, ...]],
     contact_id: str | None,
     token: str,
     size: int,
     rows_of: Callable[[Relation], list[Row]],
 ) -> tuple[list[Row], str]:
-    """Rows of the organization's relations in relation-id order, `size` at most, and the next token.
+    """Rows of the organization's relations, group after group, in relation-id order within one.
 
-    A token names the next row to give: the relation it is in and its rank there, so a
-    page is exactly `size` rows even when one relation yields several. Relations are never
-    deleted (removal ends them), so the relation a token names is always still there.
+    Groups put some kinds first (the guide lists the organization's own authorizations
+    before its contacts'). A token names the next row to give: its group, the relation it
+    is in and its rank there, so a page is exactly `size` rows even when one relation
+    yields several. Relations are never deleted (removal ends them), so the relation a
+    token names is always still there.
     """
-    query = f"{organization_id}\x1f{contact_id or ''}\x1f{','.join(k.value for k in kinds)}"
+    query = f"{organization_id}\x1f{contact_id or ''}\x1f{'/'.join(','.join(k.value for k in g) for g in groups)}"
     cursor = decode_token(token, query)
     rows: list[Row] = []
+    group = cursor.group if cursor is not None else 0
 
     def take(relation: Relation, skip: int) -> str:
         relation_rows = rows_of(relation)
         for index in range(skip, len(relation_rows)):
             if len(rows) == size:
-                return encode_token(PageCursor(query, relation.id, index))
+                return encode_token(PageCursor(query, relation.id, index, group))
             rows.append(relation_rows[index])
         return ""
 
@@ -48,11 +51,15 @@ def paged_rows(
         if resumed is not None and (next_token := take(resumed, cursor.offset)):
             return rows, next_token
         after = cursor.after
-    while True:
-        batch = tx.relations_page(organization_id, kinds=kinds, contact_id=contact_id, after=after, limit=size + 1)
+    while group < len(groups):
+        batch = tx.relations_page(
+            organization_id, kinds=groups[group], contact_id=contact_id, after=after, limit=size + 1
+        )
         if not batch:
-            return rows, ""
+            group, after = group + 1, None
+            continue
         for relation in batch:
             if next_token := take(relation, 0):
                 return rows, next_token
         after = batch[-1].id
+    return rows, ""

@@ -15,12 +15,13 @@ __all__ = ["PageCursor", "decode_token", "encode_token", "page_size"]
 @dataclass(frozen=True)
 class PageCursor:
     query: str  # what the token was made for: the organization and filter
-    after: str  # last relation id fully returned, or the one in progress
+    after: str  # the relation the next row is in
     offset: int = 0  # rows of `after` already returned
+    group: int = 0  # which group of relation kinds the listing is in
 
 
 def encode_token(cursor: PageCursor) -> str:
-    raw = json.dumps([cursor.query, cursor.after, cursor.offset], separators=(",", ":")).encode()
+    raw = json.dumps([cursor.query, cursor.after, cursor.offset, cursor.group], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -29,11 +30,11 @@ def decode_token(token: str, query: str) -> PageCursor | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        stored_query, after, offset = json.loads(raw)
-        cursor = PageCursor(str(stored_query), str(after), int(offset))
+        stored_query, after, offset, group = json.loads(raw)
+        cursor = PageCursor(str(stored_query), str(after), int(offset), int(group))
     except (binascii.Error, ValueError, TypeError):
         raise InvalidArgument.field("page_token", "not a token this service issued") from None
-    if cursor.query != query or cursor.offset < 0:
+    if cursor.query != query or cursor.offset < 0 or cursor.group < 0:
         raise InvalidArgument.field("page_token", "was issued for another query")
     return cursor
 
