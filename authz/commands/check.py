@@ -28,6 +28,7 @@ class CheckResult:
     reason: str = ""
     path: list[str] = field(default_factory=list)
     revision: str = ""
+    policy_hash: str = ""  # the policy folder's content hash the decision was made under
 
 
 class CheckAccess:
@@ -37,17 +38,20 @@ class CheckAccess:
     def execute(self, request: CheckRequest) -> CheckResult:
         engine = self.engine
         revision = str(engine.revision)
+        # Read once, before deciding: a reload swapping the policy meanwhile does not change
+        # which policy this check is reported under.
+        policy_hash = engine.policy.content_hash
         try:
             if request.explain:
                 decision = engine.explain(
                     request.principal_id, request.organization_id, request.subject, request.right, request.at
                 )
-                return CheckResult(decision.allowed, decision.reason, decision.path, revision)
+                return CheckResult(decision.allowed, decision.reason, decision.path, revision, policy_hash)
             allowed = engine.check(
                 request.principal_id, request.organization_id, request.subject, request.right, request.at
             )
-            return CheckResult(allowed, revision=revision)
+            return CheckResult(allowed, revision=revision, policy_hash=policy_hash)
         except Exception:
             # Fail closed: a fault inside a decision denies, and is logged, never allows.
             log.exception("decision failed; denying")
-            return CheckResult(False, "decision failed; denied", [], revision)
+            return CheckResult(False, "decision failed; denied", [], revision, policy_hash)

@@ -52,7 +52,11 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     @staticmethod
     def _check_response(result: Any) -> pb.CheckAccessResponse:
         return pb.CheckAccessResponse(
-            allowed=result.allowed, reason=result.reason, path=result.path, revision=result.revision
+            allowed=result.allowed,
+            reason=result.reason,
+            path=result.path,
+            revision=result.revision,
+            policy_hash=result.policy_hash,
         )
 
     @handle_errors
