@@ -79,8 +79,16 @@ class Policy:
                 problems.append(f"{folder / name}: cannot be read ({exc.strerror or exc})")
         if problems:
             raise PolicyLoadError(problems)
+        return cls.from_texts(folder, texts)
+
+    @classmethod
+    def from_texts(cls, folder: Path, texts: Mapping[str, str]) -> Policy:
+        """The policy from the three files' texts, read once (the reloader validates these same texts)."""
         subjects = parse_subjects(texts[SUBJECTS_FILE], folder / SUBJECTS_FILE)
-        enforcer = new_enforcer(texts[MODEL_FILE], texts[POLICY_FILE])
+        try:
+            enforcer = new_enforcer(texts[MODEL_FILE], texts[POLICY_FILE])
+        except Exception as exc:  # Casbin raises bare KeyError, ValueError... on bad input
+            raise PolicyLoadError([f"{folder}: Casbin cannot load the model and policy ({exc!r})"]) from exc
         return cls(
             directory=folder,
             content_hash=content_hash(texts),

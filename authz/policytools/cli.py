@@ -1,0 +1,167 @@
+"""`authz policy validate | test | diff`: what a platform engineer runs before shipping an edit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from authz.domain.dates import MONTREAL
+from authz.engine.policy import Policy, default_policy_dir
+from authz.policytools.validate import ValidationReport, validate
+
+__all__ = ["register"]
+
+DEMO_FILE = Path(__file__).resolve().parent.parent / "demo" / "demo.json"
+
+
+def register(subparsers: Any) -> None:
+    """Adds `policy` and its three subcommands to the `authz` parser."""
+    policy = subparsers.add_parser("policy", help="validate, test and diff the policy files")
+    sub = policy.add_subparsers(dest="policy_command", required=True)
+
+    val = sub.add_parser("validate", help="report every problem of a policy folder (file, line, why)")
+    val.add_argument("directory", nargs="?", help="policy folder (default: the packaged authz/policies)")
+    val.add_argument("--strict", action="store_true", help="fail on warnings too")
+    val.add_argument("--json", action="store_true", help="machine-readable output")
+    val.set_defaults(func=cmd_validate)
+
+    test = sub.add_parser("test", help="run YAML policy test files through the server's engine")
+    test.add_argument("files", nargs="*", help="test files (default: DIR/tests/*.yaml)")
+    test.add_argument("--policy-dir", help="policy folder under test (default: the packaged authz/policies)")
+    test.add_argument("--coverage", action="store_true", help="print the whole role × subject × right table")
+    test.add_argument("--min-coverage", type=float, default=0.0, help="fail below this coverage percentage")
+    test.set_defaults(func=cmd_test)
+
+    diff = sub.add_parser("diff", help="which decisions an edit flips, on real data")
+    diff.add_argument("old", help="policy folder in production")
+    diff.add_argument("new", help="edited policy folder")
+    source = diff.add_mutually_exclusive_group()
+    source.add_argument("--data", help="import-format JSON file (default: the demo data)")
+    source.add_argument("--database", help="SQLAlchemy URL of a database to read the relations from")
+    diff.add_argument("--at", help="instant of the decisions: YYYY-MM-DD (noon, Montreal) or ISO date-time; default now")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.add_argument("--fail-on-change", action="store_true", help="exit 1 when any decision changes")
+    diff.set_defaults(func=cmd_diff)
+
+
+def _print_report(report: ValidationReport) -> None:
+    for problem in report.problems:
+        print(problem)
+
+
+def _checked(directory: str | None) -> Policy | None:
+    """The policy if valid; otherwise its errors go to stderr."""
+    report = validate(directory)
+    if report.ok and report.policy is not None:
+        return report.policy
+    for problem in report.errors:
+        print(problem, file=sys.stderr)
+    print(f"{report.directory}: invalid policy, {len(report.errors)} error(s)", file=sys.stderr)
+    return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    report = validate(args.directory)
+    failed = bool(report.errors) or (args.strict and bool(report.warnings))
+    if args.json:
+        print(json.dumps({
+            "directory": str(report.directory),
+            "policy_hash": report.content_hash,
+            "ok": not failed,
+            "problems": [
+                {"file": p.file, "line": p.line, "severity": p.severity, "message": p.message}
+                for p in report.problems
+            ],
+        }, indent=2))
+        return 1 if failed else 0
+    _print_report(report)
+    errors, warnings = len(report.errors), len(report.warnings)
+    if report.policy is not None and not report.errors:
+        managers = ", ".join(role.value for role in report.policy.managing_roles())
+        print(
+            f"{report.directory}: valid (policy hash {report.content_hash}); {len(report.policy.subjects)} subjects; "
+            f"managed by: {managers}; {errors} error(s), {warnings} warning(s)"
+        )
+    else:
+        print(f"{report.directory}: INVALID; {errors} error(s), {warnings} warning(s)")
+    return 1 if failed else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from authz.policytools.testing import TestFileError, run_files
+
+    directory = Path(args.policy_dir) if args.policy_dir else default_policy_dir()
+    policy = _checked(str(directory))
+    if policy is None:
+        return 2
+    files = [Path(f) for f in args.files] or sorted((directory / "tests").glob("*.yaml"))
+    if not files:
+        print(f"no test files (looked for {directory / 'tests'}/*.yaml)", file=sys.stderr)
+        return 2
+    try:
+        run = run_files(files, policy)
+    except TestFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for result in run.failures:
+        case = result.case
+        why = f" [{case.why}]" if case.why else ""
+        print(f"FAIL {case.file}:{case.line} {case.kind}: {case.describe()}{why}\n     {result.message}")
+    passed = len(run.results) - len(run.failures)
+    print(f"{len(run.files)} file(s), {len(run.results)} check(s): {passed} passed, {len(run.failures)} failed "
+          f"(policy hash {policy.content_hash})")
+    if args.coverage:
+        print(run.coverage.table())
+    print(run.coverage.summary())
+    missing = run.coverage.missing()
+    if missing and not args.coverage:
+        shown = ", ".join(f"{role.value}/{subject}/{right.code}" for role, subject, right in missing[:12])
+        print(f"  not exercised: {shown}{' …' if len(missing) > 12 else ''}")
+    if run.failures:
+        return 1
+    if run.coverage.percent() < args.min_coverage:
+        print(f"coverage below --min-coverage {args.min_coverage:g}%", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _instant(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time(12), MONTREAL)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=MONTREAL)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from authz.policytools.diff import diff_policies, load_relations
+
+    old, new = _checked(args.old), _checked(args.new)
+    if old is None or new is None:
+        return 2
+    try:
+        at = _instant(args.at)
+        data = Path(args.data) if args.data else (None if args.database else DEMO_FILE)
+        relations = load_relations(data, args.database, [*old.subjects, *new.subjects])
+    except ValueError as exc:
+        print(f"authz policy diff: {exc}", file=sys.stderr)
+        return 2
+    report = diff_policies(old, new, relations, at)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        source = args.database or str(data)
+        print(f"policy {report.old_hash} -> {report.new_hash} on {source} at {at.isoformat(timespec='seconds')}: "
+              f"{report.pairs} contact/organization pairs, {report.decisions} decisions")
+        if not report.groups:
+            print("no decision changes")
+        for group in report.groups:
+            print(f"  {group.sentence()}")
+        if report.groups:
+            print(f"{len(report.changed_contacts)} contact(s) affected: {', '.join(report.changed_contacts)}")
+    return 1 if args.fail_on_change and report.groups else 0
