@@ -52,6 +52,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        # Only wakes the watcher thread: validation and the swap never run inside a signal handler.
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: app.policy_watcher.request_reload())
     app.start()
     print(f"authz serving on {settings.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
     stop.wait()
@@ -134,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="bring the database schema up to date")
     common(mig)
     mig.set_defaults(func=cmd_migrate)
+
+    from authz.policytools.cli import register as register_policy
+
+    register_policy(sub)
     return parser
 
 

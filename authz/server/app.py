@@ -17,8 +17,10 @@ from authz.commands.base import Deps
 from authz.config import Settings
 from authz.domain.dates import utc_now
 from authz.engine.index import DecisionEngine
-from authz.engine.policy import Policy
+from authz.engine.policy import Policy, default_policy_dir
 from authz.mail import OutboxRelay, mailer_from_url
+from authz.policytools.validate import load_checked
+from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
 from authz.store import migrate
 from authz.store.sql import SqlStore, make_engine
@@ -58,8 +60,8 @@ class AuthzApp:
     ) -> None:
         self.settings = settings
         self.store = store or open_store(settings)
-        self.policy = Policy.load(settings.policy_dir)
-        self.engine = DecisionEngine(self.policy)
+        # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
+        self.engine = DecisionEngine(load_checked(settings.policy_dir))
         started = time.perf_counter()
         self.engine.load(self.store.load_relations(), self.store.revision())
         log.info("indexes built in %.2fs: %s", time.perf_counter() - started, self.engine.stats())
@@ -89,12 +91,30 @@ class AuthzApp:
             raise SystemExit(f"cannot listen on {settings.listen}")
         self._stopping = threading.Event()
         self._monitor = threading.Thread(target=self._watch_store, name="authz-store-health", daemon=True)
+        self.policy_watcher = PolicyWatcher(
+            settings.policy_dir or default_policy_dir(),
+            self.engine,
+            store=self.store,
+            on_state=self._set_policy_health,
+            clock=clock,
+        )
+
+    @property
+    def policy(self) -> Policy:
+        """The policy serving now (hot reload swaps it)."""
+        return self.engine.policy
+
+    def _set_policy_health(self, valid_on_disk: bool) -> None:
+        status = health_pb2.HealthCheckResponse
+        self.health.set(POLICY_HEALTH_NAME, status.SERVING if valid_on_disk else status.NOT_SERVING)
 
     def start(self) -> None:
         self.server.start()
         self.relay.start()
         self._set_health(True, self.store.ping())
+        self._set_policy_health(True)
         self._monitor.start()
+        self.policy_watcher.start()
         log.info("serving on %s (port %d)", self.settings.listen, self.port)
 
     def _set_health(self, serving: bool, store_up: bool) -> None:
@@ -116,6 +136,7 @@ class AuthzApp:
     def stop(self, grace: float | None = None) -> None:
         """Turn health to NOT_SERVING first, then drain calls in flight, then release the rest."""
         self._stopping.set()
+        self.policy_watcher.stop()
         self.health.enter_graceful_shutdown()
         self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
         self.relay.stop()
