@@ -27,6 +27,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         listen=getattr(args, "listen", None),
         policy_dir=Path(args.policy_dir) if getattr(args, "policy_dir", None) else None,
         mail_url=getattr(args, "mail_url", None),
+        callers_file=Path(args.callers_file) if getattr(args, "callers_file", None) else None,
+        tls_cert=Path(args.tls_cert) if getattr(args, "tls_cert", None) else None,
+        tls_key=Path(args.tls_key) if getattr(args, "tls_key", None) else None,
+        tls_client_ca=Path(args.tls_client_ca) if getattr(args, "tls_client_ca", None) else None,
     )
 
 
@@ -99,6 +103,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_callers_hash_token(args: argparse.Namespace) -> int:
+    import secrets
+
+    from authz.server.auth import hash_token
+
+    if args.generate:
+        token = secrets.token_urlsafe(32)
+        print(f"token:        {token}")
+    else:
+        token = sys.stdin.readline().strip()
+        if not token:
+            print("authz callers hash-token: give the token on stdin", file=sys.stderr)
+            return 2
+    print(f"token_sha256: {hash_token(token)}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from authz.config import redact_url
     from authz.store import migrate
@@ -126,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (AUTHZ_LISTEN; default 127.0.0.1:50051)")
     serve.add_argument("--mail-url", help="file:///dir or smtp://host:port (AUTHZ_MAIL_URL)")
     serve.add_argument("--demo", action="store_true", help="import the demo data set first (idempotent)")
+    serve.add_argument("--callers-file", help="calling services and their RPCs (AUTHZ_CALLERS_FILE)")
+    serve.add_argument("--tls-cert", help="server certificate, PEM (AUTHZ_TLS_CERT)")
+    serve.add_argument("--tls-key", help="server private key, PEM (AUTHZ_TLS_KEY)")
+    serve.add_argument("--tls-client-ca", help="CA that signs caller certificates: mutual TLS (AUTHZ_TLS_CLIENT_CA)")
     serve.set_defaults(func=cmd_serve)
 
     imp = sub.add_parser("import", help="import a JSON data set (API.md's format)")
@@ -134,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--report", help="where to write the report (default FILE.import-report.json)")
     imp.set_defaults(func=cmd_import)
 
+    callers = sub.add_parser("callers", help="caller credentials for the callers file")
+    callers_sub = callers.add_subparsers(dest="callers_command", required=True)
+    hash_token = callers_sub.add_parser(
+        "hash-token", help="read a token on stdin (never argv: shell history), print its token_sha256"
+    )
+    hash_token.add_argument("--generate", action="store_true", help="make a new random token; print it, then its hash")
+    hash_token.set_defaults(func=cmd_callers_hash_token)
+
     mig = sub.add_parser("migrate", help="bring the database schema up to date")
     common(mig)
     mig.set_defaults(func=cmd_migrate)
@@ -141,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from authz.policytools.cli import register as register_policy
 
     register_policy(sub)
+    from authz.bench.cli import register as register_bench
+
+    register_bench(sub)
     return parser
 
 

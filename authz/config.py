@@ -41,6 +41,11 @@ class Settings:
     grace_seconds: float = 10.0
     mail_interval_seconds: float = 1.0
     log_level: str = "INFO"
+    # Caller credentials and TLS (see authz/server/auth.py): no callers file is allowed on loopback only.
+    callers_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set: every caller must present a certificate this CA signed
     extra: Mapping[str, str] = field(default_factory=dict)
 
     _ENV: ClassVar[dict[str, str]] = {
@@ -54,6 +59,10 @@ class Settings:
         "grace_seconds": "AUTHZ_GRACE_SECONDS",
         "mail_interval_seconds": "AUTHZ_MAIL_INTERVAL_SECONDS",
         "log_level": "AUTHZ_LOG_LEVEL",
+        "callers_file": "AUTHZ_CALLERS_FILE",
+        "tls_cert": "AUTHZ_TLS_CERT",
+        "tls_key": "AUTHZ_TLS_KEY",
+        "tls_client_ca": "AUTHZ_TLS_CLIENT_CA",
     }
 
     @classmethod
@@ -71,7 +80,7 @@ class Settings:
                     values[name] = int(raw)
                 elif kind == "float":
                     values[name] = float(raw)
-                elif name == "policy_dir":
+                elif kind == "Path | None":
                     values[name] = Path(raw)
                 else:
                     values[name] = raw
@@ -99,4 +108,7 @@ class Settings:
             "mail_url": redact_url(self.mail_url) if self.mail_url else f"file://{self.outbox_dir}",
             "link_code_ttl_seconds": str(self.link_code_ttl_seconds),
             "max_workers": str(self.max_workers),
+            # Paths only: the callers file holds token hashes, and the key file is never read here.
+            "callers_file": str(self.callers_file or "(none: loopback only)"),
+            "tls": "off" if self.tls_cert is None else ("mutual" if self.tls_client_ca else "server"),
         }

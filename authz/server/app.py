@@ -20,6 +20,7 @@ from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.policytools.validate import load_checked
+from authz.server.auth import bind, server_interceptors
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
 from authz.store import migrate
@@ -59,6 +60,8 @@ class AuthzApp:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
+        # First: a listener beyond loopback without caller credentials must not start at all.
+        interceptors = server_interceptors(settings)
         self.store = store or open_store(settings)
         # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
         self.engine = DecisionEngine(load_checked(settings.policy_dir))
@@ -74,6 +77,7 @@ class AuthzApp:
         self.health = health.HealthServicer()
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-rpc"),
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -86,7 +90,7 @@ class AuthzApp:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
-        self.port = self.server.add_insecure_port(settings.listen)
+        self.port = bind(self.server, settings)
         if self.port == 0:
             raise SystemExit(f"cannot listen on {settings.listen}")
         self._stopping = threading.Event()

@@ -1,0 +1,269 @@
+"""Who may call: caller credentials, per-caller RPC permissions, and the listening socket's TLS.
+
+Each calling service is named in a callers file (YAML or JSON)::
+
+    callers:
+      - name: portal
+        token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+        methods: ["*"]
+      - name: monthly-report
+        tls_common_name: monthly-report.ccq.internal   # mutual TLS instead of (or besides) a token
+        methods: [CheckAccess, BatchCheckAccess]
+
+The file holds no secret: a token is kept as its SHA-256 (`authz callers hash-token`
+makes one). A call names itself with `authorization: Bearer <token>` metadata or, when
+the server requires client certificates, with the certificate's common name. Health and
+reflection stay open, so that probes and grpcurl need nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+
+from authz.config import Settings
+from authz.v1 import authz_pb2
+
+__all__ = [
+    "AUTHZ_METHODS",
+    "Caller",
+    "CallerAuthInterceptor",
+    "Callers",
+    "bind",
+    "hash_token",
+    "is_loopback",
+    "server_interceptors",
+]
+
+log = logging.getLogger("authz.auth")
+
+_SERVICE = authz_pb2.DESCRIPTOR.services_by_name["AuthzService"]
+_PREFIX = f"/{_SERVICE.full_name}/"
+AUTHZ_METHODS = frozenset(method.name for method in _SERVICE.methods)
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Refused the same way whatever went wrong, so a prober learns nothing about which part failed.
+NO_CREDENTIALS = "this service requires caller credentials (authorization: Bearer <token> or a client certificate)"
+BAD_CREDENTIALS = "the caller credentials are not valid"
+
+
+def hash_token(token: str) -> str:
+    """The form a token takes in the callers file: SHA-256, lower-case hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    methods: frozenset[str]  # short RPC names, or {"*"} for every RPC
+    token_sha256: str | None = None
+    tls_common_name: str | None = None
+
+    def may_call(self, method: str) -> bool:
+        return "*" in self.methods or method in self.methods
+
+
+class Callers:
+    """The callers file, validated whole: a typo in it stops the server at start, not in production."""
+
+    def __init__(self, callers: Iterable[Caller]) -> None:
+        self.callers = tuple(callers)
+        names = [caller.name for caller in self.callers]
+        if len(set(names)) != len(names):
+            raise ValueError("callers file: each caller name must appear once")
+        hashes = [caller.token_sha256 for caller in self.callers if caller.token_sha256]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("callers file: two callers share one token")
+        self._by_common_name = {c.tls_common_name: c for c in self.callers if c.tls_common_name}
+
+    @classmethod
+    def load(cls, path: Path) -> Callers:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return cls.parse(data, str(path))
+
+    @classmethod
+    def parse(cls, data: Any, source: str = "callers file") -> Callers:
+        if not isinstance(data, Mapping) or not isinstance(data.get("callers"), list) or not data["callers"]:
+            raise ValueError(f"{source}: expected a mapping with a non-empty `callers` list")
+        callers = []
+        for index, entry in enumerate(data["callers"]):
+            where = f"{source}: callers[{index}]"
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{where}: expected a mapping")
+            unknown = set(entry) - {"name", "token_sha256", "tls_common_name", "methods"}
+            if unknown:
+                # A clear-text `token:` key lands here: the file must not hold the secret itself.
+                raise ValueError(f"{where}: unknown keys {sorted(unknown)} (tokens are given as token_sha256)")
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{where}: `name` is required")
+            token_sha256 = entry.get("token_sha256")
+            if token_sha256 is not None and (
+                not isinstance(token_sha256, str) or not _HEX_SHA256.fullmatch(token_sha256.lower())
+            ):
+                raise ValueError(f"{where} ({name}): token_sha256 must be 64 hexadecimal digits")
+            common_name = entry.get("tls_common_name")
+            if common_name is not None and (not isinstance(common_name, str) or not common_name):
+                raise ValueError(f"{where} ({name}): tls_common_name must be a non-empty string")
+            if token_sha256 is None and common_name is None:
+                raise ValueError(f"{where} ({name}): give token_sha256, tls_common_name or both")
+            methods = entry.get("methods")
+            if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+                raise ValueError(f'{where} ({name}): `methods` must list RPC names, or be ["*"]')
+            wrong = sorted(set(methods) - AUTHZ_METHODS - {"*"})
+            if wrong:
+                raise ValueError(f"{where} ({name}): unknown RPCs {wrong}; known: {sorted(AUTHZ_METHODS)}")
+            callers.append(
+                Caller(
+                    name=name,
+                    methods=frozenset(methods),
+                    token_sha256=token_sha256.lower() if token_sha256 else None,
+                    tls_common_name=common_name,
+                )
+            )
+        return cls(callers)
+
+    def by_token(self, token: str) -> Caller | None:
+        digest = hash_token(token)
+        found = None
+        # Every entry is compared, in constant time each: the time taken says nothing of which one matched.
+        for caller in self.callers:
+            if caller.token_sha256 is not None and hmac.compare_digest(caller.token_sha256, digest):
+                found = caller
+        return found
+
+    def by_common_name(self, common_name: str) -> Caller | None:
+        return self._by_common_name.get(common_name)
+
+
+def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """The bearer token of the call; "" when the header is there but is not a bearer token."""
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return None
+
+
+def _common_name(context: grpc.ServicerContext) -> str | None:
+    # Present only when the TLS handshake verified a client certificate against the client CA.
+    values = context.auth_context().get("x509_common_name") or []
+    return values[0].decode() if values else None
+
+
+class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates every AuthzService call, then checks the caller may call that RPC.
+
+    The certificate is only visible from the servicer context, so the check runs
+    wrapped around the handler rather than before it is chosen.
+    """
+
+    def __init__(self, callers: Callers) -> None:
+        self.callers = callers
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(handler_call_details)
+        method_path: str = handler_call_details.method
+        if handler is None or not method_path.startswith(_PREFIX):
+            return handler  # health and reflection stay open for probes
+        method = method_path.removeprefix(_PREFIX)
+        token = _bearer(handler_call_details.invocation_metadata)
+        inner = handler.unary_unary
+        if inner is None:  # every AuthzService RPC is unary; anything else is refused
+            return None
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            caller = self._authenticate(token, context)
+            if not caller.may_call(method):
+                log.warning("caller %s may not call %s", caller.name, method)
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"caller {caller.name!r} may not call {method}")
+            return inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _authenticate(self, token: str | None, context: grpc.ServicerContext) -> Caller:
+        common_name = _common_name(context)
+        by_certificate = self.callers.by_common_name(common_name) if common_name else None
+        if token is not None:
+            by_token = self.callers.by_token(token) if token else None
+            # A token and a certificate naming two different callers is someone's mistake or someone's trick.
+            if by_token is None or (by_certificate is not None and by_certificate is not by_token):
+                log.warning("refused a call with invalid credentials from %s", context.peer())
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+            return by_token  # type: ignore[return-value]  # abort raised otherwise
+        if by_certificate is not None:
+            return by_certificate
+        if common_name is not None:
+            log.warning("refused certificate %r: no caller has that common name", common_name)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, NO_CREDENTIALS)
+        raise AssertionError("unreachable")  # abort raises
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether `host:port` only accepts connections from this machine."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name, or 0.0.0.0 / [::] spelled otherwise: treat as reachable from outside
+
+
+def server_interceptors(settings: Settings) -> list[grpc.ServerInterceptor]:
+    """The caller check, or nothing on loopback without a callers file; refuses an open listener without one."""
+    if settings.callers_file is None:
+        if not is_loopback(settings.listen):
+            raise SystemExit(
+                f"refusing to listen on {settings.listen} without caller credentials: "
+                "set AUTHZ_CALLERS_FILE (--callers-file), or listen on 127.0.0.1"
+            )
+        log.warning("no callers file: any local process may call (loopback only; set AUTHZ_CALLERS_FILE)")
+        return []
+    try:
+        callers = Callers.load(settings.callers_file)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise SystemExit(f"cannot use the callers file: {exc}") from exc
+    log.info("callers: %s", ", ".join(f"{c.name} ({len(c.methods)} rpc)" for c in callers.callers))
+    return [CallerAuthInterceptor(callers)]
+
+
+def bind(server: grpc.Server, settings: Settings) -> int:
+    """Listen as the settings say: TLS when a certificate is given, client certificates required with a client CA."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise SystemExit("AUTHZ_TLS_CLIENT_CA needs AUTHZ_TLS_CERT and AUTHZ_TLS_KEY (the server's own)")
+        if settings.callers_file is not None and not is_loopback(settings.listen):
+            log.warning("bearer tokens travel in clear on %s: set AUTHZ_TLS_CERT and AUTHZ_TLS_KEY", settings.listen)
+        return int(server.add_insecure_port(settings.listen))
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise SystemExit("TLS needs both AUTHZ_TLS_CERT and AUTHZ_TLS_KEY")
+    try:
+        key = settings.tls_key.read_bytes()
+        cert = settings.tls_cert.read_bytes()
+        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    except OSError as exc:
+        raise SystemExit(f"cannot read TLS files: {exc.strerror}: {exc.filename}") from exc
+    credentials = grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+    return int(server.add_secure_port(settings.listen, credentials))
