@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 AUTHZ := $(VENV)/bin/authz
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint proto proto-check bench migrate clean
+.PHONY: venv run test lint proto proto-check bench migrate clean policy-check
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ run: venv
 ## The whole test suite (PostgreSQL tests need the server of AUTHZ_TEST_POSTGRES_URL).
 test: venv
 	$(PY) -m pytest -q
+
+## The policy folder alone: validate it, then run its YAML cases (also part of `make test`).
+policy-check: venv
+	$(AUTHZ) policy validate
+	$(AUTHZ) policy test --min-coverage 100
 
 lint: venv
 	$(VENV)/bin/ruff check .

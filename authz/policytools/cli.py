@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
     source = diff.add_mutually_exclusive_group()
     source.add_argument("--data", help="import-format JSON file (default: the demo data)")
     source.add_argument("--database", help="SQLAlchemy URL of a database to read the relations from")
-    diff.add_argument("--at", help="instant of the decisions: YYYY-MM-DD (noon, Montreal) or ISO date-time; default now")
+    diff.add_argument(
+        "--at", help="instant of the decisions: YYYY-MM-DD (noon, Montreal) or ISO date-time; default now"
+    )
     diff.add_argument("--json", action="store_true", help="machine-readable output")
     diff.add_argument("--fail-on-change", action="store_true", help="exit 1 when any decision changes")
     diff.set_defaults(func=cmd_diff)
@@ -68,15 +70,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report = validate(args.directory)
     failed = bool(report.errors) or (args.strict and bool(report.warnings))
     if args.json:
-        print(json.dumps({
-            "directory": str(report.directory),
-            "policy_hash": report.content_hash,
-            "ok": not failed,
-            "problems": [
-                {"file": p.file, "line": p.line, "severity": p.severity, "message": p.message}
-                for p in report.problems
-            ],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "directory": str(report.directory),
+                    "policy_hash": report.content_hash,
+                    "ok": not failed,
+                    "problems": [
+                        {"file": p.file, "line": p.line, "severity": p.severity, "message": p.message}
+                        for p in report.problems
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 1 if failed else 0
     _print_report(report)
     errors, warnings = len(report.errors), len(report.warnings)
@@ -112,8 +119,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         why = f" [{case.why}]" if case.why else ""
         print(f"FAIL {case.file}:{case.line} {case.kind}: {case.describe()}{why}\n     {result.message}")
     passed = len(run.results) - len(run.failures)
-    print(f"{len(run.files)} file(s), {len(run.results)} check(s): {passed} passed, {len(run.failures)} failed "
-          f"(policy hash {policy.content_hash})")
+    print(
+        f"{len(run.files)} file(s), {len(run.results)} check(s): {passed} passed, {len(run.failures)} failed "
+        f"(policy hash {policy.content_hash})"
+    )
     if args.coverage:
         print(run.coverage.table())
     print(run.coverage.summary())
@@ -156,8 +165,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
         source = args.database or str(data)
-        print(f"policy {report.old_hash} -> {report.new_hash} on {source} at {at.isoformat(timespec='seconds')}: "
-              f"{report.pairs} contact/organization pairs, {report.decisions} decisions")
+        print(
+            f"policy {report.old_hash} -> {report.new_hash} on {source} at {at.isoformat(timespec='seconds')}: "
+            f"{report.pairs} contact/organization pairs, {report.decisions} decisions"
+        )
         if not report.groups:
             print("no decision changes")
         for group in report.groups:

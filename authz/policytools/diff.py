@@ -58,9 +58,14 @@ class Group:
         if self.gained:
             what = f"{self.after.code} on {self.subject}" + (f" (had {self.before.code})" if self.before else "")
         else:
-            what = f"{self.before.code} on {self.subject}" + (f" (keep{'s' if count == 1 else ''} {self.after.code})" if self.after else "")
+            what = f"{self.before.code} on {self.subject}" + (
+                f" (keep{'s' if count == 1 else ''} {self.after.code})" if self.after else ""
+            )
         own = "their delegated organization" if self.roles.startswith("delegated") else "their own organization"
-        places = ", ".join(f"{c.contact_id} on {c.organization_id}" for c in sorted(self.changes, key=lambda c: (c.contact_id, c.organization_id)))
+        places = ", ".join(
+            f"{c.contact_id} on {c.organization_id}"
+            for c in sorted(self.changes, key=lambda c: (c.contact_id, c.organization_id))
+        )
         return f"{who} {verb} {what} of {own}: {places}"
 
 

@@ -108,7 +108,12 @@ class Coverage:
     exercised: dict[tuple[Role, str, Right], int] = field(default_factory=dict)
 
     def cells(self) -> list[tuple[Role, str, Right]]:
-        return [(role, subject, right) for role in Role for subject in self.policy.subjects for right in (Right.READ, Right.WRITE)]
+        return [
+            (role, subject, right)
+            for role in Role
+            for subject in self.policy.subjects
+            for right in (Right.READ, Right.WRITE)
+        ]
 
     def percent(self) -> float:
         cells = self.cells()
@@ -172,8 +177,9 @@ class _Reader:
             raise self.fail(parent, f"{what} must be a mapping (key: value), not {value!r}")
         unknown = sorted(set(value) - keys)
         if unknown:
-            raise self.fail(value, f"unknown key(s) {', '.join(map(repr, unknown))} in {what} "
-                            f"(expected: {', '.join(sorted(keys))})")
+            raise self.fail(
+                value, f"unknown key(s) {', '.join(map(repr, unknown))} in {what} (expected: {', '.join(sorted(keys))})"
+            )
         return value
 
     def text(self, row: _Map, key: str, what: str) -> str:
@@ -271,9 +277,14 @@ class _Reader:
             start, end = window(row)
             relations.append(
                 Relation(
-                    unique(row), RelationKind.CONTACT, known(row, "organization", organizations, "organization"),
-                    start, end, contact_id=known(row, "contact", contacts, "contact"),
-                    role=self.role(row, required=True), subjects=self.subjects(row, wildcard=False),
+                    unique(row),
+                    RelationKind.CONTACT,
+                    known(row, "organization", organizations, "organization"),
+                    start,
+                    end,
+                    contact_id=known(row, "contact", contacts, "contact"),
+                    role=self.role(row, required=True),
+                    subjects=self.subjects(row, wildcard=False),
                     ended_at=self.removed(row),
                 )
             )
@@ -287,8 +298,17 @@ class _Reader:
             if not subjects:
                 raise self.fail(row, "an organization relation needs subjects")
             relations.append(
-                Relation(unique(row), RelationKind.ORGANIZATION, grantor, start, end, grantee_organization_id=grantee,
-                         role=self.role(row, required=False), subjects=subjects, ended_at=self.removed(row))
+                Relation(
+                    unique(row),
+                    RelationKind.ORGANIZATION,
+                    grantor,
+                    start,
+                    end,
+                    grantee_organization_id=grantee,
+                    role=self.role(row, required=False),
+                    subjects=subjects,
+                    ended_at=self.removed(row),
+                )
             )
         for row in self.rows(data, "delegations", _DELEGATION_KEYS):
             start, end = window(row)
@@ -297,10 +317,18 @@ class _Reader:
             if via == target:
                 raise self.fail(row, "a delegation goes to another organization than the one it comes through")
             relations.append(
-                Relation(unique(row), RelationKind.DELEGATION, target, start, end,
-                         contact_id=known(row, "contact", contacts, "contact"), via_organization_id=via,
-                         role=self.role(row, required=False), subjects=self.subjects(row, wildcard=True),
-                         ended_at=self.removed(row))
+                Relation(
+                    unique(row),
+                    RelationKind.DELEGATION,
+                    target,
+                    start,
+                    end,
+                    contact_id=known(row, "contact", contacts, "contact"),
+                    via_organization_id=via,
+                    role=self.role(row, required=False),
+                    subjects=self.subjects(row, wildcard=True),
+                    ended_at=self.removed(row),
+                )
             )
         return relations
 
@@ -325,7 +353,9 @@ class _Reader:
         if not isinstance(raw, list):
             raise self.fail(document, f"{kind} must be a list of checks")
         for item in raw:
-            row = self.mapping(item, _EXPLAIN_KEYS if kind == "explain" else _CHECK_KEYS, f"a check of {kind}", document)
+            row = self.mapping(
+                item, _EXPLAIN_KEYS if kind == "explain" else _CHECK_KEYS, f"a check of {kind}", document
+            )
             contacts = row.get("contact", row.get("who"))
             if not contacts or not isinstance(contacts, str | list):
                 raise self.fail(row, "a check needs contact (or who): a contact id or a list of them")
@@ -350,7 +380,14 @@ class _Reader:
                         raise self.fail(row, f"right {right_text!r} must be read or write") from None
                     path = row.get("path") or []
                     yield Case(
-                        str(self.path), row.line, kind, str(contact), organization, str(subject), right, at,
+                        str(self.path),
+                        row.line,
+                        kind,
+                        str(contact),
+                        organization,
+                        str(subject),
+                        right,
+                        at,
                         why=str(row.get("why") or ""),
                         expect_allowed=(kind == "allow") if kind != "explain" else bool(row["allowed"]),
                         reason=str(row["reason"]) if row.get("reason") is not None else None,
@@ -387,8 +424,12 @@ def _run_case(engine: DecisionEngine, case: Case) -> CaseResult:
     decision = engine.explain(case.contact, case.organization, case.subject, int(case.right), ts)
     explanation = decision.reason + (f"; path: {' | '.join(decision.path)}" if decision.path else "")
     if decision.allowed != allowed:  # the two paths of the engine must never disagree
-        return CaseResult(case, False, allowed, f"check says {_verdict(allowed)} but explain says "
-                          f"{_verdict(decision.allowed)} ({explanation})")
+        return CaseResult(
+            case,
+            False,
+            allowed,
+            f"check says {_verdict(allowed)} but explain says {_verdict(decision.allowed)} ({explanation})",
+        )
     problems: list[str] = []
     if allowed != case.expect_allowed:
         problems.append(f"expected {_verdict(case.expect_allowed)}, got {_verdict(allowed)}")
@@ -402,7 +443,9 @@ def _run_case(engine: DecisionEngine, case: Case) -> CaseResult:
     return CaseResult(case, True, allowed)
 
 
-def _exercised(policy: Policy, relations: Sequence[Relation], case: Case, allowed: bool) -> list[tuple[Role, str, Right]]:
+def _exercised(
+    policy: Policy, relations: Sequence[Relation], case: Case, allowed: bool
+) -> list[tuple[Role, str, Right]]:
     """The role defaults this check tested: those of the contact's relations in force on the
     organization whose explicit grants do not already decide it."""
     cells: list[tuple[Role, str, Right]] = []

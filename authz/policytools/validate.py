@@ -30,7 +30,16 @@ from authz.engine.policy import (
     default_policy_dir,
 )
 
-__all__ = ["ERROR", "WARNING", "Problem", "ValidationReport", "load_checked", "read_texts", "validate", "validate_texts"]
+__all__ = [
+    "ERROR",
+    "WARNING",
+    "Problem",
+    "ValidationReport",
+    "load_checked",
+    "read_texts",
+    "validate",
+    "validate_texts",
+]
 
 ERROR = "error"
 WARNING = "warning"
@@ -156,20 +165,30 @@ def _check_subjects(path: str, text: str, problems: list[Problem]) -> set[str]:
         return set()
     header_line, header = lines[0]
     if [c.strip() for c in next(csv.reader([header]))] != ["code", "label_fr", "label_en"]:
-        problems.append(Problem(path, header_line, f"the first line must be the header code,label_fr,label_en, not {header!r}"))
+        problems.append(
+            Problem(path, header_line, f"the first line must be the header code,label_fr,label_en, not {header!r}")
+        )
     for number, line in lines[1:]:
         fields = [c.strip() for c in next(csv.reader([line]))]
         if len(fields) != 3:
             problems.append(
-                Problem(path, number, f"has {len(fields)} fields, expected 3 (code,label_fr,label_en); "
-                        "put a label containing a comma in double quotes")
+                Problem(
+                    path,
+                    number,
+                    f"has {len(fields)} fields, expected 3 (code,label_fr,label_en); "
+                    "put a label containing a comma in double quotes",
+                )
             )
             continue
         code, label_fr, label_en = fields
         if not _SUBJECT_CODE.match(code):
             problems.append(
-                Problem(path, number, f"subject code {code!r} must be lower-case letters, digits and _ "
-                        "(starting with a letter, at most 64): callers send it as is")
+                Problem(
+                    path,
+                    number,
+                    f"subject code {code!r} must be lower-case letters, digits and _ "
+                    "(starting with a letter, at most 64): callers send it as is",
+                )
             )
             continue
         if code in codes:
@@ -182,8 +201,12 @@ def _check_subjects(path: str, text: str, problems: list[Problem]) -> set[str]:
             problems.append(Problem(path, number, f"subject {code!r} has no English label (label_en)"))
     if lines and _MANAGE not in codes:
         problems.append(
-            Problem(path, None, f"the subject {_MANAGE!r} is missing: write on it is what lets a contact manage "
-                    "an organization's relations, so it must stay in the catalogue")
+            Problem(
+                path,
+                None,
+                f"the subject {_MANAGE!r} is missing: write on it is what lets a contact manage "
+                "an organization's relations, so it must stay in the catalogue",
+            )
         )
     return set(codes)
 
@@ -192,6 +215,7 @@ def _check_subjects(path: str, text: str, problems: list[Problem]) -> set[str]:
 def _check_model(path: str, text: str, problems: list[Problem]) -> set[str]:
     """Checks the sections and definitions the engine relies on; returns the rule types defined."""
     section: str | None = None
+    skipping = False  # inside an unknown section, already reported once
     seen: dict[str, dict[str, tuple[int, str]]] = {}
     pending: tuple[int, str, str] | None = None  # a definition continued with a trailing backslash
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -209,15 +233,21 @@ def _check_model(path: str, text: str, problems: list[Problem]) -> set[str]:
             name = line.strip("[]").strip()
             if not line.endswith("]") or name not in _MODEL_KEYS:
                 problems.append(
-                    Problem(path, number, f"unknown section {line!r}; the sections are "
-                            + ", ".join(f"[{s}]" for s in _MODEL_KEYS))
+                    Problem(
+                        path,
+                        number,
+                        f"unknown section {line!r}; the sections are " + ", ".join(f"[{s}]" for s in _MODEL_KEYS),
+                    )
                 )
-                section = None
+                section, skipping = None, True
                 continue
+            skipping = False
             if name in seen:
                 problems.append(Problem(path, number, f"section [{name}] appears twice"))
             section = name
             seen.setdefault(name, {})
+            continue
+        if skipping:
             continue
         if "=" not in line:
             problems.append(Problem(path, number, f"expected `key = value`, found {line!r}"))
@@ -228,8 +258,11 @@ def _check_model(path: str, text: str, problems: list[Problem]) -> set[str]:
         key, value = (part.strip() for part in line.split("=", 1))
         if key not in _MODEL_KEYS[section]:
             problems.append(
-                Problem(path, number, f"{key!r} is not expected in [{section}] (expected: "
-                        + ", ".join(_MODEL_KEYS[section]) + ")")
+                Problem(
+                    path,
+                    number,
+                    f"{key!r} is not expected in [{section}] (expected: " + ", ".join(_MODEL_KEYS[section]) + ")",
+                )
             )
             continue
         if value.endswith("\\"):
@@ -249,14 +282,22 @@ def _check_model(path: str, text: str, problems: list[Problem]) -> set[str]:
                 fields = [f.strip() for f in value.split(",")]
                 if len(fields) != count or not all(fields):
                     problems.append(
-                        Problem(path, number, f"{key} must have {count} fields, found {len(fields)} ({value!r}): "
-                                "the server builds its rules with that many")
+                        Problem(
+                            path,
+                            number,
+                            f"{key} must have {count} fields, found {len(fields)} ({value!r}): "
+                            "the server builds its rules with that many",
+                        )
                     )
     effect = seen.get("policy_effect", {}).get("e")
     if effect is not None and effect[1].replace(" ", "") != _ALLOW_EFFECT.replace(" ", ""):
         problems.append(
-            Problem(path, effect[0], f"the effect must be {_ALLOW_EFFECT!r}: nothing is ever denied explicitly, "
-                    "and the server's engine implements only that effect")
+            Problem(
+                path,
+                effect[0],
+                f"the effect must be {_ALLOW_EFFECT!r}: nothing is ever denied explicitly, "
+                "and the server's engine implements only that effect",
+            )
         )
     return {key for keys in seen.values() for key in keys if key[0] in "pg"}
 
@@ -279,23 +320,35 @@ def _check_policy_lines(
     for number, line in _content_lines(text):
         if any(c in line for c in '"[]()'):
             problems.append(
-                Problem(path, number, "quotes, brackets and parentheses are not allowed: Casbin's reader and the "
-                        "server would not split this line the same way")
+                Problem(
+                    path,
+                    number,
+                    "quotes, brackets and parentheses are not allowed: Casbin's reader and the "
+                    "server would not split this line the same way",
+                )
             )
             continue
         fields = [f.strip() for f in line.split(",")]
         ptype, rule = fields[0], fields[1:]
         if ptype not in defined:
             problems.append(
-                Problem(path, number, f"Casbin would silently ignore this line: {ptype!r} is not a rule type of "
-                        f"model.conf (here only `g` for role defaults and `g2` for write-implies-read)")
+                Problem(
+                    path,
+                    number,
+                    f"Casbin would silently ignore this line: {ptype!r} is not a rule type of "
+                    f"model.conf (here only `g` for role defaults and `g2` for write-implies-read)",
+                )
             )
             continue
         if ptype in ("p", "g3"):
             what = "relations (p)" if ptype == "p" else "memberships (g3)"
             problems.append(
-                Problem(path, number, f"`{ptype}` lines are the {what} the server builds from the database; one "
-                        "written here would be ignored by the server's engine (only `g` and `g2` belong here)")
+                Problem(
+                    path,
+                    number,
+                    f"`{ptype}` lines are the {what} the server builds from the database; one "
+                    "written here would be ignored by the server's engine (only `g` and `g2` belong here)",
+                )
             )
             continue
         if any(not f for f in rule):
@@ -303,9 +356,7 @@ def _check_policy_lines(
             continue
         key = (ptype, *rule)
         if key in first:
-            problems.append(
-                Problem(path, number, f"repeats line {first[key]}; Casbin keeps one copy", WARNING)
-            )
+            problems.append(Problem(path, number, f"repeats line {first[key]}; Casbin keeps one copy", WARNING))
             continue
         first[key] = number
         if ptype == "g2":
@@ -313,8 +364,11 @@ def _check_policy_lines(
                 implication = True
             else:
                 problems.append(
-                    Problem(path, number, f"`g2, {', '.join(rule)}`: the only right implication the server knows "
-                            "is `g2, write, read`")
+                    Problem(
+                        path,
+                        number,
+                        f"`g2, {', '.join(rule)}`: the only right implication the server knows is `g2, write, read`",
+                    )
                 )
             continue
         if ptype != "g":
@@ -322,8 +376,7 @@ def _check_policy_lines(
             continue
         if len(rule) != 3:
             problems.append(
-                Problem(path, number, f"has {len(rule)} fields after `g`, expected 3: "
-                        "`g, <role>, <subject>, <right>`")
+                Problem(path, number, f"has {len(rule)} fields after `g`, expected 3: `g, <role>, <subject>, <right>`")
             )
             continue
         role, subject, right = rule
@@ -348,14 +401,23 @@ def _check_policy_lines(
             later, kept = (g, other) if g.right == "read" else (other, g)
             if later.right == "read" and kept.right == "write":
                 problems.append(
-                    Problem(path, later.line, f"{g.role} already holds {g.subject} write on line {kept.line}; "
-                            "write implies read, so this line changes nothing", WARNING)
+                    Problem(
+                        path,
+                        later.line,
+                        f"{g.role} already holds {g.subject} write on line {kept.line}; "
+                        "write implies read, so this line changes nothing",
+                        WARNING,
+                    )
                 )
         by_cell[(g.role, g.subject)] = g if other is None or g.right == "write" else other
     if not implication and "g2" in defined:
         problems.append(
-            Problem(path, None, "the line `g2, write, read` is missing: without it Casbin would not let write imply "
-                    "read, while the server's engine always does")
+            Problem(
+                path,
+                None,
+                "the line `g2, write, read` is missing: without it Casbin would not let write imply "
+                "read, while the server's engine always does",
+            )
         )
     return g_lines
 
@@ -367,20 +429,33 @@ def _check_loaded(folder: Path, policy: Policy, g_lines: list[_GLine], problems:
         held = policy.default_right(Role(g.role), g.subject)
         if held < Right.parse(g.right):
             problems.append(
-                Problem(path, g.line, f"Casbin does not apply this line: under model.conf's matcher {g.role} holds "
-                        f"{held.code if held else 'nothing'} on {g.subject}")
+                Problem(
+                    path,
+                    g.line,
+                    f"Casbin does not apply this line: under model.conf's matcher {g.role} holds "
+                    f"{held.code if held else 'nothing'} on {g.subject}",
+                )
             )
     if not policy.managing_roles():
         problems.append(
-            Problem(path, None, f"nobody could manage an organization: no role holds write on {_MANAGE!r} by "
-                    f"default, so no one could add, change or remove relations or issue link codes "
-                    f"(give it to at least one role, e.g. `g, personne_responsable, {_MANAGE}, write`)")
+            Problem(
+                path,
+                None,
+                f"nobody could manage an organization: no role holds write on {_MANAGE!r} by "
+                f"default, so no one could add, change or remove relations or issue link codes "
+                f"(give it to at least one role, e.g. `g, personne_responsable, {_MANAGE}, write`)",
+            )
         )
     for subject in policy.subjects:
         if not any(policy.default_right(role, subject) for role in Role):
             problems.append(
-                Problem(str(folder / SUBJECTS_FILE), None, f"no role holds {subject!r} by default: only a grant "
-                        "on a relation (or a delegation) can give it; is a `g` line missing?", WARNING)
+                Problem(
+                    str(folder / SUBJECTS_FILE),
+                    None,
+                    f"no role holds {subject!r} by default: only a grant "
+                    "on a relation (or a delegation) can give it; is a `g` line missing?",
+                    WARNING,
+                )
             )
 
 
@@ -391,15 +466,40 @@ def _check_engine_agrees(folder: Path, policy: Policy, problems: list[Problem]) 
     start, end = date(2020, 1, 1), END_OF_TIME
     relations: list[Relation] = []
     for role in Role:
-        relations.append(Relation(f"R-{role.value}", RelationKind.CONTACT, "ORG-A", start, end, f"C-{role.value}", role=role))
+        relations.append(
+            Relation(f"R-{role.value}", RelationKind.CONTACT, "ORG-A", start, end, f"C-{role.value}", role=role)
+        )
     relations += [
-        Relation("R-GRANT", RelationKind.CONTACT, "ORG-A", start, end, "C-GRANT", role=Role.MEMBRE_DU_PERSONNEL,
-                 subjects={s: Right.READ for s in policy.subjects}),
+        Relation(
+            "R-GRANT",
+            RelationKind.CONTACT,
+            "ORG-A",
+            start,
+            end,
+            "C-GRANT",
+            role=Role.MEMBRE_DU_PERSONNEL,
+            subjects={s: Right.READ for s in policy.subjects},
+        ),
         Relation("R-STAFF", RelationKind.CONTACT, "ORG-B", start, end, "C-STAFF", role=Role.MEMBRE_DU_PERSONNEL),
-        Relation("OR-A-B", RelationKind.ORGANIZATION, "ORG-A", start, end, grantee_organization_id="ORG-B",
-                 subjects=dict.fromkeys(policy.subjects, Right.WRITE)),
-        Relation("D-STAFF", RelationKind.DELEGATION, "ORG-A", start, end, "C-STAFF", via_organization_id="ORG-B",
-                 subjects=dict.fromkeys(policy.subjects, Right.READ)),
+        Relation(
+            "OR-A-B",
+            RelationKind.ORGANIZATION,
+            "ORG-A",
+            start,
+            end,
+            grantee_organization_id="ORG-B",
+            subjects=dict.fromkeys(policy.subjects, Right.WRITE),
+        ),
+        Relation(
+            "D-STAFF",
+            RelationKind.DELEGATION,
+            "ORG-A",
+            start,
+            end,
+            "C-STAFF",
+            via_organization_id="ORG-B",
+            subjects=dict.fromkeys(policy.subjects, Right.READ),
+        ),
     ]
     at = datetime(2024, 6, 1, 12, tzinfo=UTC)
     engine = DecisionEngine(policy)
@@ -415,9 +515,13 @@ def _check_engine_agrees(folder: Path, policy: Policy, problems: list[Problem]) 
                 if fast != slow:
                     what = f"{relation.role.value if relation.role else relation.kind.value} {right.code} on {subject}"
                     problems.append(
-                        Problem(str(folder / MODEL_FILE), None, f"model.conf's matcher and the server's engine "
-                                f"disagree ({what}: Casbin {'allows' if slow else 'denies'}, the server "
-                                f"{'allows' if fast else 'denies'}); only role defaults are read from the model, "
-                                "the rest of the matcher must keep its shipped meaning")
+                        Problem(
+                            str(folder / MODEL_FILE),
+                            None,
+                            f"model.conf's matcher and the server's engine "
+                            f"disagree ({what}: Casbin {'allows' if slow else 'denies'}, the server "
+                            f"{'allows' if fast else 'denies'}); only role defaults are read from the model, "
+                            "the rest of the matcher must keep its shipped meaning",
+                        )
                     )
                     return

@@ -109,8 +109,8 @@ class PolicyWatcher:
             texts, problems = read_texts(self.directory)
             digest = content_hash(texts)
             status = self.status
-            if not force and not problems:
-                if digest == status.serving_hash:
+            if not force:
+                if digest == status.serving_hash and not problems:
                     if status.pending_hash is not None:  # the edit was undone: healthy again
                         log.info("policy folder is back to the policy being served (%s)", digest)
                         status.pending_hash, status.problems = None, []
@@ -138,8 +138,9 @@ class PolicyWatcher:
             for warning in report.warnings:
                 log.warning("policy %s: %s", digest, warning)
             log.info("policy reloaded: %s -> %s (%s)", previous, digest, self.directory)
-            self._audit("policy_reload", {"policy_hash": digest, "previous_hash": previous,
-                                          "directory": str(self.directory)})
+            self._audit(
+                "policy_reload", {"policy_hash": digest, "previous_hash": previous, "directory": str(self.directory)}
+            )
             self.on_state(True)
             return previous != digest
 
@@ -149,14 +150,20 @@ class PolicyWatcher:
         status.refusals += 1
         log.error(
             "policy edit %s refused, %s keeps serving; %d error(s):\n  %s",
-            digest, status.serving_hash, len(problems), "\n  ".join(str(p) for p in problems),
+            digest,
+            status.serving_hash,
+            len(problems),
+            "\n  ".join(str(p) for p in problems),
         )
-        self._audit("policy_reload_refused", {
-            "policy_hash": digest,
-            "serving_hash": status.serving_hash,
-            "directory": str(self.directory),
-            "errors": [str(p) for p in problems[:50]],
-        })
+        self._audit(
+            "policy_reload_refused",
+            {
+                "policy_hash": digest,
+                "serving_hash": status.serving_hash,
+                "directory": str(self.directory),
+                "errors": [str(p) for p in problems[:50]],
+            },
+        )
         self.on_state(False)
 
     def _audit(self, action: str, changes: dict[str, Any]) -> None:

@@ -1,0 +1,117 @@
+"""`authz policy validate`: the shipped folder passes; every broken fixture is rejected with
+file, line and the expected message, and hot reload refuses it too."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from authz.cli import main
+from authz.engine.index import DecisionEngine
+from authz.engine.policy import Policy
+from authz.policytools.validate import validate
+from authz.server.reload import PolicyWatcher
+from tests.policies.helpers import SHIPPED, broken_cases, copy_policy, edit, expected
+
+CASES = broken_cases()
+
+
+def test_the_shipped_policy_is_valid_and_loads_as_the_server_loads_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "validate", str(SHIPPED)]) == 0
+    out = capsys.readouterr().out
+    assert "valid (policy hash" in out and "0 error(s), 0 warning(s)" in out
+    assert "managed by: dirigeant, personne_responsable" in out
+    report = validate(SHIPPED)
+    loaded = Policy.load(SHIPPED)
+    assert report.policy is not None
+    assert report.policy.content_hash == loaded.content_hash == report.content_hash
+    assert report.policy.role_defaults == loaded.role_defaults
+
+
+def test_there_is_a_fixture_for_each_kind_of_mistake() -> None:
+    assert len(CASES) >= 20
+    for case in CASES:
+        assert (case / "expected.txt").is_file(), case
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_validate_rejects_each_broken_fixture_with_file_and_line(
+    case: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, line, fragment = expected(case)
+    assert main(["policy", "validate", str(case)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    prefix = f"{case / name}:{line}: error: " if line is not None else f"{case / name}: error: "
+    matching = [text for text in out if text.startswith(prefix) and fragment in text]
+    assert matching, f"no line starting {prefix!r} with {fragment!r} in:\n" + "\n".join(out)
+    assert "INVALID" in out[-1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hot_reload_refuses_each_broken_fixture(case: Path, tmp_path: Path) -> None:
+    folder = copy_policy(tmp_path / "policy")
+    serving = Policy.load(folder)
+    engine = DecisionEngine(serving)
+    states: list[bool] = []
+    watcher = PolicyWatcher(folder, engine, on_state=states.append)
+    for name in ("model.conf", "policy.csv", "subjects.csv"):
+        (folder / name).unlink()
+        if (case / name).exists():
+            shutil.copyfile(case / name, folder / name)
+    assert watcher.poll() is False
+    assert engine.policy is serving
+    assert states == [False]
+    assert watcher.status.pending_hash is not None and watcher.status.refusals == 1
+    assert any(expected(case)[2] in str(problem) for problem in watcher.status.problems)
+    # Polling again reports nothing new; undoing the edit makes the folder healthy again.
+    assert watcher.poll() is False and watcher.status.refusals == 1
+    copy_policy(folder)
+    assert watcher.poll() is False
+    assert states == [False, True] and watcher.status.valid_on_disk and engine.policy is serving
+
+
+def test_a_subject_no_role_holds_is_a_warning_and_fails_only_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = copy_policy(tmp_path / "policy")
+    edit(
+        folder, "subjects.csv", "relations,", "attestations_fiscales,Attestations fiscales,Tax certificates\nrelations,"
+    )
+    assert main(["policy", "validate", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{folder / 'subjects.csv'}: warning: no role holds 'attestations_fiscales' by default" in out
+    assert "0 error(s), 1 warning(s)" in out
+    assert main(["policy", "validate", "--strict", str(folder)]) == 1
+
+
+def test_redundant_and_repeated_lines_are_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = copy_policy(tmp_path / "policy")
+    edit(
+        folder,
+        "policy.csv",
+        "g2, write, read\n",
+        "g2, write, read\ng, dirigeant, profil, read\ng, dirigeant, profil, write\n",
+    )
+    assert main(["policy", "validate", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{folder / 'policy.csv'}:34: warning: dirigeant already holds profil write on line 19" in out
+    assert f"{folder / 'policy.csv'}:35: warning: repeats line 19" in out
+
+
+def test_json_output_lists_every_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    case = next(c for c in CASES if c.name == "unknown_role")
+    assert main(["policy", "validate", "--json", str(case)]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is False
+    assert document["problems"] == [
+        {
+            "file": str(case / "policy.csv"),
+            "line": 19,
+            "severity": "error",
+            "message": "unknown role 'directeur' (the roles are dirigeant, representant, membre_du_personnel, "
+            "personne_responsable, individu_autorise)",
+        }
+    ]
