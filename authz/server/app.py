@@ -66,7 +66,7 @@ class AuthzApp:
         # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
         self.engine = DecisionEngine(load_checked(settings.policy_dir))
         started = time.perf_counter()
-        self.engine.load(self.store.load_relations(), self.store.revision())
+        self.engine.load_rows(self.store.load_index_rows(), self.store.revision())
         log.info("indexes built in %.2fs: %s", time.perf_counter() - started, self.engine.stats())
         self.relay = OutboxRelay(
             self.store, mailer_from_url(settings.mail_url, settings.outbox_dir), interval=settings.mail_interval_seconds

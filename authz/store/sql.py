@@ -6,9 +6,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy import Connection, Engine, String, and_, create_engine, event, func, or_, select, type_coerce, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -24,6 +24,9 @@ from authz.domain.model import (
 from authz.errors import AlreadyExists, Unavailable
 from authz.store import tables as t
 from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, OutboxRow
+
+if TYPE_CHECKING:
+    from authz.engine.index import IndexRow
 
 __all__ = ["SqlStore", "SqlTransaction", "make_engine"]
 
@@ -101,26 +104,81 @@ class SqlStore:
             raise Unavailable(_STORE_DOWN) from exc
 
     def load_relations(self) -> Iterator[Relation]:
-        """Every relation with its subjects in force, in one pass over two ordered scans."""
-        with self._connect() as connection:
-            subjects = connection.execution_options(stream_results=True, yield_per=20_000).execute(
-                select(t.relation_subjects.c.relation_id, t.relation_subjects.c.subject, t.relation_subjects.c.right)
-                .where(t.relation_subjects.c.removed_at.is_(None))
-                .order_by(t.relation_subjects.c.relation_id)
-            )
-            pending = next(subjects, None)
-            with self.engine.connect() as relation_connection:
-                rows = relation_connection.execution_options(stream_results=True, yield_per=20_000).execute(
-                    select(*_RELATION_COLUMNS).order_by(t.relations.c.id)
+        """Every relation with its subjects in force, in one pass."""
+        for row, granted in self._relation_rows():
+            yield _relation(row, {subject: Right.parse(right) for subject, right in _split_grants(granted)})
+
+    def load_index_rows(self) -> Iterator[IndexRow]:
+        """Every relation as the decision engine indexes it, in one pass (start-up).
+
+        No domain objects are built: at a million relations, constructing `Relation`s
+        alone costs seconds. Dates become day ordinals and subject lists become
+        (subject, right) pairs through small caches (a few thousand distinct dates, a
+        few hundred distinct subject sets); ids stay the strings the driver gave.
+        """
+        days: dict[Any, int] = {}
+        subject_sets: dict[str | None, tuple[tuple[str, int], ...]] = {None: ()}
+        rights = {right.code: int(right) for right in Right if right is not Right.NONE}
+        no_end = float("inf")
+        organization = RelationKind.ORGANIZATION.value
+        for row, granted in self._relation_rows():
+            relation_id, kind, organization_id, contact_id, grantee_id, via_id, role, start, end, ended = row
+            start_day = days.get(start)
+            if start_day is None:
+                start_day = days[start] = _date(start).toordinal()
+            end_day = days.get(end)
+            if end_day is None:
+                end_day = days[end] = _date(end).toordinal()
+            subjects = subject_sets.get(granted)
+            if subjects is None:
+                subjects = subject_sets[granted] = tuple(
+                    sorted((subject, rights[right]) for subject, right in _split_grants(granted))
                 )
-                for row in rows:
-                    granted: dict[str, Right] = {}
-                    while pending is not None and pending.relation_id < row.id:
-                        pending = next(subjects, None)
-                    while pending is not None and pending.relation_id == row.id:
-                        granted[pending.subject] = Right.parse(pending.right)
-                        pending = next(subjects, None)
-                    yield _relation(row, granted)
+            yield (
+                kind,
+                relation_id,
+                grantee_id if kind == organization else contact_id,
+                organization_id,
+                via_id,
+                role,
+                start_day,
+                end_day,
+                ended.timestamp() if ended is not None else no_end,
+                subjects,
+            )
+
+    def _relation_rows(self) -> Iterator[tuple[Any, str | None]]:
+        """(relation columns, "subject:right,..." or None) for every relation, streamed.
+
+        One row per relation: the subjects in force are aggregated by the database
+        through the relation index (group_concat on SQLite, string_agg on PostgreSQL),
+        so no sort and no merge of two streams is needed. Dates come back undecoded
+        (SQLite text, PostgreSQL dates): callers decode them.
+        """
+        r, s = t.relations.c, t.relation_subjects.c
+        granted = (
+            select(func.aggregate_strings(s.subject + _GRANT_SEPARATOR + s.right, _GRANTS_SEPARATOR))
+            .where(s.relation_id == r.id)
+            .where(s.removed_at.is_(None))
+            .scalar_subquery()
+        )
+        query = select(
+            r.id,
+            r.kind,
+            r.organization_id,
+            r.contact_id,
+            r.grantee_organization_id,
+            r.via_organization_id,
+            r.role,
+            type_coerce(r.start_date, String),
+            type_coerce(r.end_date, String),
+            r.ended_at,
+            granted,
+        )
+        with self._connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=20_000).execute(query)
+            for row in result:
+                yield row[:10], row[10]
 
     # -- outbox, for authz.mail.OutboxRelay
     def pending_outbox(self, limit: int) -> list[OutboxRow]:
@@ -167,18 +225,34 @@ _RELATION_COLUMNS = (
 
 def _relation(row: Any, subjects: dict[str, Right]) -> Relation:
     return Relation(
-        id=row.id,
-        kind=RelationKind(row.kind),
-        organization_id=row.organization_id,
-        start_date=row.start_date,
-        end_date=row.end_date,
-        contact_id=row.contact_id,
-        grantee_organization_id=row.grantee_organization_id,
-        via_organization_id=row.via_organization_id,
-        role=Role(row.role) if row.role else None,
+        id=row[0],
+        kind=RelationKind(row[1]),
+        organization_id=row[2],
+        start_date=_date(row[7]),
+        end_date=_date(row[8]),
+        contact_id=row[3],
+        grantee_organization_id=row[4],
+        via_organization_id=row[5],
+        role=Role(row[6]) if row[6] else None,
         subjects=subjects,
-        ended_at=row.ended_at,
+        ended_at=row[9],
     )
+
+
+_GRANT_SEPARATOR = ":"  # subject codes and rights never hold ":" or ","
+_GRANTS_SEPARATOR = ","
+
+
+def _split_grants(text: str | None) -> list[tuple[str, str]]:
+    if not text:
+        return []
+    pairs = (item.partition(_GRANT_SEPARATOR) for item in text.split(_GRANTS_SEPARATOR))
+    return [(subject, right) for subject, _, right in pairs]
+
+
+def _date(value: date | str) -> date:
+    """A DATE column as the driver returns it: a date, or ISO text (SQLite)."""
+    return value if isinstance(value, date) else date.fromisoformat(value[:10])
 
 
 class SqlTransaction:

@@ -1,0 +1,1 @@
+"""`authz bench`: realistic generated data sets, and the figures the check path is held to."""
