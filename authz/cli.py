@@ -39,6 +39,7 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from authz.engine.policy import PolicyLoadError
     from authz.server.app import AuthzApp, open_store
 
     settings = _settings(args)
@@ -47,7 +48,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = open_store(settings)
     if args.demo:
         _import(store, DEMO_FILE, settings, report_path=None)
-    app = AuthzApp(settings, store=store)
+    try:
+        app = AuthzApp(settings, store=store)
+    except PolicyLoadError as exc:
+        # The same report as `authz policy validate`, rather than a traceback.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print("authz serve: the policy folder is invalid; see `authz policy validate`", file=sys.stderr)
+        store.close()
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

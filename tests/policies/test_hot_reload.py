@@ -159,3 +159,13 @@ def test_sighup_makes_authz_serve_reload_its_policy(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
+
+
+def test_authz_serve_refuses_to_start_on_an_invalid_policy(tmp_path: Path) -> None:
+    broken = Path(__file__).resolve().parent / "fixtures" / "broken" / "unknown_role"
+    env = dict(os.environ, AUTHZ_LISTEN="127.0.0.1:0", AUTHZ_POLICY_DIR=str(broken))
+    env.pop("AUTHZ_DATABASE_URL", None)
+    authz = str(Path(sys.executable).with_name("authz"))
+    done = subprocess.run([authz, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{broken / 'policy.csv'}:19: error: unknown role 'directeur'" in done.stderr
