@@ -58,7 +58,9 @@ class Group:
         if self.gained:
             what = f"{self.after.code} on {self.subject}" + (f" (had {self.before.code})" if self.before else "")
         else:
-            what = f"{self.before.code} on {self.subject}" + (
+            # Write implies read: losing write entirely also loses read, say so.
+            lost = "write and read" if self.before is Right.WRITE and not self.after else self.before.code
+            what = f"{lost} on {self.subject}" + (
                 f" (keep{'s' if count == 1 else ''} {self.after.code})" if self.after else ""
             )
         own = "their delegated organization" if self.roles.startswith("delegated") else "their own organization"

@@ -52,7 +52,8 @@ def test_dirigeant_no_longer_managing_lists_exactly_the_demo_dirigeants(
     out = capsys.readouterr().out
     people = ", ".join(f"{c} on {o}" for c, o in sorted(dirigeants))
     assert (
-        f"  {len(dirigeants)} contacts (dirigeant) lose write on relations of their own organization: {people}" in out
+        f"  {len(dirigeants)} contacts (dirigeant) lose write and read on relations of their own organization: {people}"
+        in out
     )
     assert f"{len(dirigeants)} contact(s) affected: {', '.join(sorted(c for c, _ in dirigeants))}" in out
 
