@@ -6,16 +6,18 @@ import dataclasses
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 from authz.config import Settings
+from authz.deadlines import remaining
 from authz.domain.dates import in_force, local_date, parse_date, utc_now
 from authz.domain.model import Organization, Relation, Right
 from authz.engine.index import DecisionEngine
-from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from authz.store.interface import AuditRecord, Store, Transaction
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "require_organization",
     "require_reader",
     "run_write",
+    "write_lock_within_deadline",
 ]
 
 R = TypeVar("R")
@@ -87,6 +90,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_DEADLINE_PASSED = "the caller's deadline passed before the write could be made; nothing was written"
+
+
+@contextmanager
+def write_lock_within_deadline(deps: Deps) -> Iterator[None]:
+    """Hold the write lock, waited for no longer than the caller will wait: queued writers give up in time."""
+    left = remaining()
+    if not deps.write_lock.acquire(timeout=-1 if left is None else max(left, 0.0)):
+        raise Unavailable(_DEADLINE_PASSED)
+    try:
+        yield
+    finally:
+        deps.write_lock.release()
+
+
+def _before_commit() -> None:
+    left = remaining()
+    if left is not None and left <= 0:
+        # Raising inside the transaction rolls it back: a caller that gave up is never left guessing.
+        raise Unavailable(_DEADLINE_PASSED)
+
+
 def run_write(
     deps: Deps,
     operation: str,
@@ -101,7 +126,7 @@ def run_write(
     writes in the order the store committed them.
     """
     digest = fingerprint(request) if request_id else ""
-    with deps.write_lock:
+    with write_lock_within_deadline(deps):
         outcome: WriteOutcome | None = None
         with deps.store.transaction() as tx:
             if request_id:
@@ -121,6 +146,7 @@ def run_write(
             tx.add_audit(outcome.audit, revision)
             if request_id:
                 tx.put_idempotent(request_id, operation, digest, dataclasses.asdict(outcome.result), now)
+            _before_commit()
         deps.engine.apply(outcome.changed, revision)
     for action in outcome.after_commit:
         action()

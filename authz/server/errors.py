@@ -13,8 +13,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from authz import errors
+from authz.deadlines import deadline_scope
 
-__all__ = ["STATUS_OF", "abort_with", "handle_errors"]
+__all__ = ["STATUS_OF", "abort_with", "handle_errors", "within_deadline"]
 
 log = logging.getLogger("authz.server")
 
@@ -74,5 +75,23 @@ def handle_errors(method: F) -> F:
         except Exception:
             log.exception("%s failed", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; it was logged")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def within_deadline(method: F) -> F:
+    """Carry the caller's deadline into the command (writes): no work starts after it, none commits after it.
+
+    Goes outside `handle_errors`, so the deadline is set while the command runs.
+    """
+
+    @wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        remaining = context.time_remaining()
+        if not context.is_active() or (remaining is not None and remaining <= 0):
+            # The caller has given up already: doing the write now would only surprise them.
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call started")
+        with deadline_scope(remaining):
+            return method(self, request, context)
 
     return wrapper  # type: ignore[return-value]

@@ -18,7 +18,7 @@ from authz.commands.profiles import ListProfiles, ListProfilesRequest
 from authz.commands.revoke import RevokeRelation
 from authz.server import convert
 from authz.server.convert import ROLE_TO_PB, Ids
-from authz.server.errors import handle_errors
+from authz.server.errors import handle_errors, within_deadline
 from authz.v1 import authz_pb2 as pb
 from authz.v1 import authz_pb2_grpc
 
@@ -81,6 +81,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         return pb.BatchCheckAccessResponse(results=[self._check_response(execute(check)) for check in checks])
 
     # -- writes
+    @within_deadline
     @handle_errors
     def GrantRelation(
         self, request: pb.GrantRelationRequest, context: grpc.ServicerContext
@@ -93,6 +94,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             revision=result.revision,
         )
 
+    @within_deadline
     @handle_errors
     def RevokeRelation(
         self, request: pb.RevokeRelationRequest, context: grpc.ServicerContext
@@ -102,6 +104,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             relations_ended=result.relations_ended, subjects_removed=result.subjects_removed, revision=result.revision
         )
 
+    @within_deadline
     @handle_errors
     def IssueLinkCode(
         self, request: pb.IssueLinkCodeRequest, context: grpc.ServicerContext
@@ -117,6 +120,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         result = self._issue.execute(command)
         return pb.IssueLinkCodeResponse(expires_at=convert.timestamp(datetime.fromisoformat(result.expires_at)))
 
+    @within_deadline
     @handle_errors
     def RedeemLinkCode(
         self, request: pb.RedeemLinkCodeRequest, context: grpc.ServicerContext
@@ -130,6 +134,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         result = self._redeem.execute(RedeemLinkCodeRequest(account_id, request.code))
         return pb.RedeemLinkCodeResponse(contact_id=result.contact_id, organization_id=result.organization_id)
 
+    @within_deadline
     @handle_errors
     def LinkLegacyAccess(
         self, request: pb.LinkLegacyAccessRequest, context: grpc.ServicerContext

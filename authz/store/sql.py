@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, String, and_, create_engine, event, f
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from authz.deadlines import remaining
 from authz.domain.model import (
     Contact,
     Organization,
@@ -34,6 +35,7 @@ log = logging.getLogger("authz.store")
 
 OUTBOX_MAX_ATTEMPTS = 10
 _STORE_DOWN = "the store is unreachable; nothing was written, try again"
+_SENT_BODY = "(sent; the body is not kept)"
 
 
 def make_engine(url: str, *, connect_timeout: float = 3.0) -> Engine:
@@ -54,7 +56,10 @@ def make_engine(url: str, *, connect_timeout: float = 3.0) -> Engine:
     if url.startswith("postgresql"):
         # Fail fast when the server is gone: a write must answer UNAVAILABLE within its deadline.
         connect_args = {"connect_timeout": max(1, int(connect_timeout))}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, pool_size=5, max_overflow=5)
+    # pool_timeout: with every connection stuck on a dead server, a write waits seconds for one, not 30.
+    return create_engine(
+        url, pool_pre_ping=True, connect_args=connect_args, pool_size=5, max_overflow=5, pool_timeout=connect_timeout
+    )
 
 
 class SqlStore:
@@ -69,6 +74,7 @@ class SqlStore:
     def transaction(self) -> Iterator[SqlTransaction]:
         try:
             with self.engine.begin() as connection:
+                _wait_no_longer_than_caller(connection)
                 yield SqlTransaction(connection)
         except IntegrityError as exc:
             log.info("integrity error: %s", exc.orig)
@@ -197,7 +203,8 @@ class SqlStore:
             connection.execute(
                 update(t.outbox)
                 .where(t.outbox.c.id == message_id)
-                .values(sent_at=sent_at, attempts=t.outbox.c.attempts + 1, last_error=None)
+                # The body of a link-code email holds the code in clear: once sent, the store keeps none of it.
+                .values(sent_at=sent_at, attempts=t.outbox.c.attempts + 1, last_error=None, body=_SENT_BODY)
             )
 
     def mark_outbox_failed(self, message_id: str, error: str) -> None:
@@ -221,6 +228,24 @@ _RELATION_COLUMNS = (
     t.relations.c.end_date,
     t.relations.c.ended_at,
 )
+
+
+_SQLITE_BUSY_MS = 30_000  # as make_engine's `timeout`
+
+
+def _wait_no_longer_than_caller(connection: Connection) -> None:
+    """Bound lock waits and statements by the caller's deadline (authz.deadlines), when there is one."""
+    left = remaining()
+    if left is not None and left <= 0:
+        raise Unavailable("the caller's deadline passed before the write could be made; nothing was written")
+    milliseconds = _SQLITE_BUSY_MS if left is None else max(1, int(left * 1000))
+    if connection.dialect.name == "postgresql":
+        if left is not None:  # SET LOCAL: ends with this transaction
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+    elif connection.dialect.name == "sqlite":
+        # A connection-wide setting: set on every transaction, so a pooled connection never keeps an old one.
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {min(milliseconds, _SQLITE_BUSY_MS)}")
 
 
 def _relation(row: Any, subjects: dict[str, Right]) -> Relation:
@@ -513,6 +538,19 @@ class SqlTransaction:
         self.c.execute(
             t.link_code_attempts.insert().values(account_id=account_id, contact_id=contact_id, at=at, success=success)
         )
+
+    def last_attempted_contact(self, account_id: str, since: datetime) -> str | None:
+        """The contact whose codes this account most recently got wrong since `since` (throttling)."""
+        a = t.link_code_attempts.c
+        return self.c.execute(
+            select(a.contact_id)
+            .where(a.account_id == account_id)
+            .where(a.at >= since)
+            .where(a.success.is_(False))
+            .where(a.contact_id.is_not(None))
+            .order_by(a.at.desc())
+            .limit(1)
+        ).scalar()
 
     def count_failed_attempts(
         self, *, since: datetime, account_id: str | None = None, contact_id: str | None = None
