@@ -6,16 +6,25 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from authz.commands.base import Deps, WriteOutcome, relation_in_force, require_manager, require_organization, run_write
+from authz.commands.base import (
+    Deps,
+    WriteOutcome,
+    relation_in_force,
+    require_manager,
+    require_organization,
+    run_write,
+    write_lock_within_deadline,
+)
 from authz.domain.model import Contact, Organization
 from authz.domain.secrets import code_lookup, hash_link_code, new_link_code, normalize_link_code, verify_link_code
-from authz.errors import FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
+from authz.errors import AuthzError, FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
 from authz.mail import render_link_code_email
 from authz.store.interface import AuditRecord, LinkCodeRecord, OutboxRow, Transaction
 
 __all__ = [
     "ACCOUNT_FAILURE_LIMIT",
     "CONTACT_FAILURE_LIMIT",
+    "THROTTLED_MESSAGE",
     "THROTTLE_WINDOW",
     "IssueLinkCode",
     "IssueLinkCodeRequest",
@@ -24,11 +33,14 @@ __all__ = [
     "RedeemLinkCodeRequest",
     "RedeemLinkCodeResult",
     "issue_code",
+    "throttle_reason",
 ]
 
 ACCOUNT_FAILURE_LIMIT = 10
 CONTACT_FAILURE_LIMIT = 100
 THROTTLE_WINDOW = timedelta(hours=1)
+# One message whichever limit: it does not tell a prober whether a contact is being targeted.
+THROTTLED_MESSAGE = "too many wrong codes; try again later"
 
 
 def issue_code(
@@ -128,55 +140,86 @@ class RedeemLinkCodeResult:
 
 
 class RedeemLinkCode:
+    """Redeem a code: single use, bound to its contact, throttled, every attempt audited.
+
+    Throttling counts wrong attempts in the last hour: 10 per account, 100 per contact.
+    A wrong code names no contact by itself, so an attempt is held against a contact when
+    the code typed is one of that contact's (used, voided or expired), or when the same
+    account has, within the window, typed one of that contact's codes before: it is after
+    that contact. While throttled, even the right code is refused, and the refusal is
+    audited but not counted, so the window does pass.
+    """
+
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
     def execute(self, request: RedeemLinkCodeRequest) -> RedeemLinkCodeResult:
         deps = self.deps
-        failure: Exception | None = None
-        with deps.write_lock, deps.store.transaction() as tx:
+        code = normalize_link_code(request.code)
+        lookup = code_lookup(code) if code is not None else None
+        failure: AuthzError | None = None
+        with write_lock_within_deadline(deps), deps.store.transaction() as tx:
             now = deps.clock()
             since = now - THROTTLE_WINDOW
-            if tx.count_failed_attempts(since=since, account_id=request.account_id) >= ACCOUNT_FAILURE_LIMIT:
-                raise ResourceExhausted("too many wrong link codes for this account; try again later")
-            code = normalize_link_code(request.code)
-            record = tx.find_link_code(code_lookup(code)) if code is not None else None
-            if record is not None and (
-                tx.count_failed_attempts(since=since, contact_id=record.contact_id) >= CONTACT_FAILURE_LIMIT
-            ):
-                raise ResourceExhausted("too many wrong link codes for this contact; try again later")
-            valid = (
-                code is not None
-                and record is not None
-                and record.used_at is None
-                and record.voided_at is None
-                and now < record.expires_at
-                and verify_link_code(code, record.salt, record.code_hash)
-                and tx.use_link_code(record.id, request.account_id, now)
+            record = tx.find_link_code(lookup) if lookup is not None else None
+            contact_id = (
+                record.contact_id if record is not None else tx.last_attempted_contact(request.account_id, since)
             )
-            contact_id = record.contact_id if record is not None else None
-            tx.add_link_attempt(request.account_id, contact_id, now, bool(valid))
-            if not valid or record is None:
-                # The failed attempt commits with this transaction; the caller learns nothing more.
-                tx.add_audit(
-                    AuditRecord(now, request.account_id, "redeem_link_code_failed", {"contact_id": contact_id}),
-                    tx.bump_revision(),
-                )
-                failure = InvalidLinkCode()
-            else:
-                tx.link_account(request.account_id, record.contact_id, "link_code", now)
-                revision = tx.bump_revision()
+            throttled = throttle_reason(tx, request.account_id, contact_id, since)
+            if throttled is not None:
                 tx.add_audit(
                     AuditRecord(
                         now,
                         request.account_id,
-                        "redeem_link_code",
-                        {"contact_id": record.contact_id, "account_id": request.account_id},
-                        organization_id=record.organization_id,
+                        "redeem_link_code_throttled",
+                        {"contact_id": contact_id, "limit": throttled},
                     ),
-                    revision,
+                    tx.bump_revision(),
                 )
-                deps.engine.revision = max(deps.engine.revision, revision)
-                return RedeemLinkCodeResult(record.contact_id, record.organization_id, str(revision))
+                failure = ResourceExhausted(THROTTLED_MESSAGE)
+            else:
+                # The conditional update in use_link_code, not the in-process lock, is what makes a
+                # code single-use: two servers on one database race there, and only one row changes.
+                valid = (
+                    code is not None
+                    and record is not None
+                    and record.used_at is None
+                    and record.voided_at is None
+                    and now < record.expires_at
+                    and verify_link_code(code, record.salt, record.code_hash)
+                    and tx.use_link_code(record.id, request.account_id, now)
+                )
+                tx.add_link_attempt(request.account_id, contact_id, now, bool(valid))
+                if not valid or record is None:
+                    # The failed attempt commits with this transaction; the caller learns nothing more.
+                    tx.add_audit(
+                        AuditRecord(now, request.account_id, "redeem_link_code_failed", {"contact_id": contact_id}),
+                        tx.bump_revision(),
+                    )
+                    failure = InvalidLinkCode()
+                else:
+                    tx.link_account(request.account_id, record.contact_id, "link_code", now)
+                    revision = tx.bump_revision()
+                    tx.add_audit(
+                        AuditRecord(
+                            now,
+                            request.account_id,
+                            "redeem_link_code",
+                            {"contact_id": record.contact_id, "account_id": request.account_id},
+                            organization_id=record.organization_id,
+                        ),
+                        revision,
+                    )
+                    deps.engine.revision = max(deps.engine.revision, revision)
+                    return RedeemLinkCodeResult(record.contact_id, record.organization_id, str(revision))
         assert failure is not None
         raise failure
+
+
+def throttle_reason(tx: Transaction, account_id: str, contact_id: str | None, since: datetime) -> str | None:
+    """Which limit this attempt is over ("account" or "contact"), or None when it may be tried."""
+    if tx.count_failed_attempts(since=since, account_id=account_id) >= ACCOUNT_FAILURE_LIMIT:
+        return "account"
+    if contact_id is not None and tx.count_failed_attempts(since=since, contact_id=contact_id) >= CONTACT_FAILURE_LIMIT:
+        return "contact"
+    return None
