@@ -56,6 +56,10 @@ def make_engine(url: str, *, connect_timeout: float = 3.0) -> Engine:
     if url.startswith("postgresql"):
         # Fail fast when the server is gone: a write must answer UNAVAILABLE within its deadline.
         connect_args = {"connect_timeout": max(1, int(connect_timeout))}
+        # A server cut off mid-statement (no RST) is noticed in seconds, not after the kernel's ~15 minutes:
+        # the statement_timeout set per transaction is enforced by the server, which may be unreachable.
+        connect_args |= {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+        connect_args["tcp_user_timeout"] = 10_000
     # pool_timeout: with every connection stuck on a dead server, a write waits seconds for one, not 30.
     return create_engine(
         url, pool_pre_ping=True, connect_args=connect_args, pool_size=5, max_overflow=5, pool_timeout=connect_timeout
