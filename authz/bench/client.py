@@ -35,18 +35,22 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def sequential(calls: dict[str, Call], count: int, block: int, time_limit: float) -> dict[str, dict[str, float]]:
-    """One call at a time; the kinds alternate by blocks so that noise hits them alike."""
+    """One call at a time; the kinds alternate by small blocks, in alternating order, so
+    that noise and any first-after-switch cost hit them alike."""
     latencies: dict[str, list[float]] = {name: [] for name in calls}
     deadline = time.monotonic() + time_limit
     done = 0
+    rounds = 0
     while done < count and time.monotonic() < deadline:
-        for name, call in calls.items():
+        order = list(calls.items()) if rounds % 2 == 0 else list(reversed(calls.items()))
+        for name, call in order:
             sink = latencies[name]
             for i in range(block):
                 started = time.perf_counter()
                 call(done + i)
                 sink.append(time.perf_counter() - started)
         done += block
+        rounds += 1
     result = {}
     for name, values in latencies.items():
         values.sort()
@@ -121,14 +125,25 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         {"baseline": baseline, "check": check}, spec.get("warmup", 300), 100, limit
     )  # warm both paths and the connection
     out["sequential"] = sequential(
-        {"baseline": baseline, "check": check}, spec["sequential_calls"], spec.get("block", 250), limit
+        {"baseline": baseline, "check": check}, spec["sequential_calls"], spec.get("block", 50), limit
     )
     out["allowed"] = sum(check(i).allowed for i in range(min(n, 2000)))
     for window in spec["windows"]:
-        count = spec["concurrent_calls"]
+        # Alternating rounds of each kind, summed: a burst of noise lands on both.
+        starts: dict[str, Callable[[int], grpc.Future]] = {
+            "baseline": lambda i: health.Check.future(probe, timeout=timeout),
+            "check": lambda i: stub.CheckAccess.future(checks[i % n], timeout=timeout),
+        }
+        rounds = max(1, spec.get("rounds", 4))
+        totals = {name: {"calls": 0.0, "errors": 0.0, "seconds": 0.0} for name in starts}
+        for round_number in range(rounds):
+            order = list(starts) if round_number % 2 == 0 else list(reversed(starts))
+            for name in order:
+                measured = in_flight(starts[name], window, spec["concurrent_calls"] // rounds, limit / rounds)
+                for key in totals[name]:
+                    totals[name][key] += measured[key]
         out[f"in_flight_{window}"] = {
-            "baseline": in_flight(lambda i: health.Check.future(probe, timeout=timeout), window, count, limit),
-            "check": in_flight(lambda i: stub.CheckAccess.future(checks[i % n], timeout=timeout), window, count, limit),
+            name: {**figures, "per_second": figures["calls"] / figures["seconds"]} for name, figures in totals.items()
         }
     size = spec["batch_size"]
     batches = [pb.BatchCheckAccessRequest(checks=checks[i : i + size]) for i in range(0, n - size + 1, size)]

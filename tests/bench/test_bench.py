@@ -1,0 +1,97 @@
+"""The benchmark's own parts: the data generator, the bars, a tiny run. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+from authz.bench.data import generate
+from authz.bench.runner import BenchOptions, bars, run_bench
+from authz.cli import build_parser
+from authz.commands.import_data import import_data
+from authz.config import Settings
+from authz.engine.policy import Policy
+from authz.server.app import open_store
+
+TODAY = date(2026, 6, 15)
+
+
+def test_generated_data_has_the_shape_the_issue_asks_for() -> None:
+    dataset = generate(4000, seed=3, today=TODAY)
+    data = dataset.data
+    assert dataset.relation_count == 4000
+    assert len(data["organizations"]) == 4000 // 20
+    assert 0.09 <= len(data["delegations"]) / 4000 <= 0.11
+    assert data["organization_relations"], "organization-to-organization authorizations"
+    per_contact = Counter(relation["contact_id"] for relation in data["relations"])
+    assert set(per_contact.values()) <= {1, 2, 3} and len(set(per_contact.values())) == 3
+    windows = data["relations"] + data["organization_relations"] + data["delegations"]
+    future = sum(w["start_date"] > TODAY.isoformat() for w in windows) / len(windows)
+    ended = sum(w["end_date"] < TODAY.isoformat() for w in windows) / len(windows)
+    assert 0.05 < future < 0.2 and 0.05 < ended < 0.2
+    assert dataset.managers
+
+
+def test_generation_is_deterministic() -> None:
+    assert generate(500, seed=9, today=TODAY).data == generate(500, seed=9, today=TODAY).data
+
+
+def test_generated_data_goes_through_the_import_path_whole(tmp_path: Path, policy: Policy) -> None:
+    dataset = generate(1500, seed=4, today=TODAY)
+    store = open_store(Settings(database_url=f"sqlite:///{tmp_path / 'bench.db'}"))
+    try:
+        report = import_data(store, dataset.data, policy.subjects)
+        assert report.refused == []
+        assert sum(1 for _ in store.load_index_rows()) == 1500
+    finally:
+        store.close()
+
+
+def test_bars_pass_and_miss_on_the_figures() -> None:
+    def size(n: int, median: float, fast_ratio: float, plain_ratio: float, mismatches: int = 0) -> dict[str, object]:
+        return {
+            "relations": n,
+            "engine": {"median_us": median, "p99_us": median * 4},
+            "fast_enforcer": {"ratio_to_engine": fast_ratio, "mismatches": mismatches},
+            "enforcer": {"ratio_to_engine": plain_ratio, "mismatches": 0},
+        }
+
+    good = bars({10_000: size(10_000, 2.0, 50, 5000), 100_000: size(100_000, 2.1, 60, 20000)}, None)
+    assert all(bar.passed for bar in good)
+    bad = bars({10_000: size(10_000, 2.0, 50, 5000), 100_000: size(100_000, 20.0, 2, 500, mismatches=1)}, None)
+    assert {bar.name: bar.passed for bar in bad} == {
+        "engine median at 100,000": False,
+        "engine p99 at 100,000": False,
+        "median(100,000) / median(10,000)": False,
+        "vs pycasbin FastEnforcer at 100,000": False,
+        "vs pycasbin Enforcer at 100,000": False,
+        "decisions identical to pycasbin": False,
+    }
+
+
+def test_a_tiny_run_agrees_with_pycasbin_and_writes_its_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    options = BenchOptions(
+        sizes=[600, 1200],
+        engine_checks=2000,
+        fast_checks=200,
+        plain_checks={600: 20, 1200: 10},
+        server=False,
+        json_path=out,
+        workdir=tmp_path / "work",
+    )
+    lines: list[str] = []
+    results = run_bench(options, lines.append)
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written["cpu_count"] and set(written["sizes"]) == {"600", "1200"}
+    assert all(
+        size[name]["mismatches"] == 0 for size in results["sizes"].values() for name in ("fast_enforcer", "enforcer")
+    )
+    assert any("The bar:" in line for line in lines)
+
+
+def test_bench_is_a_subcommand() -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--sizes", "1000,5000", "--json", ""])
+    assert args.sizes == [1000, 5000] and args.quick and args.func.__name__ == "cmd_bench"
