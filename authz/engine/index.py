@@ -4,11 +4,17 @@ Semantics are the Casbin model's (authz/policies/model.conf); the differential t
 tests/unit/test_engine_oracle.py holds this engine to plain pycasbin on generated data.
 
 Every relation, in force or not, is kept as one plain tuple (an `Entry`) under the key
-(holder, organization) of the index of its kind. Tuples rather than objects because a
-million of them must fit in a few hundred megabytes and be built in seconds: an entry
-is 7 references, its dates are shared int objects and its grants a shared map. Entries
-under a key live in a tuple that is replaced, never mutated, so a reader always sees a
-whole state without taking a lock. Writers serialize on `_write_lock`.
+"holder\x1forganization": a contact's relations and delegations in one map, the
+organization-to-organization authorizations in another. Why this shape: at a million
+relations each check is a handful of CPU cache misses, and every object touched is one
+more; a single string key is one object to compare (a tuple key is three), one map
+answers both direct and delegated rights, and a key holding a single relation (nearly
+all) stores the entry itself rather than a tuple of one. It is also what makes a
+million relations fit in a few hundred megabytes: an entry is 7 references, its dates
+are shared int objects and its grants a shared map.
+
+What a key holds is replaced, never mutated, so a reader always sees a whole state
+without taking a lock. Writers serialize on `_write_lock`.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ import gc
 import math
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Final, cast
 
 from authz.domain.dates import DayClock, local_date
 from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
@@ -41,6 +47,10 @@ _ROLE: Final = 4
 _VIA: Final = 5
 _ID: Final = 6
 _EMPTY: tuple[Entry, ...] = ()
+# What a key holds: the entry itself when it is alone, else a tuple of entries.
+Slot = Entry | tuple[Entry, ...]
+# Ids never hold control characters (authz.domain.ids refuses them): a safe separator.
+_SEP: Final = "\x1f"
 
 # One relation as the store streams it at start-up (SqlStore.load_index_rows):
 # (kind code, relation id, holder, organization, via, role code, start ordinal, end ordinal,
@@ -71,6 +81,19 @@ def _in_force(entry: Entry, day: int, ts: float) -> bool:
     return entry[_START] <= day <= entry[_END] and ts < entry[_ENDED]
 
 
+def _entries(slot: Slot | None) -> tuple[Entry, ...]:
+    """What a key holds, always as a tuple of entries."""
+    if slot is None:
+        return _EMPTY
+    if type(slot[0]) is int:  # an entry starts with its start day; a tuple of entries with an entry
+        return (slot,)
+    return cast(tuple[Entry, ...], slot)
+
+
+def _slot(entries: tuple[Entry, ...]) -> Slot:
+    return entries[0] if len(entries) == 1 else entries
+
+
 @dataclass(slots=True)
 class Decision:
     allowed: bool
@@ -78,7 +101,7 @@ class Decision:
     path: list[str] = field(default_factory=list)
 
 
-Index = dict[tuple[str, str], tuple[Entry, ...]]
+Index = dict[str, Slot]
 
 
 class DecisionEngine:
@@ -87,9 +110,8 @@ class DecisionEngine:
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
         self._defaults = self._compile_defaults(policy)
-        self._contacts: Index = {}
-        self._organizations: Index = {}
-        self._delegations: Index = {}
+        self._people: Index = {}  # contact relations and delegations, by contact and organization
+        self._organizations: Index = {}  # organization-to-organization, by grantee and grantor
         # Identical grant maps are shared: most relations carry one of a few subject sets.
         self._grant_maps: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         # Day ordinals above 256 are separate int objects: one per distinct day, not per entry.
@@ -122,23 +144,14 @@ class DecisionEngine:
 
     def load_rows(self, rows: Iterable[IndexRow], revision: int) -> None:
         """Build every index in one pass from rows as the store streams them."""
-        indexes: dict[str, Index] = {
-            RelationKind.CONTACT.value: {},
-            RelationKind.ORGANIZATION.value: {},
-            RelationKind.DELEGATION.value: {},
-        }
-        # This loop runs a million times at start-up: _entry() is inlined, and names are
-        # deduplicated through one local dict (an organization id recurs in ~20 keys).
-        names: dict[str, str] = {}
-        name = names.setdefault
-        grant_maps = self._grant_maps
-        day = self._days.setdefault
+        people: Index = {}
+        organizations: Index = {}
         # Millions of new tuples would trigger hundreds of cyclic collections, each scanning
         # what was built so far (12 s instead of 7 s at 1M); entries hold no cycles.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._build(rows, indexes, name, grant_maps, day)
+            self._build(rows, people, organizations)
         finally:
             if collecting:
                 gc.enable()
@@ -146,25 +159,24 @@ class DecisionEngine:
         # sight, or every full collection walks the million entries (0.8 s, a p99 spike).
         gc.freeze()
         with self._write_lock:
-            self._contacts = indexes[RelationKind.CONTACT.value]
-            self._organizations = indexes[RelationKind.ORGANIZATION.value]
-            self._delegations = indexes[RelationKind.DELEGATION.value]
+            self._people = people
+            self._organizations = organizations
             self.revision = revision
 
-    @staticmethod
-    def _build(
-        rows: Iterable[IndexRow],
-        indexes: dict[str, Index],
-        name: Callable[[str, str], str],
-        grant_maps: dict[tuple[tuple[str, int], ...], Mapping[str, int]],
-        day: Callable[[int, int], int],
-    ) -> None:
+    def _build(self, rows: Iterable[IndexRow], people: Index, organizations: Index) -> None:
+        # This loop runs a million times at start-up: _entry() is inlined, and the ids of
+        # organizations delegations come through are deduplicated by a local dict.
+        grant_maps = self._grant_maps
+        day = self._days.setdefault
+        names: dict[str, str] = {}
+        name = names.setdefault
+        organization_kind = RelationKind.ORGANIZATION.value
         for kind, relation_id, holder, organization, via, role, start, end, ended, subjects in rows:
             grants = grant_maps.get(subjects)
             if grants is None:
                 grants = grant_maps.setdefault(tuple(sorted(subjects)), dict(subjects))
                 grant_maps[subjects] = grants
-            entry = (
+            entry: Entry = (
                 day(start, start),
                 day(end, end),
                 ended,
@@ -173,30 +185,25 @@ class DecisionEngine:
                 name(via, via) if via is not None else None,
                 relation_id,
             )
-            target = indexes[kind]
-            key = (name(holder, holder), name(organization, organization))
-            # Most keys hold one or two relations: growing a tuple beats a list then a copy.
+            target = organizations if kind == organization_kind else people
+            key = holder + _SEP + organization
             found = target.get(key)
-            target[key] = (entry,) if found is None else (*found, entry)
+            if found is None:
+                target[key] = entry
+            else:
+                target[key] = (*_entries(found), entry)
 
     def apply(self, relations: Iterable[Relation], revision: int) -> None:
         """Reflect committed changes: each relation replaces its previous state."""
         with self._write_lock:
             for relation in relations:
                 row = index_row(relation)
-                index = self._index_for(relation.kind)
-                key = (sys.intern(row[2]), sys.intern(row[3]))
-                kept = tuple(e for e in index.get(key, _EMPTY) if e[_ID] != relation.id)
-                index[key] = (*kept, self._entry(row))
+                index = self._organizations if relation.kind is RelationKind.ORGANIZATION else self._people
+                key = row[2] + _SEP + row[3]
+                kept = tuple(e for e in _entries(index.get(key)) if e[_ID] != relation.id)
+                index[key] = _slot((*kept, self._entry(row)))
             if revision > self.revision:
                 self.revision = revision
-
-    def _index_for(self, kind: RelationKind) -> Index:
-        if kind is RelationKind.CONTACT:
-            return self._contacts
-        if kind is RelationKind.ORGANIZATION:
-            return self._organizations
-        return self._delegations
 
     def _entry(self, row: IndexRow) -> Entry:
         subjects = row[9]
@@ -214,20 +221,18 @@ class DecisionEngine:
     def check(self, contact_id: str, organization_id: str, subject: str, right: int, ts: float) -> bool:
         """The hot path: is `right` (1 read, 2 write) held on `subject` at epoch `ts`?"""
         day = self._clock.ordinal(ts)
-        key = (contact_id, organization_id)
-        entries = self._contacts.get(key, _EMPTY)
-        if entries:
-            defaults = self._defaults
-            for entry in entries:
-                if (
-                    entry[0] <= day <= entry[1]
-                    and ts < entry[2]
-                    and (entry[3].get(subject, 0) >= right or defaults[entry[4]].get(subject, 0) >= right)
-                ):
+        found = self._people.get(contact_id + _SEP + organization_id)
+        if found is None:
+            return False
+        # _entries() inlined: one call less on the hot path.
+        entries: tuple[Entry, ...] = (found,) if type(found[0]) is int else found  # type: ignore[assignment]
+        for entry in entries:
+            if entry[0] <= day <= entry[1] and ts < entry[2]:
+                if entry[5] is None:
+                    if entry[3].get(subject, 0) >= right or self._defaults[entry[4]].get(subject, 0) >= right:
+                        return True
+                elif self._delegated(contact_id, organization_id, subject, right, day, ts, entry):
                     return True
-        delegated = self._delegations.get(key, _EMPTY)
-        if delegated:
-            return self._delegated(contact_id, organization_id, subject, right, day, ts, delegated)
         return False
 
     def check_many(self, checks: Iterable[tuple[str, str, str, int, float]]) -> Iterator[bool]:
@@ -237,40 +242,29 @@ class DecisionEngine:
             yield check(contact_id, organization_id, subject, right, ts)
 
     def _delegated(
-        self,
-        contact_id: str,
-        organization_id: str,
-        subject: str,
-        right: int,
-        day: int,
-        ts: float,
-        entries: tuple[Entry, ...],
+        self, contact_id: str, organization_id: str, subject: str, right: int, day: int, ts: float, entry: Entry
     ) -> bool:
-        # The lesser of what was delegated and what the organization holds now; and the
-        # contact must still be in force in the organization the right comes through.
-        for entry in entries:
-            if entry[0] <= day <= entry[1] and ts < entry[2]:
-                grants = entry[3]
-                via = entry[5]
-                if (
-                    via is not None
-                    and max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0)) >= right
-                    and self._is_member(contact_id, via, day, ts)
-                    and self.organization_right(via, organization_id, subject, day, ts) >= right
-                ):
-                    return True
-        return False
+        """A delegation in force: the lesser of what it gives and what the organization it
+        comes through holds now, and only while the contact is in force there."""
+        grants = entry[_GRANTS]
+        via = entry[_VIA]
+        return (
+            via is not None
+            and max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0)) >= right
+            and self._is_member(contact_id, via, day, ts)
+            and self.organization_right(via, organization_id, subject, day, ts) >= right
+        )
 
     def _is_member(self, contact_id: str, organization_id: str, day: int, ts: float) -> bool:
-        for entry in self._contacts.get((contact_id, organization_id), _EMPTY):
-            if entry[0] <= day <= entry[1] and ts < entry[2]:
+        for entry in _entries(self._people.get(contact_id + _SEP + organization_id)):
+            if entry[_VIA] is None and entry[0] <= day <= entry[1] and ts < entry[2]:
                 return True
         return False
 
     def organization_right(self, grantee_id: str, organization_id: str, subject: str, day: int, ts: float) -> int:
         """What an organization holds on a subject of another, at an instant."""
         best = 0
-        for entry in self._organizations.get((grantee_id, organization_id), _EMPTY):
+        for entry in _entries(self._organizations.get(grantee_id + _SEP + organization_id)):
             if entry[0] <= day <= entry[1] and ts < entry[2]:
                 level = entry[3].get(subject, 0)
                 if level > best:
@@ -287,7 +281,8 @@ class DecisionEngine:
         wanted = Right(right).code
         considered: list[str] = []
         key = (contact_id, organization_id)
-        for entry in self._contacts.get(key, _EMPTY):
+        mine = _entries(self._people.get(contact_id + _SEP + organization_id))
+        for entry in (e for e in mine if e[_VIA] is None):
             label = self._describe(RelationKind.CONTACT, key, entry)
             if not _in_force(entry, day, ts):
                 considered.append(f"{label} (not in force)")
@@ -300,7 +295,7 @@ class DecisionEngine:
                 role = entry[_ROLE] or "-"
                 return Decision(True, f"role {role} holds {subject} {Right(default).code} by default", [label])
             considered.append(label)
-        for entry in self._delegations.get(key, _EMPTY):
+        for entry in (e for e in mine if e[_VIA] is not None):
             label = self._describe(RelationKind.DELEGATION, key, entry)
             if not _in_force(entry, day, ts):
                 considered.append(f"{label} (not in force)")
@@ -312,13 +307,13 @@ class DecisionEngine:
             member_key = (contact_id, via)
             member_path = [
                 self._describe(RelationKind.CONTACT, member_key, e)
-                for e in self._contacts.get(member_key, _EMPTY)
-                if _in_force(e, day, ts)
+                for e in _entries(self._people.get(contact_id + _SEP + via))
+                if e[_VIA] is None and _in_force(e, day, ts)
             ]
             org_key = (via, organization_id)
             org_path = [
                 self._describe(RelationKind.ORGANIZATION, org_key, e)
-                for e in self._organizations.get(org_key, _EMPTY)
+                for e in _entries(self._organizations.get(via + _SEP + organization_id))
                 if _in_force(e, day, ts)
             ]
             if delegated < right:
@@ -377,7 +372,7 @@ class DecisionEngine:
                 return {}
             candidates = set(relation.subjects) - {WILDCARD_SUBJECT}
             if WILDCARD_SUBJECT in relation.subjects:
-                for entry in self._organizations.get((via, relation.organization_id), _EMPTY):
+                for entry in _entries(self._organizations.get(via + _SEP + relation.organization_id)):
                     candidates.update(entry[_GRANTS])
             for subject in candidates:
                 delegated = max(int(relation.subjects.get(subject, 0)), int(relation.subjects.get(WILDCARD_SUBJECT, 0)))
@@ -388,7 +383,7 @@ class DecisionEngine:
 
     def stats(self) -> dict[str, int]:
         return {
-            "contact_relations": sum(len(v) for v in self._contacts.values()),
-            "organization_relations": sum(len(v) for v in self._organizations.values()),
-            "delegations": sum(len(v) for v in self._delegations.values()),
+            "contact_relations": sum(e[_VIA] is None for slot in self._people.values() for e in _entries(slot)),
+            "organization_relations": sum(len(_entries(slot)) for slot in self._organizations.values()),
+            "delegations": sum(e[_VIA] is not None for slot in self._people.values() for e in _entries(slot)),
         }
