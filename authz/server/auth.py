@@ -208,7 +208,8 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             if by_token is None or (by_certificate is not None and by_certificate is not by_token):
                 log.warning("refused a call with invalid credentials from %s", context.peer())
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
-            return by_token  # type: ignore[return-value]  # abort raised otherwise
+                raise AssertionError("unreachable")  # abort raises
+            return by_token
         if by_certificate is not None:
             return by_certificate
         if common_name is not None:
