@@ -41,9 +41,12 @@ def _configure_logging(level: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from authz.engine.policy import PolicyLoadError
     from authz.server.app import AuthzApp, open_store
+    from authz.server.auth import require_callers_beyond_loopback
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
+    # Before anything is opened or imported: an open listener without callers never gets that far.
+    require_callers_beyond_loopback(settings)
     log.info("settings: %s", settings.describe())
     store = open_store(settings)
     if args.demo:

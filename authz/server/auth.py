@@ -43,6 +43,7 @@ __all__ = [
     "bind",
     "hash_token",
     "is_loopback",
+    "require_callers_beyond_loopback",
     "server_interceptors",
 ]
 
@@ -230,14 +231,19 @@ def is_loopback(listen: str) -> bool:
         return False  # a name, or 0.0.0.0 / [::] spelled otherwise: treat as reachable from outside
 
 
+def require_callers_beyond_loopback(settings: Settings) -> None:
+    """Stop right here when the listener would be reachable from other machines with no callers configured."""
+    if settings.callers_file is None and not is_loopback(settings.listen):
+        raise SystemExit(
+            f"refusing to listen on {settings.listen} without caller credentials: "
+            "set AUTHZ_CALLERS_FILE (--callers-file), or listen on 127.0.0.1"
+        )
+
+
 def server_interceptors(settings: Settings) -> list[grpc.ServerInterceptor]:
     """The caller check, or nothing on loopback without a callers file; refuses an open listener without one."""
+    require_callers_beyond_loopback(settings)
     if settings.callers_file is None:
-        if not is_loopback(settings.listen):
-            raise SystemExit(
-                f"refusing to listen on {settings.listen} without caller credentials: "
-                "set AUTHZ_CALLERS_FILE (--callers-file), or listen on 127.0.0.1"
-            )
         log.warning("no callers file: any local process may call (loopback only; set AUTHZ_CALLERS_FILE)")
         return []
     try:

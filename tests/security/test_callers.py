@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -271,3 +273,20 @@ def test_mutual_tls_identifies_the_caller(start_server: Callable[..., Running], 
     with client_for(server, PORTAL_TOKEN) as clear, pytest.raises(Exception) as plaintext:
         clear.allowed(PR, SQC, "profil", "read")
     assert getattr(plaintext.value, "code", None) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_cli_hashes_a_token_read_on_stdin_and_refuses_an_open_listener(tmp_path: Path) -> None:
+    authz = str(Path(sys.executable).with_name("authz"))
+    hashed = subprocess.run(
+        [authz, "callers", "hash-token"], input=f"{PORTAL_TOKEN}\n", capture_output=True, text=True, timeout=60
+    )
+    assert hashed.returncode == 0 and hashed.stdout.strip() == f"token_sha256: {hash_token(PORTAL_TOKEN)}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
+    refused = subprocess.run(
+        [authz, "serve", "--listen", "0.0.0.0:0", "--database-url", f"sqlite:///{tmp_path / 'open.db'}"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "refusing to listen on 0.0.0.0:0 without caller credentials" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "open.db").exists()
