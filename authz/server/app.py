@@ -34,6 +34,7 @@ log = logging.getLogger("authz.server")
 SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthzService"].full_name
 # A separate health entry for the store: checks keep answering while it is down.
 STORE_HEALTH_NAME = "authz.v1.AuthzService/store"
+PING_TIMEOUT = 3.0  # seconds a store ping may take before health calls the store down
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -130,8 +131,21 @@ class AuthzApp:
 
     def _watch_store(self) -> None:
         was_up = True
+        # The ping runs in a thread of its own, so that a database which accepts packets but never
+        # answers (a half-open connection) reads as down after PING_TIMEOUT instead of freezing this
+        # loop. A daemon thread: a ping stuck for good must not hold the process at exit.
+        pinging: threading.Thread | None = None
+        answer: list[bool] = []
         while not self._stopping.wait(2.0):
-            up = self.store.ping()
+            if pinging is None or not pinging.is_alive():
+                answer = []
+                pinging = threading.Thread(
+                    target=lambda out=answer: out.append(self.store.ping()), name="authz-store-ping", daemon=True
+                )
+                pinging.start()
+            # Still stuck on an earlier ping: that is an answer too, and no second ping piles up behind it.
+            pinging.join(PING_TIMEOUT)
+            up = bool(answer) and answer[0]
             if up != was_up:
                 log.warning("store is %s", "reachable again" if up else "unreachable; checks answer from memory")
                 self._set_health(True, up)

@@ -135,3 +135,24 @@ def _succeeds(call: Callable[[], object]) -> bool:
         return True
     except UnavailableError:
         return False
+
+
+def test_a_store_that_never_answers_reads_as_down(demo: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A half-open database connection: the ping hangs instead of failing. Health must still turn."""
+    release = threading.Event()
+    real_ping = demo.app.store.ping
+
+    def hanging_ping() -> bool:
+        release.wait(30)
+        return False
+
+    port = demo.app.port
+    monkeypatch.setattr(demo.app.store, "ping", hanging_ping)
+    try:
+        took = wait_for(lambda: store_health(port) == NOT_SERVING, 10)
+        assert demo.client.allowed(PR, SQC, "relations", "write")  # checks answer from memory meanwhile
+    finally:
+        monkeypatch.setattr(demo.app.store, "ping", real_ping)
+        release.set()
+    wait_for(lambda: store_health(port) == SERVING, 10)
+    print(f"a hanging store read as down after {took:.1f} s")
