@@ -23,7 +23,7 @@ import gc
 import math
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final, cast
@@ -164,8 +164,9 @@ class DecisionEngine:
             self.revision = revision
 
     def _build(self, rows: Iterable[IndexRow], people: Index, organizations: Index) -> None:
-        # This loop runs a million times at start-up: _entry() is inlined, and the ids of
-        # organizations delegations come through are deduplicated by a local dict.
+        # This loop runs a million times at start-up: _entry() is inlined, and the strings
+        # many entries repeat (roles, ids of the organizations delegations come through)
+        # are deduplicated by a local dict: the driver returns a new string for every row.
         grant_maps = self._grant_maps
         day = self._days.setdefault
         names: dict[str, str] = {}
@@ -181,7 +182,7 @@ class DecisionEngine:
                 day(end, end),
                 ended,
                 grants,
-                role,
+                name(role, role) if role is not None else None,
                 name(via, via) if via is not None else None,
                 relation_id,
             )
@@ -234,12 +235,6 @@ class DecisionEngine:
                 elif self._delegated(contact_id, organization_id, subject, right, day, ts, entry):
                     return True
         return False
-
-    def check_many(self, checks: Iterable[tuple[str, str, str, int, float]]) -> Iterator[bool]:
-        """`check` for each (contact, organization, subject, right, epoch), in order."""
-        check = self.check
-        for contact_id, organization_id, subject, right, ts in checks:
-            yield check(contact_id, organization_id, subject, right, ts)
 
     def _delegated(
         self, contact_id: str, organization_id: str, subject: str, right: int, day: int, ts: float, entry: Entry

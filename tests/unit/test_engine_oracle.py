@@ -255,3 +255,37 @@ def test_checks_never_call_casbin(tmp_path: Path, policy: Policy, monkeypatch: p
     for contact, organization, subject, right in rng.sample(cases_of(world, rng, extra_pairs=10), 300):
         decision = world.engine.explain(contact, organization, subject, right, ts)
         assert decision.allowed == world.engine.check(contact, organization, subject, right, ts)
+
+
+def test_start_up_from_store_rows_equals_loading_domain_relations(tmp_path: Path, policy: Policy) -> None:
+    """The server's fast start-up path and `load(relations)` build the same engine."""
+    dataset = generate(600, seed=41, today=TODAY)
+    store = open_store(Settings(database_url=f"sqlite:///{tmp_path / 'startup.db'}"))
+    try:
+        import_data(store, dataset.data, policy.subjects, now=_montreal(TODAY))
+        from_rows, from_relations = DecisionEngine(policy), DecisionEngine(policy)
+        from_rows.load_rows(store.load_index_rows(), 1)
+        relations = list(store.load_relations())
+        from_relations.load(relations, 1)
+    finally:
+        store.close()
+    assert (
+        from_rows.stats()
+        == from_relations.stats()
+        == {
+            "contact_relations": len(dataset.data["relations"]),
+            "organization_relations": len(dataset.data["organization_relations"]),
+            "delegations": len(dataset.data["delegations"]),
+        }
+    )
+    world = World(relations, from_rows, dataset.contact_ids, dataset.organization_ids)
+    rng = random.Random(41)
+    for at in (_montreal(TODAY), _montreal(TODAY + timedelta(days=rng.randint(-900, 300)))):
+        ts = at.timestamp()
+        for contact, organization, subject, right in cases_of(world, rng, extra_pairs=40):
+            assert from_rows.check(contact, organization, subject, right, ts) == from_relations.check(
+                contact, organization, subject, right, ts
+            )
+            assert from_rows.explain(contact, organization, subject, right, ts) == from_relations.explain(
+                contact, organization, subject, right, ts
+            )
