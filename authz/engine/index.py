@@ -126,7 +126,11 @@ class DecisionEngine:
         return self._policy
 
     def set_policy(self, policy: Policy) -> None:
-        """Swap the policy in one assignment: checks in flight finish on the old one."""
+        """Swap the policy: defaults first, then the policy whose hash answers carry.
+
+        Two assignments, so a check landing between them is decided under the new
+        defaults while reporting the old hash; each check still sees one whole table.
+        """
         self._defaults = self._compile_defaults(policy)
         self._policy = policy
 

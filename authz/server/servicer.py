@@ -16,7 +16,7 @@ from authz.commands.legacy import LinkLegacyAccess, LinkLegacyAccessRequest
 from authz.commands.link_codes import IssueLinkCode, IssueLinkCodeRequest, RedeemLinkCode, RedeemLinkCodeRequest
 from authz.commands.profiles import ListProfiles, ListProfilesRequest
 from authz.commands.revoke import RevokeRelation
-from authz.domain.ids import _ASCII_ID
+from authz.domain.ids import is_plain_id
 from authz.engine.policy import Policy
 from authz.server import convert
 from authz.server.convert import ROLE_TO_PB, Ids
@@ -27,7 +27,7 @@ from authz.v1 import authz_pb2_grpc
 __all__ = ["AuthzServicer"]
 
 # Ids that need no normalization (nearly all): anything else goes through check_id.
-_PLAIN_ID = _ASCII_ID.fullmatch
+_PLAIN_ID = is_plain_id
 
 
 class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
