@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from authz.config import Settings
+from authz.config import ConfigError, Settings
 
 __all__ = ["main"]
 
@@ -40,8 +40,9 @@ def _configure_logging(level: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from authz.engine.policy import PolicyLoadError
-    from authz.server.app import AuthzApp, open_store
+    from authz.server.app import AuthzApp
     from authz.server.auth import require_callers_beyond_loopback
+    from authz.store.sql import open_store
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
@@ -49,9 +50,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     require_callers_beyond_loopback(settings)
     log.info("settings: %s", settings.describe())
     store = open_store(settings)
-    if args.demo:
-        _import(store, DEMO_FILE, settings, report_path=None)
     try:
+        if args.demo:
+            _import(store, DEMO_FILE, settings, report_path=None)
         app = AuthzApp(settings, store=store)
     except PolicyLoadError as exc:
         # The same report as `authz policy validate`, rather than a traceback.
@@ -60,6 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("authz serve: the policy folder is invalid; see `authz policy validate`", file=sys.stderr)
         store.close()
         return 2
+    except BaseException:
+        store.close()  # a store opened before the failure is closed
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -99,7 +103,7 @@ def _import(store: object, path: Path, settings: Settings, report_path: Path | N
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from authz.server.app import open_store
+    from authz.store.sql import open_store
 
     settings = _settings(args)
     _configure_logging("WARNING")
@@ -195,7 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"authz {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Settings", "redact_url"]
+__all__ = ["ConfigError", "Settings", "redact_url"]
 
 DEFAULT_DATABASE_FILE = "authz.db"
+
+
+class ConfigError(Exception):
+    """The settings cannot work (a bad value, a missing file, a schema to migrate).
+
+    Library code raises it; `authz/cli.py` prints it and exits with code 2.
+    """
 
 
 def redact_url(url: str) -> str:
@@ -39,6 +46,8 @@ class Settings:
     default_page_size: int = 100
     max_message_bytes: int = 1024 * 1024
     grace_seconds: float = 10.0
+    # How long a write without a deadline may wait for the write lock before UNAVAILABLE.
+    write_wait_seconds: float = 30.0
     mail_interval_seconds: float = 1.0
     log_level: str = "INFO"
     # Caller credentials and TLS (see authz/server/auth.py): no callers file is allowed on loopback only.
@@ -57,6 +66,7 @@ class Settings:
         "max_workers": "AUTHZ_MAX_WORKERS",
         "max_batch_checks": "AUTHZ_MAX_BATCH_CHECKS",
         "grace_seconds": "AUTHZ_GRACE_SECONDS",
+        "write_wait_seconds": "AUTHZ_WRITE_WAIT_SECONDS",
         "mail_interval_seconds": "AUTHZ_MAIL_INTERVAL_SECONDS",
         "log_level": "AUTHZ_LOG_LEVEL",
         "callers_file": "AUTHZ_CALLERS_FILE",
@@ -85,7 +95,7 @@ class Settings:
                 else:
                     values[name] = raw
             except ValueError as exc:
-                raise ValueError(f"{variable}={raw!r} is not a valid {kind}") from exc
+                raise ConfigError(f"{variable}={raw!r} is not a valid {kind}") from exc
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 

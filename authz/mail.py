@@ -26,8 +26,9 @@ from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
-from zoneinfo import ZoneInfo
 
+from authz.domain.dates import MONTREAL
+from authz.domain.secrets import CODE_LENGTH, grouped_link_code
 from authz.store.interface import OutboxRow
 
 __all__ = [
@@ -49,7 +50,6 @@ logger = logging.getLogger("authz.mail")
 
 DEFAULT_SENDER = "CCQ Services en ligne <no-reply@ccq.org>"
 MESSAGE_ID_DOMAIN = "authz.local"
-_MONTREAL = ZoneInfo("America/Montreal")
 # Ids become file names and Message-ID local parts: keep them to a safe alphabet.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _ACCEPTED_URLS = "file:///some/dir, smtp://host[:port], smtp+starttls://[user:password@]host[:port]"
@@ -73,10 +73,10 @@ class EmailContent:
 def format_link_code(code: str) -> str:
     """`abcd efgh-ijkl mnop` -> `ABCD-EFGH-IJKL-MNOP`; raises ValueError otherwise."""
     compact = re.sub(r"[\s-]", "", code).upper()
-    if len(compact) != 16 or not compact.isascii() or not compact.isalnum():
+    if len(compact) != CODE_LENGTH or not compact.isascii() or not compact.isalnum():
         # Never echo the code: it is a secret even when malformed.
-        raise ValueError(f"a link code has 16 letters or digits, got {len(compact)} characters")
-    return "-".join(compact[i : i + 4] for i in range(0, 16, 4))
+        raise ValueError(f"a link code has {CODE_LENGTH} letters or digits, got {len(compact)} characters")
+    return grouped_link_code(compact)
 
 
 def _one_line(text: str) -> str:
@@ -87,7 +87,7 @@ def _one_line(text: str) -> str:
 def _montreal_time(moment: datetime) -> str:
     # Naive datetimes come back from SQLite; the store writes them in UTC.
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(_MONTREAL).strftime("%Y-%m-%d %H:%M")
+    return aware.astimezone(MONTREAL).strftime("%Y-%m-%d %H:%M")
 
 
 def _is_english(language: str) -> bool:

@@ -17,9 +17,9 @@ from authz.cli import DEMO_FILE
 from authz.commands.import_data import import_file
 from authz.config import Settings
 from authz.engine.policy import Policy
-from authz.server.app import AuthzApp, open_store
+from authz.server.app import AuthzApp
 from authz.store import migrate
-from authz.store.sql import SqlStore, make_engine
+from authz.store.sql import SqlStore, make_engine, open_store
 
 POSTGRES_ADMIN_URL = os.environ.get("AUTHZ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 

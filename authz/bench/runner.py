@@ -33,7 +33,7 @@ from authz.config import Settings
 from authz.domain.model import Right
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy
-from authz.server.app import open_store
+from authz.store.sql import open_store
 
 __all__ = ["BenchOptions", "run_bench"]
 

@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
+from authz.calls import caller_name, remaining
 from authz.config import Settings
-from authz.deadlines import remaining
-from authz.domain.dates import in_force, local_date, parse_date, utc_now
-from authz.domain.model import Organization, Relation, Right
+from authz.domain.dates import in_force, local_date, utc_now
+from authz.domain.model import END_OF_TIME, Organization, Relation, Right
+from authz.domain.validation import Violations
 from authz.engine.index import DecisionEngine
-from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from authz.errors import (
+    AuthzError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from authz.store.interface import AuditRecord, Store, Transaction
 
 __all__ = [
@@ -72,10 +81,16 @@ class WriteOutcome:
     audit: AuditRecord
     changed: list[Relation] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Raised once the transaction has committed: what the body recorded (a refused guess) stays.
+    error: AuthzError | None = None
 
 
 def fingerprint(request: Any) -> str:
-    """A stable digest of a request, to tell a retry from a different request with the same id."""
+    """A stable digest of a request, to tell a retry from a different request with the same id.
+
+    Lists are compared as sets of items: the same subjects or relations in another order are
+    the same request.
+    """
     payload = json.dumps(_plain(request), sort_keys=True, default=str).encode()
     return hashlib.sha256(payload).hexdigest()
 
@@ -84,21 +99,30 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "request_id"}
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return sorted((_plain(item) for item in value), key=lambda item: json.dumps(item, sort_keys=True, default=str))
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
 
 
+def idempotency_key(request_id: str, actor_id: str) -> str:
+    """`request_id` as the store keeps it: scoped by the calling service and the acting person,
+    so that another caller or actor reusing an id is a different request, not a conflict."""
+    scoped = "\x1f".join((caller_name(), actor_id, request_id))
+    return hashlib.sha256(scoped.encode()).hexdigest()
+
+
 _DEADLINE_PASSED = "the caller's deadline passed before the write could be made; nothing was written"
+_LOCK_BUSY = "the service is busy with other writes; nothing was written, try again"
 
 
 @contextmanager
 def write_lock_within_deadline(deps: Deps) -> Iterator[None]:
-    """Hold the write lock, waited for no longer than the caller will wait: queued writers give up in time."""
+    """Hold the write lock, waited for no longer than the caller will (or the server's own bound)."""
     left = remaining()
-    if not deps.write_lock.acquire(timeout=-1 if left is None else max(left, 0.0)):
-        raise Unavailable(_DEADLINE_PASSED)
+    wait = deps.settings.write_wait_seconds if left is None else max(min(left, deps.settings.write_wait_seconds), 0.0)
+    if not deps.write_lock.acquire(timeout=wait):
+        raise Unavailable(_DEADLINE_PASSED if left is not None and left <= wait else _LOCK_BUSY)
     try:
         yield
     finally:
@@ -119,18 +143,25 @@ def run_write(
     request_id: str,
     body: Callable[[Transaction, datetime], WriteOutcome],
     result_type: Callable[..., R],
+    *,
+    actor_id: str = "",
 ) -> R:
-    """One transaction per command: idempotency, the change, the revision, the audit record.
+    """The one path of every write: where it begins, commits, bumps the revision, audits and tells the engine.
 
-    The engine learns the change only after commit, inside the write lock, so it applies
-    writes in the order the store committed them.
+    In one transaction: the idempotency record of `request_id` (scoped by caller and actor),
+    the command's change, the audit record, the revision (the last statement, so that its
+    row lock, held until commit, orders writes). After commit, inside the write lock, the
+    engine learns the change through `DecisionEngine.apply`, so it applies writes in the
+    order the store committed them. A body may record something and still fail (a refused
+    guess is recorded and audited): it sets `WriteOutcome.error`, raised after commit.
     """
     digest = fingerprint(request) if request_id else ""
+    key = idempotency_key(request_id, actor_id) if request_id else ""
     with write_lock_within_deadline(deps):
         outcome: WriteOutcome | None = None
         with deps.store.transaction() as tx:
-            if request_id:
-                previous = tx.get_idempotent(request_id, operation)
+            if key:
+                previous = tx.get_idempotent(key, operation)
                 if previous is not None:
                     stored_digest, response = previous
                     if stored_digest != digest:
@@ -140,14 +171,17 @@ def run_write(
                     return result_type(**response)
             now = deps.clock()
             outcome = body(tx, now)
+            # Late in the transaction: the revision row's lock is held from here to commit only.
             revision = tx.bump_revision()
+            tx.add_audit(dataclasses.replace(outcome.audit, caller=caller_name() or None), revision)
             if hasattr(outcome.result, "revision"):
                 outcome.result.revision = str(revision)
-            tx.add_audit(outcome.audit, revision)
-            if request_id:
-                tx.put_idempotent(request_id, operation, digest, dataclasses.asdict(outcome.result), now)
+            if key and outcome.error is None:
+                tx.put_idempotent(key, operation, digest, dataclasses.asdict(outcome.result), now)
             _before_commit()
         deps.engine.apply(outcome.changed, revision)
+    if outcome.error is not None:
+        raise outcome.error
     for action in outcome.after_commit:
         action()
     return outcome.result  # type: ignore[no-any-return]
@@ -181,42 +215,22 @@ def require_reader(deps: Deps, actor_id: str, organization_id: str, now: datetim
         raise PermissionDenied(f"{actor_id!r} may not read the relations of {organization_id!r}")
 
 
-def parse_window(start_text: str, end_text: str, today: date, end_of_time: date) -> tuple[date, date]:
-    violations: list[FieldViolation] = []
-    start = today
-    end = end_of_time
-    if start_text:
-        try:
-            start = parse_date(start_text)
-        except ValueError:
-            violations.append(FieldViolation("start_date", "must be a date YYYY-MM-DD"))
-    if end_text:
-        try:
-            end = parse_date(end_text)
-        except ValueError:
-            violations.append(FieldViolation("end_date", "must be a date YYYY-MM-DD"))
-    if not violations and end < start:
-        violations.append(FieldViolation("end_date", "must not be before start_date"))
-    if violations:
-        raise InvalidArgument("; ".join(f"{v.field} {v.description}" for v in violations), violations)
-    return start, end
+def parse_window(start_text: str, end_text: str, today: date, *, allow_past: bool = False) -> tuple[date, date]:
+    """Rule 5's window; through the API a start date is today or later (history is not rewritten)."""
+    violations = Violations()
+    window = violations.window(
+        start_text, end_text, today=today, end_of_time=END_OF_TIME, earliest=None if allow_past else today
+    )
+    violations.raise_if_any("invalid dates")
+    return window
 
 
 def parse_subjects(
     pairs: Iterable[tuple[str, Right]], catalogue: Mapping[str, Any], field_path: str = "subjects"
 ) -> dict[str, Right]:
-    subjects: dict[str, Right] = {}
-    violations: list[FieldViolation] = []
-    for index, (subject, right) in enumerate(pairs):
-        if subject not in catalogue:
-            violations.append(FieldViolation(f"{field_path}[{index}].subject", f"unknown subject {subject!r}"))
-        elif subject in subjects:
-            violations.append(FieldViolation(f"{field_path}[{index}].subject", f"{subject!r} is listed twice"))
-        if right is Right.NONE:
-            violations.append(FieldViolation(f"{field_path}[{index}].right", "must be RIGHT_READ or RIGHT_WRITE"))
-        subjects[subject] = right
-    if violations:
-        raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations), violations)
+    violations = Violations()
+    subjects = violations.subjects(pairs, catalogue, field_path)
+    violations.raise_if_any("invalid subjects")
     return subjects
 
 

@@ -27,7 +27,7 @@ from authz.commands.base import (
 )
 from authz.commands.link_codes import issue_code
 from authz.domain.dates import local_date
-from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
+from authz.domain.model import WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
 from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
@@ -83,7 +83,13 @@ class GrantRelation:
         if request.new_contact is not None:
             _check_new_contact(request.new_contact)
         return run_write(
-            self.deps, "grant_relation", request, request.request_id, self._body(request, subjects), GrantRelationResult
+            self.deps,
+            "grant_relation",
+            request,
+            request.request_id,
+            self._body(request, subjects),
+            GrantRelationResult,
+            actor_id=request.actor_id,
         )
 
     def _body(
@@ -94,7 +100,7 @@ class GrantRelation:
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)
             require_manager(deps, request.actor_id, organization.id, now)
-            start, end = parse_window(request.start_date, request.end_date, local_date(now), END_OF_TIME)
+            start, end = parse_window(request.start_date, request.end_date, local_date(now))
             target_id = request.target_organization_id or organization.id
             relation_id = f"R-{uuid.uuid4().hex[:20]}"
             after_commit: list[Callable[[], None]] = []

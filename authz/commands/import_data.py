@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from authz.domain.dates import local_date, parse_date, utc_now
-from authz.domain.ids import id_problem, normalize_id
 from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, OrganizationKind, RelationKind, Right, Role
+from authz.domain.validation import id_problem
 from authz.store.interface import AuditRecord
 from authz.store.sql import SqlStore, bulk_insert, existing_keys
 
@@ -48,7 +48,6 @@ def _id(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if not isinstance(value, str):
         raise _Refused(f"{key} is missing")
-    value = normalize_id(value)
     problem = id_problem(value)
     if problem:
         raise _Refused(f"{key} {problem}")
@@ -291,7 +290,7 @@ def import_data(
             contact_ids = row.get("contact_ids") or []
             if not isinstance(contact_ids, list) or not contact_ids:
                 raise _Refused("contact_ids must name at least one contact")
-            linked = [known("contact", normalize_id(str(c)), contacts) for c in contact_ids]
+            linked = [known("contact", str(c), contacts) for c in contact_ids]
             if username in legacy:
                 return False
             legacy.add(username)

@@ -1,18 +1,37 @@
-"""LinkLegacyAccess: link a new account with the legacy portal's credentials, once (rule 11)."""
+"""LinkLegacyAccess: link a new account with the legacy portal's credentials, once (rule 11).
+
+A guess is weighed in three steps. First a write, under locks on the account and on the
+legacy login: the throttle counters are read and the attempt is recorded (as failed until
+proven), so guesses sent at once are counted one after the other and never pass the limit.
+Then the password is checked, outside any lock (PBKDF2 takes a while), with the same work
+whether the login exists or not, so the time of the answer tells nothing. Last, a second
+write links the account, or audits the refusal.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from authz.commands.base import Deps, write_lock_within_deadline
-from authz.commands.link_codes import THROTTLE_WINDOW, THROTTLED_MESSAGE, throttle_reason
-from authz.domain.secrets import verify_django_pbkdf2
+from authz.commands.base import Deps, WriteOutcome, run_write
+from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE, account_lock
+from authz.domain.secrets import DECOY_LEGACY_HASH, verify_django_pbkdf2
 from authz.errors import InvalidArgument, ResourceExhausted
-from authz.store.interface import AuditRecord
+from authz.store.interface import AuditRecord, LegacyAccount, Transaction
 
-__all__ = ["BAD_LEGACY_CREDENTIALS", "LinkLegacyAccess", "LinkLegacyAccessRequest", "LinkLegacyAccessResult"]
+__all__ = [
+    "BAD_LEGACY_CREDENTIALS",
+    "LEGACY_LOGIN_FAILURE_LIMIT",
+    "LinkLegacyAccess",
+    "LinkLegacyAccessRequest",
+    "LinkLegacyAccessResult",
+]
 
 BAD_LEGACY_CREDENTIALS = "the legacy credentials are not valid, or were already used to link an account"
+# Wrong passwords an hour against one legacy login, whichever accounts send them: the login is
+# the thing being guessed.
+LEGACY_LOGIN_FAILURE_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -28,66 +47,86 @@ class LinkLegacyAccessResult:
     revision: str = ""
 
 
+@dataclass
+class _Weighed:
+    attempt_id: int
+    account: LegacyAccount | None
+    revision: str = ""
+
+
+_Body = Callable[[Transaction, datetime], WriteOutcome]
+
+
+def legacy_lock(username: str) -> str:
+    return f"throttle:legacy:{username}"
+
+
 class LinkLegacyAccess:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
     def execute(self, request: LinkLegacyAccessRequest) -> LinkLegacyAccessResult:
-        deps = self.deps
-        with deps.store.transaction() as tx:
-            account = tx.get_legacy_account(request.legacy_username)
-            # Guesses share the link codes' counters: 10 wrong secrets an hour per account, and 100
-            # against the contact the username belongs to (a username names its target exactly).
-            contact_id = account.contact_ids[0] if account is not None and account.contact_ids else None
-            throttled = throttle_reason(tx, request.account_id, contact_id, deps.clock() - THROTTLE_WINDOW)
-        if throttled is not None:
-            # Refused before PBKDF2 runs: a throttled guesser costs no CPU. Audited, not counted.
-            with write_lock_within_deadline(deps), deps.store.transaction() as tx:
-                tx.add_audit(
-                    AuditRecord(
-                        deps.clock(),
-                        request.account_id,
-                        "link_legacy_access_throttled",
-                        {"username": request.legacy_username, "limit": throttled},
-                    ),
-                    tx.bump_revision(),
-                )
-            raise ResourceExhausted(THROTTLED_MESSAGE)
-        # PBKDF2 with 600,000 rounds takes a while: verify outside any lock or transaction.
-        valid = (
-            account is not None
-            and account.used_at is None
-            and verify_django_pbkdf2(request.legacy_password, account.password_hash)
-        )
-        with write_lock_within_deadline(deps), deps.store.transaction() as tx:
-            now = deps.clock()
-            succeeded = (
-                valid and account is not None and tx.use_legacy_account(account.username, request.account_id, now)
+        weighed = run_write(self.deps, "link_legacy_access_attempt", request, "", self._weigh(request), _Weighed)
+        account = weighed.account
+        # The same PBKDF2 work for an unknown login as for a known one.
+        stored_hash = account.password_hash if account is not None else DECOY_LEGACY_HASH
+        valid = verify_django_pbkdf2(request.legacy_password, stored_hash)
+        if account is None or account.used_at is not None or not valid:
+            return run_write(
+                self.deps, "link_legacy_access", request, "", self._refuse(request), LinkLegacyAccessResult
             )
-            tx.add_link_attempt(request.account_id, contact_id, now, bool(succeeded))
-            if not succeeded or account is None:
-                tx.add_audit(
-                    AuditRecord(
-                        now, request.account_id, "link_legacy_access_failed", {"username": request.legacy_username}
-                    ),
-                    tx.bump_revision(),
+        return run_write(
+            self.deps, "link_legacy_access", request, "", self._link(request, account, weighed), LinkLegacyAccessResult
+        )
+
+    @staticmethod
+    def _refuse(request: LinkLegacyAccessRequest) -> _Body:
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
+            audit = AuditRecord(
+                now, request.account_id, "link_legacy_access_failed", {"username": request.legacy_username}
+            )
+            return WriteOutcome(None, audit, error=InvalidArgument.field("legacy_password", BAD_LEGACY_CREDENTIALS))
+
+        return body
+
+    def _weigh(self, request: LinkLegacyAccessRequest) -> _Body:
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
+            username, account_id = request.legacy_username, request.account_id
+            tx.lock(account_lock(account_id), legacy_lock(username))
+            since = now - THROTTLE_WINDOW
+            limit = None
+            if tx.count_failed_attempts(since=since, account_id=account_id) >= ACCOUNT_FAILURE_LIMIT:
+                limit = "account"
+            elif tx.count_failed_attempts(since=since, legacy_username=username) >= LEGACY_LOGIN_FAILURE_LIMIT:
+                limit = "legacy_username"
+            if limit is not None:
+                # Refused before PBKDF2 runs: a throttled guesser costs no CPU. Audited, not counted.
+                audit = AuditRecord(
+                    now, account_id, "link_legacy_access_throttled", {"username": username, "limit": limit}
                 )
-                failed = True
-            else:
-                failed = False
-                for contact_id in account.contact_ids:
-                    tx.link_account(request.account_id, contact_id, "legacy", now)
-                revision = tx.bump_revision()
-                tx.add_audit(
-                    AuditRecord(
-                        now,
-                        request.account_id,
-                        "link_legacy_access",
-                        {"username": account.username, "contact_ids": list(account.contact_ids)},
-                    ),
-                    revision,
-                )
-                deps.engine.revision = max(deps.engine.revision, revision)
-        if failed or account is None:
-            raise InvalidArgument.field("legacy_password", BAD_LEGACY_CREDENTIALS)
-        return LinkLegacyAccessResult(list(account.contact_ids), str(revision))
+                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
+            account = tx.get_legacy_account(username)
+            contact_id = account.contact_ids[0] if account is not None and account.contact_ids else None
+            attempt_id = tx.add_link_attempt(account_id, contact_id, now, False, legacy_username=username)
+            audit = AuditRecord(now, account_id, "link_legacy_access_attempt", {"username": username})
+            return WriteOutcome(_Weighed(attempt_id, account), audit)
+
+        return body
+
+    def _link(self, request: LinkLegacyAccessRequest, account: LegacyAccount, weighed: _Weighed) -> _Body:
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
+            # Conditional: of two right guesses racing, one links; the other is told what any wrong guess is.
+            if not tx.use_legacy_account(account.username, request.account_id, now):
+                return self._refuse(request)(tx, now)
+            tx.mark_link_attempt_succeeded(weighed.attempt_id)
+            for contact_id in account.contact_ids:
+                tx.link_account(request.account_id, contact_id, "legacy", now)
+            audit = AuditRecord(
+                now,
+                request.account_id,
+                "link_legacy_access",
+                {"username": account.username, "contact_ids": list(account.contact_ids)},
+            )
+            return WriteOutcome(LinkLegacyAccessResult(list(account.contact_ids)), audit)
+
+        return body

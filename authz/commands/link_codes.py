@@ -13,11 +13,10 @@ from authz.commands.base import (
     require_manager,
     require_organization,
     run_write,
-    write_lock_within_deadline,
 )
 from authz.domain.model import Contact, Organization
 from authz.domain.secrets import code_lookup, hash_link_code, new_link_code, normalize_link_code, verify_link_code
-from authz.errors import AuthzError, FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
+from authz.errors import FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
 from authz.mail import render_link_code_email
 from authz.store.interface import AuditRecord, LinkCodeRecord, OutboxRow, Transaction
 
@@ -32,6 +31,8 @@ __all__ = [
     "RedeemLinkCode",
     "RedeemLinkCodeRequest",
     "RedeemLinkCodeResult",
+    "account_lock",
+    "contact_lock",
     "issue_code",
     "throttle_reason",
 ]
@@ -123,7 +124,15 @@ class IssueLinkCode:
                 IssueLinkCodeResult(expires_at.isoformat()), audit, after_commit=[self.deps.wake_mailer]
             )
 
-        return run_write(self.deps, "issue_link_code", request, request.request_id, body, IssueLinkCodeResult)
+        return run_write(
+            self.deps,
+            "issue_link_code",
+            request,
+            request.request_id,
+            body,
+            IssueLinkCodeResult,
+            actor_id=request.actor_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -154,66 +163,58 @@ class RedeemLinkCode:
         self.deps = deps
 
     def execute(self, request: RedeemLinkCodeRequest) -> RedeemLinkCodeResult:
-        deps = self.deps
         code = normalize_link_code(request.code)
         lookup = code_lookup(code) if code is not None else None
-        failure: AuthzError | None = None
-        with write_lock_within_deadline(deps), deps.store.transaction() as tx:
-            now = deps.clock()
+        account_id = request.account_id
+
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
             since = now - THROTTLE_WINDOW
+            # The counters are read and the attempt recorded under locks on what is being
+            # guessed, so guesses sent at once are weighed one after the other, never past the limit.
+            tx.lock(account_lock(account_id))
             record = tx.find_link_code(lookup) if lookup is not None else None
-            contact_id = (
-                record.contact_id if record is not None else tx.last_attempted_contact(request.account_id, since)
-            )
-            throttled = throttle_reason(tx, request.account_id, contact_id, since)
+            contact_id = record.contact_id if record is not None else tx.last_attempted_contact(account_id, since)
+            if contact_id is not None:
+                tx.lock(contact_lock(contact_id))
+            throttled = throttle_reason(tx, account_id, contact_id, since)
             if throttled is not None:
-                tx.add_audit(
-                    AuditRecord(
-                        now,
-                        request.account_id,
-                        "redeem_link_code_throttled",
-                        {"contact_id": contact_id, "limit": throttled},
-                    ),
-                    tx.bump_revision(),
+                audit = AuditRecord(
+                    now, account_id, "redeem_link_code_throttled", {"contact_id": contact_id, "limit": throttled}
                 )
-                failure = ResourceExhausted(THROTTLED_MESSAGE)
-            else:
-                # The conditional update in use_link_code, not the in-process lock, is what makes a
-                # code single-use: two servers on one database race there, and only one row changes.
-                valid = (
-                    code is not None
-                    and record is not None
-                    and record.used_at is None
-                    and record.voided_at is None
-                    and now < record.expires_at
-                    and verify_link_code(code, record.salt, record.code_hash)
-                    and tx.use_link_code(record.id, request.account_id, now)
-                )
-                tx.add_link_attempt(request.account_id, contact_id, now, bool(valid))
-                if not valid or record is None:
-                    # The failed attempt commits with this transaction; the caller learns nothing more.
-                    tx.add_audit(
-                        AuditRecord(now, request.account_id, "redeem_link_code_failed", {"contact_id": contact_id}),
-                        tx.bump_revision(),
-                    )
-                    failure = InvalidLinkCode()
-                else:
-                    tx.link_account(request.account_id, record.contact_id, "link_code", now)
-                    revision = tx.bump_revision()
-                    tx.add_audit(
-                        AuditRecord(
-                            now,
-                            request.account_id,
-                            "redeem_link_code",
-                            {"contact_id": record.contact_id, "account_id": request.account_id},
-                            organization_id=record.organization_id,
-                        ),
-                        revision,
-                    )
-                    deps.engine.revision = max(deps.engine.revision, revision)
-                    return RedeemLinkCodeResult(record.contact_id, record.organization_id, str(revision))
-        assert failure is not None
-        raise failure
+                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
+            # The conditional update in use_link_code, not a lock, is what makes a code single-use.
+            valid = (
+                code is not None
+                and record is not None
+                and record.used_at is None
+                and record.voided_at is None
+                and now < record.expires_at
+                and verify_link_code(code, record.salt, record.code_hash)
+                and tx.use_link_code(record.id, account_id, now)
+            )
+            tx.add_link_attempt(account_id, contact_id, now, bool(valid))
+            if not valid or record is None:
+                audit = AuditRecord(now, account_id, "redeem_link_code_failed", {"contact_id": contact_id})
+                return WriteOutcome(None, audit, error=InvalidLinkCode())
+            tx.link_account(account_id, record.contact_id, "link_code", now)
+            audit = AuditRecord(
+                now,
+                account_id,
+                "redeem_link_code",
+                {"contact_id": record.contact_id, "account_id": account_id},
+                organization_id=record.organization_id,
+            )
+            return WriteOutcome(RedeemLinkCodeResult(record.contact_id, record.organization_id), audit)
+
+        return run_write(self.deps, "redeem_link_code", request, "", body, RedeemLinkCodeResult)
+
+
+def account_lock(account_id: str) -> str:
+    return f"throttle:account:{account_id}"
+
+
+def contact_lock(contact_id: str) -> str:
+    return f"throttle:contact:{contact_id}"
 
 
 def throttle_reason(tx: Transaction, account_id: str, contact_id: str | None, since: datetime) -> str | None:

@@ -78,7 +78,13 @@ class RevokeRelation:
             if unknown:
                 raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in unknown), unknown)
         return run_write(
-            self.deps, "revoke_relation", request, request.request_id, self._body(request), RevokeRelationResult
+            self.deps,
+            "revoke_relation",
+            request,
+            request.request_id,
+            self._body(request),
+            RevokeRelationResult,
+            actor_id=request.actor_id,
         )
 
     def _owned(self, tx: Transaction, request: RevokeRelationRequest) -> list[Relation]:

@@ -10,8 +10,11 @@ import secrets
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
+    "DECOY_LEGACY_HASH",
+    "LEGACY_ITERATIONS",
+    "MAX_LEGACY_ITERATIONS",
     "code_lookup",
-    "format_link_code",
+    "grouped_link_code",
     "hash_link_code",
     "make_django_pbkdf2",
     "new_link_code",
@@ -30,7 +33,8 @@ def new_link_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def format_link_code(code: str) -> str:
+def grouped_link_code(code: str) -> str:
+    """A canonical code in groups of four, as it is printed in an email."""
     return "-".join(code[i : i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
@@ -58,7 +62,13 @@ def verify_link_code(code: str, salt: str, expected_hash: str) -> bool:
     return hmac.compare_digest(digest, expected_hash)
 
 
-def make_django_pbkdf2(password: str, salt: str, iterations: int = 600_000) -> str:
+# Django's count for PBKDF2-SHA256; hashes of the legacy portal use it.
+LEGACY_ITERATIONS = 600_000
+# More rounds than this in an imported hash is an error or an attack (a login that costs a minute to check).
+MAX_LEGACY_ITERATIONS = 2_000_000
+
+
+def make_django_pbkdf2(password: str, salt: str, iterations: int = LEGACY_ITERATIONS) -> str:
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
     return f"pbkdf2_sha256${iterations}${salt}${base64.b64encode(digest).decode()}"
 
@@ -70,7 +80,12 @@ def verify_django_pbkdf2(password: str, encoded: str) -> bool:
         iterations = int(iterations_text)
     except ValueError:
         return False
-    if algorithm != "pbkdf2_sha256" or not 1 <= iterations <= 10_000_000:
+    if algorithm != "pbkdf2_sha256" or not 1 <= iterations <= MAX_LEGACY_ITERATIONS:
         return False
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
     return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
+
+
+# Checked against when a login is unknown, so that an unknown login costs the same PBKDF2 work
+# as a known one (no answer-time oracle on which logins exist). No password matches it.
+DECOY_LEGACY_HASH = make_django_pbkdf2(secrets.token_urlsafe(16), secrets.token_hex(8))

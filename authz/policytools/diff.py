@@ -111,7 +111,7 @@ def load_relations(data_file: Path | None, database_url: str | None, catalogue: 
     are refused as `authz import` would), or of a database."""
     from authz.commands.import_data import import_file
     from authz.config import Settings
-    from authz.server.app import open_store
+    from authz.store.sql import open_store
 
     if database_url is not None:
         store = open_store(Settings(database_url=database_url))

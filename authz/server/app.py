@@ -14,20 +14,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authz.commands.base import Deps
-from authz.config import Settings
+from authz.config import ConfigError, Settings
 from authz.domain.dates import utc_now
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.policytools.validate import load_checked
 from authz.server.auth import bind, server_interceptors
+from authz.server.errors import DecodeErrorInterceptor
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
-from authz.store import migrate
-from authz.store.sql import SqlStore, make_engine
+from authz.store.sql import SqlStore, open_store
 from authz.v1 import authz_pb2, authz_pb2_grpc
 
-__all__ = ["SERVICE_NAME", "STORE_HEALTH_NAME", "AuthzApp", "create_server", "open_store"]
+__all__ = ["SERVICE_NAME", "STORE_HEALTH_NAME", "AuthzApp", "create_server"]
 
 log = logging.getLogger("authz.server")
 
@@ -35,19 +35,6 @@ SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthzService"].full_name
 # A separate health entry for the store: checks keep answering while it is down.
 STORE_HEALTH_NAME = "authz.v1.AuthzService/store"
 PING_TIMEOUT = 3.0  # seconds a store ping may take before health calls the store down
-
-
-def open_store(settings: Settings) -> SqlStore:
-    """Open the store; an embedded SQLite database is brought up to date by itself."""
-    engine = make_engine(settings.database_url)
-    if engine.dialect.name == "sqlite":
-        migrate.upgrade(engine)
-    elif not migrate.is_up_to_date(engine):
-        raise SystemExit(
-            f"the database schema is at {migrate.current_revision(engine)!r}, not {migrate.head_revision()!r}: "
-            "run `authz migrate` first"
-        )
-    return SqlStore(engine)
 
 
 class AuthzApp:
@@ -62,7 +49,7 @@ class AuthzApp:
     ) -> None:
         self.settings = settings
         # First: a listener beyond loopback without caller credentials must not start at all.
-        interceptors = server_interceptors(settings)
+        interceptors = [*server_interceptors(settings), DecodeErrorInterceptor()]
         self.store = store or open_store(settings)
         # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
         self.engine = DecisionEngine(load_checked(settings.policy_dir))
@@ -93,7 +80,7 @@ class AuthzApp:
         )
         self.port = bind(self.server, settings)
         if self.port == 0:
-            raise SystemExit(f"cannot listen on {settings.listen}")
+            raise ConfigError(f"cannot listen on {settings.listen}")
         self._stopping = threading.Event()
         self._monitor = threading.Thread(target=self._watch_store, name="authz-store-health", daemon=True)
         self.policy_watcher = PolicyWatcher(

@@ -32,7 +32,8 @@ from typing import Any
 import grpc
 import yaml
 
-from authz.config import Settings
+from authz.calls import caller_scope
+from authz.config import ConfigError, Settings
 from authz.v1 import authz_pb2
 
 __all__ = [
@@ -149,13 +150,19 @@ class Callers:
 
 
 def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
-    """The bearer token of the call; "" when the header is there but is not a bearer token."""
-    for key, value in metadata or ():
-        if key == "authorization":
-            text = value.decode("latin-1") if isinstance(value, bytes) else value
-            scheme, _, token = text.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
-    return None
+    """The bearer token of the call; "" when the header is not one bearer token.
+
+    Two `authorization` headers are refused rather than one of them taken: a proxy and a
+    caller that disagree about who is calling must not be settled by header order.
+    """
+    values = [value for key, value in metadata or () if key == "authorization"]
+    if not values:
+        return None
+    if len(values) > 1:
+        return ""
+    text = values[0].decode("latin-1") if isinstance(values[0], bytes) else values[0]
+    scheme, _, token = text.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _common_name(context: grpc.ServicerContext) -> str | None:
@@ -192,7 +199,8 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             if not caller.may_call(method):
                 log.warning("caller %s may not call %s", caller.name, method)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, f"caller {caller.name!r} may not call {method}")
-            return inner(request, context)
+            with caller_scope(caller.name):
+                return inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
@@ -234,7 +242,7 @@ def is_loopback(listen: str) -> bool:
 def require_callers_beyond_loopback(settings: Settings) -> None:
     """Stop right here when the listener would be reachable from other machines with no callers configured."""
     if settings.callers_file is None and not is_loopback(settings.listen):
-        raise SystemExit(
+        raise ConfigError(
             f"refusing to listen on {settings.listen} without caller credentials: "
             "set AUTHZ_CALLERS_FILE (--callers-file), or listen on 127.0.0.1"
         )
@@ -249,7 +257,7 @@ def server_interceptors(settings: Settings) -> list[grpc.ServerInterceptor]:
     try:
         callers = Callers.load(settings.callers_file)
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise SystemExit(f"cannot use the callers file: {exc}") from exc
+        raise ConfigError(f"cannot use the callers file: {exc}") from exc
     log.info("callers: %s", ", ".join(f"{c.name} ({len(c.methods)} rpc)" for c in callers.callers))
     return [CallerAuthInterceptor(callers)]
 
@@ -258,18 +266,18 @@ def bind(server: grpc.Server, settings: Settings) -> int:
     """Listen as the settings say: TLS when a certificate is given, client certificates required with a client CA."""
     if settings.tls_cert is None and settings.tls_key is None:
         if settings.tls_client_ca is not None:
-            raise SystemExit("AUTHZ_TLS_CLIENT_CA needs AUTHZ_TLS_CERT and AUTHZ_TLS_KEY (the server's own)")
+            raise ConfigError("AUTHZ_TLS_CLIENT_CA needs AUTHZ_TLS_CERT and AUTHZ_TLS_KEY (the server's own)")
         if settings.callers_file is not None and not is_loopback(settings.listen):
             log.warning("bearer tokens travel in clear on %s: set AUTHZ_TLS_CERT and AUTHZ_TLS_KEY", settings.listen)
         return int(server.add_insecure_port(settings.listen))
     if settings.tls_cert is None or settings.tls_key is None:
-        raise SystemExit("TLS needs both AUTHZ_TLS_CERT and AUTHZ_TLS_KEY")
+        raise ConfigError("TLS needs both AUTHZ_TLS_CERT and AUTHZ_TLS_KEY")
     try:
         key = settings.tls_key.read_bytes()
         cert = settings.tls_cert.read_bytes()
         client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
     except OSError as exc:
-        raise SystemExit(f"cannot read TLS files: {exc.strerror}: {exc.filename}") from exc
+        raise ConfigError(f"cannot read TLS files: {exc.strerror}: {exc.filename}") from exc
     credentials = grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )

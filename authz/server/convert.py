@@ -1,25 +1,67 @@
-"""Proto messages to command requests and back. Ids are validated and NFC-normalized here, once."""
+"""Proto messages to command requests and back, every one of them: the servicer only delegates.
+
+Input rules are not written here: they live in authz/domain/validation.py and are called
+here, at the edge, as they are by the commands and the import.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from authz.commands.authorizations import AuthorizationRow, ListAuthorizationsRequest, ListAuthorizationsResult
 from authz.commands.base import Attestation
-from authz.commands.grant import GrantRelationRequest, NewContactData
-from authz.commands.revoke import RevokeRelationRequest
-from authz.domain.ids import check_id
+from authz.commands.check import CheckRequest, CheckResult
+from authz.commands.contacts import ContactRow, ListContactsRequest, ListContactsResult
+from authz.commands.grant import GrantRelationRequest, GrantRelationResult, NewContactData
+from authz.commands.legacy import LinkLegacyAccessRequest, LinkLegacyAccessResult
+from authz.commands.link_codes import (
+    IssueLinkCodeRequest,
+    IssueLinkCodeResult,
+    RedeemLinkCodeRequest,
+    RedeemLinkCodeResult,
+)
+from authz.commands.profiles import ListProfilesRequest, Profile
+from authz.commands.revoke import RevokeRelationRequest, RevokeRelationResult
 from authz.domain.model import Right, Role
-from authz.errors import FieldViolation, InvalidArgument
+from authz.domain.validation import (
+    MAX_EMAIL,
+    MAX_NAME,
+    MAX_PASSWORD,
+    MAX_PHONE,
+    MAX_SUBJECT,
+    MAX_TOKEN,
+    MAX_USERNAME,
+    Violations,
+    instant_problem,
+)
+from authz.engine.policy import Policy
 from authz.v1 import authz_pb2 as pb
 
 __all__ = [
     "ROLE_FROM_PB",
     "ROLE_TO_PB",
     "Ids",
+    "authorizations_response",
+    "check_request",
+    "check_response",
+    "contacts_response",
     "grant_request",
+    "grant_response",
+    "issue_link_code_request",
+    "issue_link_code_response",
+    "legacy_request",
+    "legacy_response",
+    "list_authorizations_request",
+    "list_contacts_request",
+    "list_profiles_request",
+    "profiles_response",
+    "redeem_request",
+    "redeem_response",
     "revoke_request",
+    "revoke_response",
     "right_from_pb",
     "role_from_pb",
     "timestamp",
@@ -34,33 +76,24 @@ ROLE_FROM_PB: dict[int, Role] = {
 }
 ROLE_TO_PB: dict[Role | None, int] = {role: value for value, role in ROLE_FROM_PB.items()}
 ROLE_TO_PB[None] = pb.ROLE_UNSPECIFIED
-MAX_TEXT = 1000
 
 
-class Ids:
+class Ids(Violations):
     """Collects every violation of a request before failing, so the caller sees them all."""
 
-    def __init__(self) -> None:
-        self.violations: list[FieldViolation] = []
-
     def required(self, field_path: str, value: str) -> str:
-        return check_id(field_path, value, self.violations)
+        return self.id(field_path, value)
 
     def optional(self, field_path: str, value: str) -> str:
-        return check_id(field_path, value, self.violations) if value else ""
+        return self.id(field_path, value, required=False)
 
-    def text(self, field_path: str, value: str, limit: int = MAX_TEXT) -> str:
-        if len(value) > limit:
-            self.violations.append(FieldViolation(field_path, f"must be at most {limit} characters"))
-        return value
-
-    def add(self, field_path: str, description: str) -> None:
-        self.violations.append(FieldViolation(field_path, description))
+    def nonempty(self, field_path: str, value: str, limit: int) -> str:
+        if not value:
+            self.add(field_path, "must not be empty")
+        return self.text(field_path, value, limit)
 
     def done(self) -> None:
-        if self.violations:
-            summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-            raise InvalidArgument(f"invalid request: {summary}", self.violations)
+        self.raise_if_any()
 
 
 def role_from_pb(value: int, ids: Ids, field_path: str = "role", *, required: bool) -> Role | None:
@@ -107,17 +140,17 @@ def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
     if grantee == "new_contact":
         c = request.new_contact
         new_contact = NewContactData(
-            first_name=ids.text("new_contact.first_name", c.first_name),
-            last_name=ids.text("new_contact.last_name", c.last_name),
-            email=ids.text("new_contact.email", c.email),
-            language=ids.text("new_contact.language", c.language),
-            phone=ids.text("new_contact.phone", c.phone),
+            first_name=ids.text("new_contact.first_name", c.first_name, MAX_NAME),
+            last_name=ids.text("new_contact.last_name", c.last_name, MAX_NAME),
+            email=ids.text("new_contact.email", c.email, MAX_EMAIL),
+            language=ids.text("new_contact.language", c.language, 2),
+            phone=ids.text("new_contact.phone", c.phone, MAX_PHONE),
         )
     target = ids.optional("target_organization_id", request.target_organization_id)
     role = role_from_pb(request.role, ids, required=False)
     subjects = []
     for index, item in enumerate(request.subjects):
-        subjects.append((ids.text(f"subjects[{index}].subject", item.subject, 64), right_from_pb(item.right)))
+        subjects.append((ids.text(f"subjects[{index}].subject", item.subject, MAX_SUBJECT), right_from_pb(item.right)))
     request_id = ids.optional("request_id", request.request_id)
     ids.text("start_date", request.start_date, 10)
     ids.text("end_date", request.end_date, 10)
@@ -168,7 +201,9 @@ def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
         )
     elif scope == "subjects":
         subjects_relation_id = ids.required("subjects.relation_id", request.subjects.relation_id)
-        subjects = tuple(ids.text(f"subjects.subjects[{i}]", s, 64) for i, s in enumerate(request.subjects.subjects))
+        subjects = tuple(
+            ids.text(f"subjects.subjects[{i}]", s, MAX_SUBJECT) for i, s in enumerate(request.subjects.subjects)
+        )
     request_id = ids.optional("request_id", request.request_id)
     ids.done()
     return RevokeRelationRequest(
@@ -182,4 +217,182 @@ def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
         subjects=subjects,
         attestation=_attestation(request.attestation),
         request_id=request_id,
+    )
+
+
+def grant_response(result: GrantRelationResult) -> pb.GrantRelationResponse:
+    return pb.GrantRelationResponse(
+        relation_id=result.relation_id,
+        contact_id=result.contact_id,
+        link_code_sent=result.link_code_sent,
+        revision=result.revision,
+    )
+
+
+def revoke_response(result: RevokeRelationResult) -> pb.RevokeRelationResponse:
+    return pb.RevokeRelationResponse(
+        relations_ended=result.relations_ended, subjects_removed=result.subjects_removed, revision=result.revision
+    )
+
+
+# -- checks
+def instant(request: pb.CheckAccessRequest, now: Callable[[], datetime]) -> float:
+    """`at` as epoch seconds (unset: now). Range is the command's and `check_request`'s to judge."""
+    if request.HasField("at"):
+        return request.at.seconds + request.at.nanos / 1e9
+    return now().timestamp()
+
+
+def check_request(
+    request: pb.CheckAccessRequest, ids: Ids, prefix: str, policy: Policy, now: Callable[[], datetime]
+) -> CheckRequest:
+    principal = ids.required(f"{prefix}principal_id", request.principal_id)
+    organization = ids.required(f"{prefix}organization_id", request.organization_id)
+    if request.subject not in policy.subjects:
+        ids.add(f"{prefix}subject", f"unknown subject {request.subject[:MAX_SUBJECT]!r}")
+    if request.right not in (pb.RIGHT_READ, pb.RIGHT_WRITE):
+        ids.add(f"{prefix}right", "must be RIGHT_READ or RIGHT_WRITE")
+    if request.HasField("at"):
+        ids.check(f"{prefix}at", instant_problem(request.at.seconds, request.at.nanos))
+    return CheckRequest(principal, organization, request.subject, request.right, instant(request, now), request.explain)
+
+
+def check_response(result: CheckResult) -> pb.CheckAccessResponse:
+    return pb.CheckAccessResponse(
+        allowed=result.allowed,
+        reason=result.reason,
+        path=result.path,
+        revision=result.revision,
+        policy_hash=result.policy_hash,
+    )
+
+
+# -- link codes and legacy access
+def issue_link_code_request(request: pb.IssueLinkCodeRequest) -> IssueLinkCodeRequest:
+    ids = Ids()
+    command = IssueLinkCodeRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        contact_id=ids.required("contact_id", request.contact_id),
+        request_id=ids.optional("request_id", request.request_id),
+    )
+    ids.done()
+    return command
+
+
+def issue_link_code_response(result: IssueLinkCodeResult) -> pb.IssueLinkCodeResponse:
+    return pb.IssueLinkCodeResponse(expires_at=timestamp(datetime.fromisoformat(result.expires_at)))
+
+
+def redeem_request(request: pb.RedeemLinkCodeRequest) -> RedeemLinkCodeRequest:
+    ids = Ids()
+    account_id = ids.required("account_id", request.account_id)
+    code = ids.nonempty("code", request.code, 64)
+    ids.done()
+    return RedeemLinkCodeRequest(account_id, code)
+
+
+def redeem_response(result: RedeemLinkCodeResult) -> pb.RedeemLinkCodeResponse:
+    return pb.RedeemLinkCodeResponse(contact_id=result.contact_id, organization_id=result.organization_id)
+
+
+def legacy_request(request: pb.LinkLegacyAccessRequest) -> LinkLegacyAccessRequest:
+    ids = Ids()
+    account_id = ids.required("account_id", request.account_id)
+    username = ids.nonempty("legacy_username", request.legacy_username, MAX_USERNAME)
+    password = ids.nonempty("legacy_password", request.legacy_password, MAX_PASSWORD)
+    ids.done()
+    return LinkLegacyAccessRequest(account_id, username, password)
+
+
+def legacy_response(result: LinkLegacyAccessResult) -> pb.LinkLegacyAccessResponse:
+    return pb.LinkLegacyAccessResponse(contact_ids=result.contact_ids)
+
+
+# -- reads
+def list_profiles_request(request: pb.ListProfilesRequest) -> ListProfilesRequest:
+    ids = Ids()
+    account_id = ids.required("account_id", request.account_id)
+    ids.done()
+    return ListProfilesRequest(account_id)
+
+
+def profiles_response(profiles: list[Profile]) -> pb.ListProfilesResponse:
+    return pb.ListProfilesResponse(
+        profiles=[
+            pb.Profile(
+                contact_id=p.contact_id,
+                organization_id=p.organization_id,
+                organization_name=p.organization_name,
+                role=ROLE_TO_PB[p.role],  # type: ignore[arg-type]
+                relation_id=p.relation_id,
+            )
+            for p in profiles
+        ]
+    )
+
+
+def list_contacts_request(request: pb.ListContactsRequest) -> ListContactsRequest:
+    ids = Ids()
+    command = ListContactsRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        page_size=request.page_size,
+        page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+    )
+    ids.done()
+    return command
+
+
+def _contact_row(row: ContactRow) -> pb.ContactRow:
+    return pb.ContactRow(
+        contact_id=row.contact_id,
+        display_name=row.display_name,
+        role=ROLE_TO_PB[row.role],  # type: ignore[arg-type]
+        organization_id=row.organization_id,
+        active=row.active,
+        relation_id=row.relation_id,
+        start_date=row.start_date,
+        end_date=row.end_date,
+        via_organization_id=row.via_organization_id,
+    )
+
+
+def contacts_response(result: ListContactsResult) -> pb.ListContactsResponse:
+    return pb.ListContactsResponse(
+        contacts=[_contact_row(row) for row in result.contacts], next_page_token=result.next_page_token
+    )
+
+
+def list_authorizations_request(request: pb.ListAuthorizationsRequest) -> ListAuthorizationsRequest:
+    ids = Ids()
+    command = ListAuthorizationsRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        contact_id=ids.optional("contact_id", request.contact_id),
+        page_size=request.page_size,
+        page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+    )
+    ids.done()
+    return command
+
+
+def _authorization_row(row: AuthorizationRow) -> pb.AuthorizationRow:
+    return pb.AuthorizationRow(
+        subject=row.subject,
+        right=int(row.right),  # type: ignore[arg-type]
+        organization_id=row.organization_id,
+        contact_id=row.contact_id,
+        role=ROLE_TO_PB[row.role],  # type: ignore[arg-type]
+        active=row.active,
+        relation_id=row.relation_id,
+        grantee_organization_id=row.grantee_organization_id,
+        via_organization_id=row.via_organization_id,
+    )
+
+
+def authorizations_response(result: ListAuthorizationsResult) -> pb.ListAuthorizationsResponse:
+    return pb.ListAuthorizationsResponse(
+        authorizations=[_authorization_row(row) for row in result.authorizations],
+        next_page_token=result.next_page_token,
     )

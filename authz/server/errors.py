@@ -13,9 +13,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from authz import errors
-from authz.deadlines import deadline_scope
+from authz.calls import deadline_scope
 
-__all__ = ["STATUS_OF", "abort_with", "handle_errors", "within_deadline"]
+__all__ = ["MAX_VIOLATIONS", "STATUS_OF", "DecodeErrorInterceptor", "abort_with", "handle_errors", "within_deadline"]
 
 log = logging.getLogger("authz.server")
 
@@ -38,20 +38,37 @@ def _status_code(error: errors.AuthzError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# What one error's details may carry: gRPC refuses trailers past 8 KB (and the caller's channel
+# may refuse far less), so a batch of a thousand bad items reports the first ones and a count.
+MAX_VIOLATIONS = 20
+_MAX_DESCRIPTION = 200
+_MAX_MESSAGE = 1000
+
+
+def _capped(violations: list[errors.FieldViolation]) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    kept = [
+        error_details_pb2.BadRequest.FieldViolation(field=v.field[:200], description=v.description[:_MAX_DESCRIPTION])
+        for v in violations[:MAX_VIOLATIONS]
+    ]
+    if len(violations) > MAX_VIOLATIONS:
+        kept.append(
+            error_details_pb2.BadRequest.FieldViolation(
+                field="...", description=f"{len(violations) - MAX_VIOLATIONS} more violations not listed"
+            )
+        )
+    return kept
+
+
 def to_status(error: errors.AuthzError) -> Any:
     code = _status_code(error)
     details = []
     if isinstance(error, errors.InvalidArgument) and error.violations:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
-            ]
-        )
+        bad_request = error_details_pb2.BadRequest(field_violations=_capped(error.violations))
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         details.append(packed)
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=error.message, details=details)
+    message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[: _MAX_MESSAGE - 1] + "…"
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     return rpc_status.to_status(status)
 
 
@@ -95,3 +112,40 @@ def within_deadline(method: F) -> F:
             return method(self, request, context)
 
     return wrapper  # type: ignore[return-value]
+
+
+class _Undecodable:
+    """What a request that could not be parsed becomes, so the handler can answer INVALID_ARGUMENT."""
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+class DecodeErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """A request that cannot be deserialized is the caller's error: INVALID_ARGUMENT, not INTERNAL."""
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        inner = handler.unary_unary
+
+        def tolerant(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception:
+                return _UNDECODABLE
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            if request is _UNDECODABLE:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message of this method")
+            return inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, request_deserializer=tolerant, response_serializer=handler.response_serializer
+        )

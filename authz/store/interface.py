@@ -29,6 +29,7 @@ class AuditRecord:
     organization_id: str | None = None
     request_id: str | None = None
     attestation: dict[str, bool] | None = None
+    caller: str | None = None  # the calling service, set by the write envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,10 @@ class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all."""
 
     def bump_revision(self) -> int: ...
+    def lock(self, *keys: str) -> None:
+        """Serialize this transaction, until it ends, with every other one that locks one of `keys`
+        (in this process or another): read-then-write decisions such as throttling stay exact."""
+        ...
 
     # organizations and contacts
     def get_organization(self, organization_id: str) -> Organization | None: ...
@@ -112,10 +117,26 @@ class Transaction(Protocol):
     def void_link_codes(self, contact_id: str, at: datetime) -> int: ...
     def find_link_code(self, lookup: str) -> LinkCodeRecord | None: ...
     def use_link_code(self, code_id: str, account_id: str, at: datetime) -> bool: ...
-    def add_link_attempt(self, account_id: str, contact_id: str | None, at: datetime, success: bool) -> None: ...
+    def add_link_attempt(
+        self,
+        account_id: str,
+        contact_id: str | None,
+        at: datetime,
+        success: bool,
+        legacy_username: str | None = None,
+    ) -> int:
+        """Record an attempt; returns its id."""
+        ...
+
+    def mark_link_attempt_succeeded(self, attempt_id: int) -> None: ...
     def last_attempted_contact(self, account_id: str, since: datetime) -> str | None: ...
     def count_failed_attempts(
-        self, *, since: datetime, account_id: str | None = None, contact_id: str | None = None
+        self,
+        *,
+        since: datetime,
+        account_id: str | None = None,
+        contact_id: str | None = None,
+        legacy_username: str | None = None,
     ) -> int: ...
 
     # accounts

@@ -8,11 +8,25 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, String, and_, create_engine, event, func, or_, select, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from authz.deadlines import remaining
+from authz.calls import remaining
+from authz.config import ConfigError, Settings
 from authz.domain.model import (
     Contact,
     Organization,
@@ -29,7 +43,7 @@ from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, Ou
 if TYPE_CHECKING:
     from authz.engine.index import IndexRow
 
-__all__ = ["SqlStore", "SqlTransaction", "make_engine"]
+__all__ = ["SqlStore", "SqlTransaction", "make_engine", "open_store"]
 
 log = logging.getLogger("authz.store")
 
@@ -64,6 +78,22 @@ def make_engine(url: str, *, connect_timeout: float = 3.0) -> Engine:
     return create_engine(
         url, pool_pre_ping=True, connect_args=connect_args, pool_size=5, max_overflow=5, pool_timeout=connect_timeout
     )
+
+
+def open_store(settings: Settings) -> SqlStore:
+    """Open the store; an embedded SQLite database is brought up to date by itself."""
+    from authz.store import migrate  # Alembic is imported only by what opens a store
+
+    engine = make_engine(settings.database_url)
+    if engine.dialect.name == "sqlite":
+        migrate.upgrade(engine)
+    elif not migrate.is_up_to_date(engine):
+        current = migrate.current_revision(engine)
+        engine.dispose()
+        raise ConfigError(
+            f"the database schema is at {current!r}, not {migrate.head_revision()!r}: run `authz migrate` first"
+        )
+    return SqlStore(engine)
 
 
 class SqlStore:
@@ -238,7 +268,7 @@ _SQLITE_BUSY_MS = 30_000  # as make_engine's `timeout`
 
 
 def _wait_no_longer_than_caller(connection: Connection) -> None:
-    """Bound lock waits and statements by the caller's deadline (authz.deadlines), when there is one."""
+    """Bound lock waits and statements by the caller's deadline (authz.calls), when there is one."""
     left = remaining()
     if left is not None and left <= 0:
         raise Unavailable("the caller's deadline passed before the write could be made; nothing was written")
@@ -300,6 +330,18 @@ class SqlTransaction:
             .returning(t.store_revision.c.revision)
         ).scalar_one()
         return int(revision)
+
+    def lock(self, *keys: str) -> None:
+        if self.c.dialect.name == "postgresql":
+            # Transaction-scoped advisory locks, taken in one order so two writers never deadlock.
+            for key in sorted(set(keys)):
+                self.c.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+        else:
+            # SQLite has one writer at a time: a no-op write takes the database's write lock now
+            # (not at the first real write), so every read after it is made under that lock.
+            self.c.execute(
+                update(t.store_revision).where(t.store_revision.c.id == 1).values(revision=t.store_revision.c.revision)
+            )
 
     # -- organizations and contacts
     def get_organization(self, organization_id: str) -> Organization | None:
@@ -457,6 +499,7 @@ class SqlTransaction:
                 at=record.at,
                 revision=revision,
                 actor_id=record.actor_id,
+                caller=record.caller,
                 action=record.action,
                 organization_id=record.organization_id,
                 request_id=record.request_id,
@@ -538,10 +581,25 @@ class SqlTransaction:
         )
         return result.rowcount == 1
 
-    def add_link_attempt(self, account_id: str, contact_id: str | None, at: datetime, success: bool) -> None:
-        self.c.execute(
-            t.link_code_attempts.insert().values(account_id=account_id, contact_id=contact_id, at=at, success=success)
+    def add_link_attempt(
+        self,
+        account_id: str,
+        contact_id: str | None,
+        at: datetime,
+        success: bool,
+        legacy_username: str | None = None,
+    ) -> int:
+        result = self.c.execute(
+            t.link_code_attempts.insert()
+            .values(
+                account_id=account_id, contact_id=contact_id, at=at, success=success, legacy_username=legacy_username
+            )
+            .returning(t.link_code_attempts.c.id)
         )
+        return int(result.scalar_one())
+
+    def mark_link_attempt_succeeded(self, attempt_id: int) -> None:
+        self.c.execute(update(t.link_code_attempts).where(t.link_code_attempts.c.id == attempt_id).values(success=True))
 
     def last_attempted_contact(self, account_id: str, since: datetime) -> str | None:
         """The contact whose codes this account most recently got wrong since `since` (throttling)."""
@@ -557,7 +615,12 @@ class SqlTransaction:
         ).scalar()
 
     def count_failed_attempts(
-        self, *, since: datetime, account_id: str | None = None, contact_id: str | None = None
+        self,
+        *,
+        since: datetime,
+        account_id: str | None = None,
+        contact_id: str | None = None,
+        legacy_username: str | None = None,
     ) -> int:
         a = t.link_code_attempts.c
         query = select(func.count()).select_from(t.link_code_attempts).where(a.at >= since).where(a.success.is_(False))
@@ -565,6 +628,8 @@ class SqlTransaction:
             query = query.where(a.account_id == account_id)
         if contact_id is not None:
             query = query.where(a.contact_id == contact_id)
+        if legacy_username is not None:
+            query = query.where(a.legacy_username == legacy_username)
         return int(self.c.execute(query).scalar_one())
 
     # -- accounts

@@ -150,8 +150,11 @@ link_code_attempts = Table(
     Column("contact_id", String(ID), nullable=True),
     Column("at", UtcDateTime(), nullable=False),
     Column("success", Boolean, nullable=False),
+    # Set on a legacy-password attempt: the legacy login being guessed is a target of its own.
+    Column("legacy_username", String(200), nullable=True),
     Index("ix_link_code_attempts_account", "account_id", "at"),
     Index("ix_link_code_attempts_contact", "contact_id", "at"),
+    Index("ix_link_code_attempts_legacy", "legacy_username", "at"),
 )
 
 legacy_accounts = Table(
@@ -191,6 +194,7 @@ audit_log = Table(
     Column("at", UtcDateTime(), nullable=False),
     Column("revision", BigInteger, nullable=False),
     Column("actor_id", String(ID), nullable=False),
+    Column("caller", String(200), nullable=True),  # the calling service (callers file), beside the actor
     Column("action", String(40), nullable=False),
     Column("organization_id", String(ID), nullable=True),
     Column("request_id", String(ID), nullable=True),

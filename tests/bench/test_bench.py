@@ -13,7 +13,7 @@ from authz.cli import build_parser
 from authz.commands.import_data import import_data
 from authz.config import Settings
 from authz.engine.policy import Policy
-from authz.server.app import open_store
+from authz.store.sql import open_store
 
 TODAY = date(2026, 6, 15)
 

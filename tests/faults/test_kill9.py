@@ -17,6 +17,7 @@ import pytest
 from authz_client import AuthzClient, AuthzClientError, FailedPreconditionError, NewContact
 from sqlalchemy import create_engine, func, select
 
+from authz.commands.base import idempotency_key
 from authz.store import tables as t
 
 AUTHZ = str(Path(sys.executable).with_name("authz"))
@@ -150,10 +151,13 @@ def test_kill_9_during_writes_loses_nothing_acknowledged_and_keeps_nothing_half_
     engine = create_engine(f"sqlite:///{tmp_path / 'authz.db'}")
     try:
         with engine.connect() as db:
-            keys = {(row.request_id, row.operation) for row in db.execute(select(t.idempotency_keys))}
-            audited = {
-                row.request_id: row.action
-                for row in db.execute(select(t.audit_log).where(t.audit_log.c.request_id.is_not(None)))
+            audit_rows = db.execute(select(t.audit_log).where(t.audit_log.c.request_id.is_not(None))).all()
+            audited = {row.request_id: row.action for row in audit_rows}
+            # The store keeps request ids scoped by caller and actor (a digest): read them back through the audit.
+            request_id_of = {idempotency_key(row.request_id, row.actor_id): row.request_id for row in audit_rows}
+            keys = {
+                (request_id_of.get(row.request_id, row.request_id), row.operation)
+                for row in db.execute(select(t.idempotency_keys))
             }
             operation_of = {"grant": "grant_relation", "issue": "issue_link_code", "revoke": "revoke_relation"}
             # 1. Every acknowledged write is there, with its audit row.

@@ -112,7 +112,7 @@ def test_bad_rows_are_reported_not_dropped(tmp_path: Path, sqlite_url: str, caps
     refused = {(row["section"], row["id"]): row["reason"] for row in report["refused"]}
     assert refused == {
         ("organizations", "ORG-3"): "bad kind 'club'",
-        ("organizations", "bad id"): "id may hold letters, digits and -.:@_ only",
+        ("organizations", "bad id"): "id may hold only ASCII letters, digits and - _ . : @",
         ("contacts", "C-2"): "bad language 'de' (fr or en)",
         ("contacts", "C-3"): "first_name is missing",
         ("relations", "R-2"): "unknown contact 'C-404'",

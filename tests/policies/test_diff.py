@@ -12,7 +12,7 @@ from authz.cli import DEMO_FILE, main
 from authz.commands.import_data import import_file
 from authz.config import Settings
 from authz.engine.policy import Policy
-from authz.server.app import open_store
+from authz.store.sql import open_store
 from tests.policies.helpers import DIRIGEANT_MANAGES, SHIPPED, copy_policy, edit
 
 AT = "2025-06-01"

@@ -17,7 +17,7 @@ from authz_client import AuthzClient, PermissionDeniedError, UnauthenticatedErro
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from authz.config import Settings
+from authz.config import ConfigError, Settings
 from authz.server.app import STORE_HEALTH_NAME, AuthzApp
 from authz.server.auth import BAD_CREDENTIALS, NO_CREDENTIALS, Callers, hash_token, is_loopback
 
@@ -129,7 +129,7 @@ def test_health_and_reflection_stay_open_to_probes(guarded: Running) -> None:
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "10.1.2.3:0", "authz.example:0"])
 def test_beyond_loopback_it_refuses_to_start_without_callers(listen: str, tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", listen=listen)
-    with pytest.raises(SystemExit) as refused:
+    with pytest.raises(ConfigError) as refused:
         AuthzApp(settings)
     assert "without caller credentials" in str(refused.value)
     assert not (tmp_path / "a.db").exists()  # refused before anything was opened
@@ -160,7 +160,7 @@ def test_a_wrong_callers_file_stops_the_start(content: object, problem: str, tmp
     with pytest.raises(ValueError, match=re.escape(problem)):
         Callers.load(path)
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", listen="127.0.0.1:0", callers_file=path)
-    with pytest.raises(SystemExit, match="cannot use the callers file"):
+    with pytest.raises(ConfigError, match="cannot use the callers file"):
         AuthzApp(settings)
 
 
@@ -286,7 +286,7 @@ def test_the_cli_hashes_a_token_read_on_stdin_and_refuses_an_open_listener(tmp_p
         [authz, "serve", "--listen", "0.0.0.0:0", "--database-url", f"sqlite:///{tmp_path / 'open.db'}"],
         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
     )  # fmt: skip
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a configuration error: exit code 2
     assert "refusing to listen on 0.0.0.0:0 without caller credentials" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "open.db").exists()

@@ -35,7 +35,7 @@ from authz.domain.model import Relation, RelationKind, Right
 from authz.engine.index import DecisionEngine
 from authz.engine.oracle import build_enforcer
 from authz.engine.policy import Policy
-from authz.server.app import open_store
+from authz.store.sql import open_store
 
 TODAY = date(2026, 6, 15)
 Case = tuple[str, str, str, int]

@@ -1,0 +1,55 @@
+"""What the edge knows about the call in progress, carried to the commands without a gRPC import.
+
+The server sets it around each call: the caller's deadline, and the calling service's name
+(from the callers file; empty on loopback without one). The write envelope and the store read
+it: no lock or statement waits longer than the caller will, idempotency keys are scoped by
+caller, and the audit names the service that asked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+__all__ = ["caller_name", "caller_scope", "deadline_scope", "remaining"]
+
+# Monotonic instant after which the caller no longer listens; None = no deadline.
+_DEADLINE: ContextVar[float | None] = ContextVar("authz_deadline", default=None)
+_CALLER: ContextVar[str] = ContextVar("authz_caller", default="")
+# gRPC reports "no deadline" as a huge remaining time; past a day it is no deadline at all
+# (a time.monotonic() + 1e300 would overflow the platform's time_t in Lock.acquire).
+_NO_DEADLINE_BEYOND = 86_400.0
+
+
+@contextmanager
+def deadline_scope(seconds: float | None) -> Iterator[None]:
+    """Run the block under a deadline `seconds` from now (None, or absurdly far: no deadline)."""
+    if seconds is not None and seconds > _NO_DEADLINE_BEYOND:
+        seconds = None
+    token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left before the caller's deadline (may be <= 0), or None when there is none."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+@contextmanager
+def caller_scope(name: str) -> Iterator[None]:
+    token = _CALLER.set(name)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
+
+def caller_name() -> str:
+    """The calling service's name from the callers file, or "" when the server runs without one."""
+    return _CALLER.get()
