@@ -7,7 +7,6 @@ an organization-to-organization authorization, or a delegation to a staff member
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,13 +27,19 @@ from authz.commands.base import (
 from authz.commands.link_codes import issue_code
 from authz.domain.dates import local_date
 from authz.domain.model import WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
+from authz.domain.validation import (
+    LANGUAGES,
+    Violations,
+    email_problem,
+    name_problem,
+    phone_problem,
+    self_authorization_problem,
+)
 from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
 __all__ = ["GrantRelation", "GrantRelationRequest", "GrantRelationResult", "NewContactData"]
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_NAME_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,9 @@ class GrantRelation:
                 # Rule 3: the organization (an employer) authorizes another on some of its subjects.
                 if target_id != organization.id:
                     raise InvalidArgument.field("target_organization_id", "must be empty for an organization grantee")
-                if request.grantee_organization_id == organization.id:
-                    raise InvalidArgument.field("grantee_organization_id", "an organization cannot authorize itself")
+                itself = self_authorization_problem(organization.id, request.grantee_organization_id)
+                if itself is not None:
+                    raise InvalidArgument.field("grantee_organization_id", itself)
                 require_organization(tx, request.grantee_organization_id, "grantee_organization_id")
                 if not subjects:
                     raise InvalidArgument.field("subjects", "name at least one subject to authorize")
@@ -268,20 +274,11 @@ class GrantRelation:
 
 
 def _check_new_contact(data: NewContactData) -> None:
-    violations = []
+    violations = Violations()
     for name in ("first_name", "last_name"):
-        value = getattr(data, name)
-        if not value.strip():
-            violations.append(FieldViolation(f"new_contact.{name}", "must not be empty"))
-        elif len(value) > _NAME_LIMIT or any(ord(ch) < 32 for ch in value):
-            violations.append(FieldViolation(f"new_contact.{name}", f"at most {_NAME_LIMIT} printable characters"))
-    if not _EMAIL.match(data.email) or len(data.email) > 320:
-        violations.append(
-            FieldViolation("new_contact.email", "must be a valid email address (the link code goes there)")
-        )
-    if data.language not in ("", "fr", "en"):
-        violations.append(FieldViolation("new_contact.language", 'must be "fr" or "en"'))
-    if len(data.phone) > 40 or any(ord(ch) < 32 for ch in data.phone):
-        violations.append(FieldViolation("new_contact.phone", "at most 40 printable characters"))
-    if violations:
-        raise InvalidArgument("; ".join(f"{v.field} {v.description}" for v in violations), violations)
+        violations.check(f"new_contact.{name}", name_problem(getattr(data, name)))
+    violations.check("new_contact.email", email_problem(data.email))
+    if data.language not in ("", *LANGUAGES):
+        violations.add("new_contact.language", 'must be "fr" or "en"')
+    violations.check("new_contact.phone", phone_problem(data.phone))
+    violations.raise_if_any("invalid new contact")

@@ -16,7 +16,7 @@ from typing import Any
 
 from authz.domain.dates import local_date, parse_date, utc_now
 from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, OrganizationKind, RelationKind, Right, Role
-from authz.domain.validation import id_problem
+from authz.domain.validation import id_problem, self_authorization_problem
 from authz.store.interface import AuditRecord
 from authz.store.sql import SqlStore, bulk_insert, existing_keys
 
@@ -248,8 +248,9 @@ def import_data(
             relation_id = _id(row, "id")
             grantor = known("organization", _id(row, "grantor_id"), orgs)
             grantee = known("organization", _id(row, "grantee_id"), orgs)
-            if grantor == grantee:
-                raise _Refused("an organization cannot authorize itself")
+            itself = self_authorization_problem(grantor, grantee)
+            if itself is not None:
+                raise _Refused(itself)
             start, end = window(row)
             values = {
                 "kind": RelationKind.ORGANIZATION.value,
