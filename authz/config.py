@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -55,7 +55,6 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: every caller must present a certificate this CA signed
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -98,9 +97,6 @@ class Settings:
                 raise ConfigError(f"{variable}={raw!r} is not a valid {kind}") from exc
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
-
-    def with_overrides(self, **overrides: Any) -> Settings:
-        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
 
     @property
     def outbox_dir(self) -> Path:

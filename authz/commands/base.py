@@ -200,7 +200,7 @@ def require_attestation(attestation: Attestation) -> None:
 def require_organization(tx: Transaction, organization_id: str, field_path: str = "organization_id") -> Organization:
     organization = tx.get_organization(organization_id)
     if organization is None:
-        raise NotFound(f"organization {organization_id!r} not found")
+        raise NotFound(f"{field_path}: organization {organization_id!r} not found")
     return organization
 
 

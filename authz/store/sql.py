@@ -100,10 +100,6 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @classmethod
-    def from_url(cls, url: str) -> SqlStore:
-        return cls(make_engine(url))
-
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         try:

@@ -193,4 +193,4 @@ def test_unknown_ids_are_not_found_not_a_crash(demo: Running) -> None:
             attest=True,
         )
     assert unknown.value.code is grpc.StatusCode.NOT_FOUND
-    assert unknown.value.message == "organization 'ORG-NOWHERE' not found"
+    assert unknown.value.message == "organization_id: organization 'ORG-NOWHERE' not found"
