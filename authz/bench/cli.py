@@ -40,7 +40,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.workdir:
         options.workdir = Path(args.workdir)
     results: dict[str, Any] = run_bench(options)
-    return 0 if all(bar["passed"] for bar in results["bars"]) else 1
+    return 0 if all(bar["passed"] is not False for bar in results["bars"]) else 1
 
 
 def register(subparsers: Any) -> None:

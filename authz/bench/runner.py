@@ -301,7 +301,7 @@ class Bar:
     name: str
     figure: str
     target: str
-    passed: bool | None  # None: not measured in this run
+    passed: bool | None  # None: a figure printed beside the bars, not judged
 
 
 def bars(sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None) -> list[Bar]:
@@ -312,7 +312,8 @@ def bars(sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None) -> lis
     found.append(Bar(f"engine median at {largest:,}", f"{top['median_us']:.2f} µs", "≤ 15 µs", top["median_us"] <= 15))
     found.append(Bar(f"engine p99 at {largest:,}", f"{top['p99_us']:.2f} µs", "≤ 60 µs", top["p99_us"] <= 60))
     flat = top["median_us"] / sizes[smallest]["engine"]["median_us"]
-    found.append(Bar(f"median({largest:,}) / median({smallest:,})", f"{flat:.2f}", "≤ 1.3", flat <= 1.3))
+    # A figure, no longer a bar: at 1M a check is memory latency, not a scan (docs/PERFORMANCE.md).
+    found.append(Bar(f"median({largest:,}) / median({smallest:,})", f"{flat:.2f}", "figure only (retired bar)", None))
     middle = sizes.get(100_000) or sizes[sorted(sizes)[len(sizes) // 2]]
     label = f"{middle['relations']:,}"
     for name, title, floor in (("fast_enforcer", "FastEnforcer", 3.0), ("enforcer", "Enforcer", 1000.0)):
@@ -409,7 +410,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
     lines += ["", "The bar:"]
     rows = [["", "measured", "target", ""]]
     for bar in results["bars"]:
-        verdict = "PASS" if bar["passed"] else "MISS"
+        verdict = "figure" if bar["passed"] is None else ("PASS" if bar["passed"] else "MISS")
         rows.append([bar["name"], bar["figure"], bar["target"], verdict])
     lines += _table(rows)
     return lines
