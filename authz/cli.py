@@ -1,4 +1,4 @@
-"""The `authz` command: serve, import, migrate, demo data."""
+"""The `authz` command: serve, import, migrate, policy tools, caller credentials, bench."""
 
 from __future__ import annotations
 
