@@ -19,7 +19,7 @@ from authz.domain.dates import utc_now
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
 from authz.mail import OutboxRelay, mailer_from_url
-from authz.policytools.validate import load_checked
+from authz.engine.validation import load_checked
 from authz.server.auth import bind, server_interceptors
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer

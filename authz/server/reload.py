@@ -20,7 +20,7 @@ from typing import Any
 from authz.domain.dates import utc_now
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import content_hash
-from authz.policytools.validate import Problem, read_texts, validate_texts
+from authz.engine.validation import Problem, read_texts, validate_texts
 from authz.store.interface import AuditRecord
 
 __all__ = ["POLICY_HEALTH_NAME", "PolicyStatus", "PolicyWatcher"]
