@@ -354,9 +354,7 @@ def matcher_errors(model_text: str) -> list[tuple[int | None, str]]:
         return [(matcher[0] if matcher else None, "the matcher is not one expression: compare with ==, not =")]
     errors: list[tuple[int | None, str]] = []
     functions = set(known_functions(model_text))
-    names = {
-        f"{kind}_{field_name}" for kind in ("r", "p") for field_name in _definition_fields(model_text, kind)
-    }
+    names = {f"{kind}_{field_name}" for kind in ("r", "p") for field_name in _definition_fields(model_text, kind)}
     called: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 
 from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.index import DecisionEngine
@@ -37,12 +40,14 @@ from authz.engine.policy import (
     model_error,
     read_policy_texts,
 )
+from authz.store import tables
 
 __all__ = [
     "ERROR",
     "WARNING",
     "Problem",
     "ValidationReport",
+    "count_live_grants",
     "live_grant_problems",
     "load_checked",
     "read_texts",
@@ -145,9 +150,7 @@ def validate_texts(
     subjects = _check_subjects(str(folder / SUBJECTS_FILE), texts[SUBJECTS_FILE], problems)
     retired = _check_retired(str(folder / RETIRED_FILE), texts.get(RETIRED_FILE, ""), subjects, problems)
     defined = _check_model(model_path, texts[MODEL_FILE], problems)
-    g_lines = _check_policy_lines(
-        str(folder / POLICY_FILE), texts[POLICY_FILE], defined, subjects, problems, retired
-    )
+    g_lines = _check_policy_lines(str(folder / POLICY_FILE), texts[POLICY_FILE], defined, subjects, problems, retired)
     if not report.errors:
         problems.extend(Problem(model_path, line, message) for line, message in matcher_errors(texts[MODEL_FILE]))
     if report.errors:
@@ -174,6 +177,25 @@ def validate_texts(
     if not report.errors:
         report.policy = policy
     return report
+
+
+def count_live_grants(database: Engine, subjects: Iterable[str] | None = None) -> dict[str, int]:
+    """Grants in force per subject in the store (read only): subjects not removed from relations
+    that are not removed themselves, whatever their kind (contact, organization, delegation)."""
+    rs, r = tables.relation_subjects, tables.relations
+    query = (
+        select(rs.c.subject, func.count())
+        .select_from(rs.join(r, r.c.id == rs.c.relation_id))
+        .where(rs.c.removed_at.is_(None), r.c.ended_at.is_(None))
+        .group_by(rs.c.subject)
+    )
+    if subjects is not None:
+        wanted = sorted(set(subjects))
+        if not wanted:
+            return {}
+        query = query.where(rs.c.subject.in_(wanted))
+    with database.connect() as connection:
+        return {str(subject): int(count) for subject, count in connection.execute(query)}
 
 
 def live_grant_problems(folder: Path, policy: Policy, live_grants: Mapping[str, int]) -> list[Problem]:
@@ -490,7 +512,11 @@ def _check_policy_lines(
             bad = True
         if subject in retired:
             problems.append(
-                Problem(path, number, f"subject {subject!r} is retired ({RETIRED_FILE}): no role may hold it; delete this line")
+                Problem(
+                    path,
+                    number,
+                    f"subject {subject!r} is retired ({RETIRED_FILE}): no role may hold it; delete this line",
+                )
             )
             bad = True
         elif subject not in subjects:

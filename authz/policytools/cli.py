@@ -173,6 +173,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
             print("no decision changes")
         for group in report.groups:
             print(f"  {group.sentence()}")
-        if report.groups:
+        if report.changed_contacts:
             print(f"{len(report.changed_contacts)} contact(s) affected: {', '.join(report.changed_contacts)}")
+        if report.changed_organizations:
+            print(
+                f"{len(report.changed_organizations)} organization(s) affected: "
+                f"{', '.join(report.changed_organizations)}"
+            )
     return 1 if args.fail_on_change and report.groups else 0
