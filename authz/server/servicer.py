@@ -47,7 +47,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     def _check_request(self, request: pb.CheckAccessRequest, ids: Ids, prefix: str) -> CheckRequest:
         principal = ids.required(f"{prefix}principal_id", request.principal_id)
         organization = ids.required(f"{prefix}organization_id", request.organization_id)
-        if request.subject not in self.deps.engine.policy.subjects:
+        policy = self.deps.engine.policy
+        # A retired subject is known: the command answers "not allowed" (policy folder's retired.csv).
+        if request.subject not in policy.subjects and request.subject not in policy.retired:
             ids.add(f"{prefix}subject", f"unknown subject {request.subject[:64]!r}")
         if request.right not in (pb.RIGHT_READ, pb.RIGHT_WRITE):
             ids.add(f"{prefix}right", "must be RIGHT_READ or RIGHT_WRITE")

@@ -20,7 +20,7 @@ CASES = broken_cases()
 
 
 def test_the_shipped_policy_is_valid_and_loads_as_the_server_loads_it(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["policy", "validate", str(SHIPPED)]) == 0
+    assert main(["policy", "validate", "--policy-dir", str(SHIPPED)]) == 0
     out = capsys.readouterr().out
     assert "valid (policy hash" in out and "0 error(s), 0 warning(s)" in out
     assert "managed by: dirigeant, personne_responsable" in out
@@ -42,7 +42,7 @@ def test_validate_rejects_each_broken_fixture_with_file_and_line(
     case: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name, line, fragment = expected(case)
-    assert main(["policy", "validate", str(case)]) == 1
+    assert main(["policy", "validate", "--policy-dir", str(case)]) == 1
     out = capsys.readouterr().out.splitlines()
     prefix = f"{case / name}:{line}: error: " if line is not None else f"{case / name}: error: "
     matching = [text for text in out if text.startswith(prefix) and fragment in text]
@@ -80,11 +80,11 @@ def test_a_subject_no_role_holds_is_a_warning_and_fails_only_strict(
     edit(
         folder, "subjects.csv", "relations,", "attestations_fiscales,Attestations fiscales,Tax certificates\nrelations,"
     )
-    assert main(["policy", "validate", str(folder)]) == 0
+    assert main(["policy", "validate", "--policy-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     assert f"{folder / 'subjects.csv'}: warning: no role holds 'attestations_fiscales' by default" in out
     assert "0 error(s), 1 warning(s)" in out
-    assert main(["policy", "validate", "--strict", str(folder)]) == 1
+    assert main(["policy", "validate", "--strict", "--policy-dir", str(folder)]) == 1
 
 
 def test_redundant_and_repeated_lines_are_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,7 +95,7 @@ def test_redundant_and_repeated_lines_are_warnings(tmp_path: Path, capsys: pytes
         "g2, write, read\n",
         "g2, write, read\ng, dirigeant, profil, read\ng, dirigeant, profil, write\n",
     )
-    assert main(["policy", "validate", str(folder)]) == 0
+    assert main(["policy", "validate", "--policy-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     assert f"{folder / 'policy.csv'}:34: warning: dirigeant already holds profil write on line 19" in out
     assert f"{folder / 'policy.csv'}:35: warning: repeats line 19" in out
@@ -103,7 +103,7 @@ def test_redundant_and_repeated_lines_are_warnings(tmp_path: Path, capsys: pytes
 
 def test_json_output_lists_every_problem(capsys: pytest.CaptureFixture[str]) -> None:
     case = next(c for c in CASES if c.name == "unknown_role")
-    assert main(["policy", "validate", "--json", str(case)]) == 1
+    assert main(["policy", "validate", "--json", "--policy-dir", str(case)]) == 1
     document = json.loads(capsys.readouterr().out)
     assert document["ok"] is False
     assert document["problems"] == [
