@@ -11,16 +11,16 @@ from datetime import datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from authz.commands.base import Deps
 from authz.config import Settings
 from authz.domain.dates import utc_now
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
-from authz.mail import OutboxRelay, mailer_from_url
 from authz.engine.validation import load_checked
+from authz.mail import OutboxRelay, mailer_from_url
 from authz.server.auth import bind, server_interceptors
+from authz.server.reflection_v1 import enable_reflection
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
 from authz.store import migrate
@@ -87,10 +87,7 @@ class AuthzApp:
         )
         authz_pb2_grpc.add_AuthzServiceServicer_to_server(AuthzServicer(self.deps), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server,
-        )
+        enable_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), self.server)
         self.port = bind(self.server, settings)
         if self.port == 0:
             raise SystemExit(f"cannot listen on {settings.listen}")

@@ -57,8 +57,8 @@ def test_hot_reload_refuses_each_broken_fixture(case: Path, tmp_path: Path) -> N
     engine = DecisionEngine(serving)
     states: list[bool] = []
     watcher = PolicyWatcher(folder, engine, on_state=states.append)
-    for name in ("model.conf", "policy.csv", "subjects.csv"):
-        (folder / name).unlink()
+    for name in ("model.conf", "policy.csv", "subjects.csv", "retired.csv"):
+        (folder / name).unlink(missing_ok=True)
         if (case / name).exists():
             shutil.copyfile(case / name, folder / name)
     assert watcher.poll() is False
