@@ -115,3 +115,80 @@ def test_json_output_lists_every_problem(capsys: pytest.CaptureFixture[str]) -> 
             "personne_responsable, individu_autorise)",
         }
     ]
+
+
+def test_validate_and_test_check_the_folder_the_server_serves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = next(c for c in CASES if c.name == "unknown_role")
+    monkeypatch.setenv("AUTHZ_POLICY_DIR", str(broken))
+    assert main(["policy", "validate"]) == 1
+    out = capsys.readouterr().out
+    assert f"{broken / 'policy.csv'}:19: error: unknown role 'directeur'" in out
+    assert f"{broken} (AUTHZ_POLICY_DIR): INVALID" in out
+    assert main(["policy", "test"]) == 2
+    captured = capsys.readouterr()
+    assert f"policy folder: {broken} (AUTHZ_POLICY_DIR)" in captured.out
+    assert "unknown role 'directeur'" in captured.err
+    # --policy-dir, the same option for both, wins over the setting.
+    assert main(["policy", "validate", "--policy-dir", str(SHIPPED)]) == 0
+    assert main(["policy", "test", "--policy-dir", str(SHIPPED)]) == 0
+    assert f"policy folder: {SHIPPED} (--policy-dir)" in capsys.readouterr().out
+
+
+def test_strict_failure_does_not_say_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = copy_policy(tmp_path / "policy")
+    edit(folder, "policy.csv", "g2, write, read\n", "g2, write, read\ng, dirigeant, profil, write\n")
+    assert main(["policy", "validate", "--strict", "--policy-dir", str(folder)]) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == f"{folder} (--policy-dir): INVALID under --strict: 1 warning(s) count as errors"
+    assert main(["policy", "validate", "--strict", "--json", "--policy-dir", str(folder)]) == 1
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_validate_against_a_database_refuses_removing_a_granted_subject_but_not_retiring_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from authz.cli import DEMO_FILE
+    from authz.commands.import_data import import_file
+    from authz.config import Settings
+    from authz.server.app import open_store
+
+    url = f"sqlite:///{tmp_path / 'prod.db'}"
+    store = open_store(Settings(database_url=url))
+    try:
+        assert not import_file(store, DEMO_FILE, Policy.load().subjects).refused
+    finally:
+        store.close()
+    folder = copy_policy(tmp_path / "policy")
+    edit(folder, "subjects.csv", "scrutin_syndical,Scrutin syndical,Union vote\n", "")
+    edit(folder, "policy.csv", "g, dirigeant, scrutin_syndical, write\n", "")
+    edit(folder, "policy.csv", "g, personne_responsable, scrutin_syndical, read\n", "")
+    # Without the database the folder is fine; with it, the grant on R-REP holds the subject.
+    assert main(["policy", "validate", "--policy-dir", str(folder)]) == 0
+    assert main(["policy", "validate", "--policy-dir", str(folder), "--database", url]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"{folder / 'subjects.csv'}: error: subject 'scrutin_syndical' is removed, but 1 grant(s) in force "
+        "in the store still hold it" in out
+    )
+    (folder / "retired.csv").write_text(
+        "code,label_fr,label_en,retired_on\nscrutin_syndical,Scrutin syndical,Union vote,2025-01-31\n",
+        encoding="utf-8",
+    )
+    assert main(["policy", "validate", "--policy-dir", str(folder), "--database", url]) == 0
+    out = capsys.readouterr().out
+    assert "6 subjects, 1 retired" in out and f"checked against the grants of {url}" in out
+    assert main(["policy", "validate", "--policy-dir", str(folder), "--database", "sqlite:////nonexistent/x.db"]) == 2
+    assert "cannot read the grants of" in capsys.readouterr().err
+
+
+def test_a_model_error_met_only_while_deciding_is_a_file_error(tmp_path: Path) -> None:
+    """The matcher's names are checked statically; what only evaluation finds (a matcher
+    giving a text rather than True or False) is reported in model.conf's terms too."""
+    case = next(c for c in CASES if c.name == "model_not_boolean")
+    report = validate(case)
+    assert [str(p) for p in report.errors] == [
+        f"{case / 'model.conf'}:45: error: the matcher must give True or False "
+        "(a comparison such as p.sub == r.sub), not a value"
+    ]
