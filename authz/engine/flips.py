@@ -136,7 +136,7 @@ class DiffReport:
 
 
 def _entries(slot: Any) -> tuple[Entry, ...]:
-    return (slot,) if type(slot[0]) is int else slot  # type: ignore[no-any-return]
+    return (slot,) if type(slot[0]) is int else slot
 
 
 def _in_force(entry: Entry, day: int, ts: float) -> bool:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import casbin
-import simpleeval
 from casbin.model.function import FunctionMap
 
 from authz.domain.model import Right, Role
@@ -296,21 +295,17 @@ def model_error(exc: BaseException, model_text: str) -> tuple[int | None, str]:
     """(line of model.conf or None, plain words) for whatever Casbin or simpleeval raised."""
     matcher = _definition_lines(model_text, "m")
     first = matcher[0] if matcher else None
-    if isinstance(exc, simpleeval.FunctionNotDefined):
-        name = str(exc.func_name)
-        functions = known_functions(model_text)
-        close = _close(name, functions)
-        return (
-            _line_of(model_text, rf"\b{re.escape(name)}\s*\("),
-            f"the matcher calls {name}(), which does not exist{close}; the functions are: {', '.join(functions)}",
-        )
-    if isinstance(exc, simpleeval.NameNotDefined):
-        return _name_message(str(exc.name), model_text)
+    # simpleeval (pycasbin's evaluator, not a dependency of ours) is recognized by its names.
+    kind = type(exc).__name__
+    if kind == "FunctionNotDefined":
+        return _function_message(str(getattr(exc, "func_name", "?")), model_text)
+    if kind == "NameNotDefined":
+        return _name_message(str(getattr(exc, "name", "?")), model_text)
     if isinstance(exc, SyntaxError):
         span = f" (lines {matcher[0]}-{matcher[1]})" if matcher and matcher[1] > matcher[0] else ""
         hint = _syntax_hint(exc.msg or "", model_text)
         return first, f"the matcher{span} is not a valid expression: {exc.msg}{hint}"
-    if isinstance(exc, simpleeval.InvalidExpression):
+    if kind in ("InvalidExpression", "AttributeDoesNotExist", "OperatorNotDefined", "FeatureNotAvailable"):
         return first, f"the matcher cannot be evaluated: {exc}"
     if isinstance(exc, RuntimeError) and "matcher result" in str(exc):
         return first, "the matcher must give True or False (a comparison such as p.sub == r.sub), not a value"
@@ -319,6 +314,15 @@ def model_error(exc: BaseException, model_text: str) -> tuple[int | None, str]:
     if isinstance(exc, KeyError):
         return None, f"Casbin cannot find {exc} in model.conf: is a [section] or definition missing?"
     return first, f"Casbin cannot use model.conf: {type(exc).__name__}: {exc}"
+
+
+def _function_message(name: str, model_text: str) -> tuple[int | None, str]:
+    functions = known_functions(model_text)
+    return (
+        _line_of(model_text, rf"\b{re.escape(name)}\s*\("),
+        f"the matcher calls {name}(), which does not exist{_close(name, functions)}; "
+        f"the functions are: {', '.join(functions)}",
+    )
 
 
 def _close(name: str, candidates: Iterable[str]) -> str:
@@ -361,10 +365,10 @@ def matcher_errors(model_text: str) -> list[tuple[int | None, str]]:
             if isinstance(node.func, ast.Name):
                 called.add(id(node.func))
                 if node.func.id not in functions:
-                    errors.append(model_error(simpleeval.FunctionNotDefined(node.func.id, value), model_text))
+                    errors.append(_function_message(node.func.id, model_text))
             else:
                 errors.append((matcher[0] if matcher else None, "the matcher may only call functions by name"))
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and id(node) not in called and node.id not in names:
-            errors.append(model_error(simpleeval.NameNotDefined(node.id, value), model_text))
+            errors.append(_name_message(node.id, model_text))
     return list(dict.fromkeys(errors))
