@@ -176,7 +176,7 @@ def decision_flips(engine: DecisionEngine, old: Policy, at: datetime) -> DiffRep
                 return right
         return Right.NONE
 
-    for key, slot in sorted(people.items()):
+    for key, slot in people.items():
         contact, organization = key.split(_SEP, 1)
         entries = _entries(slot)
         roles = {e[4] for e in entries if e[5] is None and e[4] is not None and _in_force(e, day, ts)}
@@ -196,7 +196,7 @@ def decision_flips(engine: DecisionEngine, old: Policy, at: datetime) -> DiffRep
     if moved:
         organizations = engine._organizations.copy()
         pairs += len(organizations)
-        for key in sorted(organizations):
+        for key in organizations:
             grantee, grantor = key.split(_SEP, 1)
             for subject in sorted(moved):
                 decisions += 1

@@ -192,3 +192,13 @@ def test_a_model_error_met_only_while_deciding_is_a_file_error(tmp_path: Path) -
         f"{case / 'model.conf'}:45: error: the matcher must give True or False "
         "(a comparison such as p.sub == r.sub), not a value"
     ]
+
+
+def test_the_server_does_not_import_the_policy_tools() -> None:
+    """load_checked and the validator live in authz.engine: no cycle between server and policytools."""
+    import subprocess
+    import sys
+
+    code = "import sys, authz.server.app; print(sorted(m for m in sys.modules if m.startswith('authz.policytools')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
