@@ -218,8 +218,8 @@ class PolicyWatcher:
     def _refuse(self, digest: str, problems: list[Problem], *, force: bool = False) -> None:
         status = self.status
         status.pending_hash, status.problems = digest, list(problems)
-        self.on_state(False)
         if digest in self._reported and not force:
+            self.on_state(False)
             return  # this very content was refused and reported already
         self._reported[digest] = None
         while len(self._reported) > _REMEMBERED_REFUSALS:
@@ -241,6 +241,7 @@ class PolicyWatcher:
                 "errors": [str(p) for p in problems[:50]],
             },
         )
+        self.on_state(False)  # last: whoever sees the health change finds the log and the audit written
 
     def _audit(self, action: str, changes: dict[str, Any]) -> None:
         if self.store is None:

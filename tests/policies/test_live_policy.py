@@ -159,6 +159,7 @@ def test_removing_a_granted_subject_is_refused_and_retiring_it_denies_and_hides_
 
     # The accepted reload says, in the log and the audit, whose decisions it flipped.
     retired_hash = validate(folder).content_hash
+    wait_until(lambda: len(audit_rows(server)) == 2)  # written last, after the swap and the log
     (reloaded,) = policy_records(caplog, f"policy reloaded: {original} -> {retired_hash}")
     assert "loss(es) of a right" in reloaded.getMessage()
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "authz.policy")
@@ -185,7 +186,7 @@ def test_a_reload_that_flips_nothing_says_so(
     server = start_server(policy_dir=folder)
     original = server.app.policy.content_hash
     edit(folder, "subjects.csv", "Monthly report", "Monthly activity report")  # a label: no decision changes
-    wait_until(lambda: server.app.policy.content_hash != original)
+    wait_until(lambda: len(audit_rows(server)) == 1)  # written last, after the swap and the log
     (reloaded,) = policy_records(caplog, "policy reloaded:")
     assert reloaded.getMessage().endswith("no decision changes")
     (_, changes), *_ = audit_rows(server)
