@@ -55,6 +55,7 @@ class ListAuthorizations:
             organization = require_organization(tx, request.organization_id)
             require_reader(deps, request.actor_id, organization.id, now)
             engine = deps.engine
+            retired = engine.policy.retired  # grants kept as history, shown nowhere
 
             def rows_of(relation: Relation) -> list[AuthorizationRow]:
                 active = relation_in_force(relation, now)
@@ -81,7 +82,7 @@ class ListAuthorizations:
                         via_organization_id=relation.via_organization_id or "",
                     )
                     for subject, right in sorted(grants.items())
-                    if subject != WILDCARD_SUBJECT or not active
+                    if (subject != WILDCARD_SUBJECT or not active) and subject not in retired
                 ]
 
             rows, token = paged_rows(

@@ -82,7 +82,11 @@ class CheckAccess:
         revision = str(engine.revision)
         # Read once, before deciding: a reload swapping the policy meanwhile does not change
         # which policy this check is reported under.
-        policy_hash = engine.policy.content_hash
+        policy = engine.policy
+        policy_hash = policy.content_hash
+        if request.subject in policy.retired:
+            # Retired in the policy folder: held by no one, whatever grants the store keeps as history.
+            return CheckResult(False, f"subject {request.subject!r} is retired", [], revision, policy_hash)
         try:
             if request.explain:
                 decision = engine.explain(

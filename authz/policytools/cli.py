@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from authz.config import Settings
 from authz.domain.dates import MONTREAL
 from authz.engine.policy import Policy, default_policy_dir
-from authz.policytools.validate import ValidationReport, validate
+from authz.engine.validation import ValidationReport, count_live_grants, validate
 
 __all__ = ["register"]
 
@@ -23,15 +25,21 @@ def register(subparsers: Any) -> None:
     policy = subparsers.add_parser("policy", help="validate, test and diff the policy files")
     sub = policy.add_subparsers(dest="policy_command", required=True)
 
+    folder_help = f"policy folder (default: ${_POLICY_DIR_ENV}, as the server does, else the packaged authz/policies)"
     val = sub.add_parser("validate", help="report every problem of a policy folder (file, line, why)")
-    val.add_argument("directory", nargs="?", help="policy folder (default: the packaged authz/policies)")
+    val.add_argument("--policy-dir", metavar="DIR", help=folder_help)
     val.add_argument("--strict", action="store_true", help="fail on warnings too")
     val.add_argument("--json", action="store_true", help="machine-readable output")
+    val.add_argument(
+        "--database",
+        metavar="URL",
+        help="SQLAlchemy URL of the server's database: also refuse removing a subject it still grants",
+    )
     val.set_defaults(func=cmd_validate)
 
     test = sub.add_parser("test", help="run YAML policy test files through the server's engine")
     test.add_argument("files", nargs="*", help="test files (default: DIR/tests/*.yaml)")
-    test.add_argument("--policy-dir", help="policy folder under test (default: the packaged authz/policies)")
+    test.add_argument("--policy-dir", metavar="DIR", help=folder_help)
     test.add_argument("--coverage", action="store_true", help="print the whole role × subject × right table")
     test.add_argument("--min-coverage", type=float, default=0.0, help="fail below this coverage percentage")
     test.set_defaults(func=cmd_test)
@@ -48,6 +56,21 @@ def register(subparsers: Any) -> None:
     diff.add_argument("--json", action="store_true", help="machine-readable output")
     diff.add_argument("--fail-on-change", action="store_true", help="exit 1 when any decision changes")
     diff.set_defaults(func=cmd_diff)
+
+
+_POLICY_DIR_ENV = Settings._ENV["policy_dir"]
+
+
+def policy_dir(given: str | None) -> tuple[Path, str]:
+    """The folder to check and where it came from: --policy-dir, else the setting the server
+    reads, else the packaged folder. Said out loud: checking another folder than the one
+    served is the mistake this guards against."""
+    if given:
+        return Path(given), "--policy-dir"
+    from_env = os.environ.get(_POLICY_DIR_ENV)
+    if from_env:
+        return Path(from_env), _POLICY_DIR_ENV
+    return default_policy_dir(), "packaged"
 
 
 def _print_report(report: ValidationReport) -> None:
@@ -67,13 +90,28 @@ def _checked(directory: str | None) -> Policy | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    report = validate(args.directory)
-    failed = bool(report.errors) or (args.strict and bool(report.warnings))
+    folder, source = policy_dir(args.policy_dir)
+    live: dict[str, int] | None = None
+    if args.database:
+        from authz.store.sql import make_engine
+
+        database = make_engine(args.database)
+        try:
+            live = count_live_grants(database)
+        except Exception as exc:  # a wrong URL, an unreachable server, a database without the schema
+            print(f"authz policy validate: cannot read the grants of {args.database}: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            database.dispose()
+    report = validate(folder, live_grants=live)
+    strict_failure = args.strict and bool(report.warnings)
+    failed = bool(report.errors) or strict_failure
     if args.json:
         print(
             json.dumps(
                 {
                     "directory": str(report.directory),
+                    "source": source,
                     "policy_hash": report.content_hash,
                     "ok": not failed,
                     "problems": [
@@ -87,21 +125,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     _print_report(report)
     errors, warnings = len(report.errors), len(report.warnings)
-    if report.policy is not None and not report.errors:
-        managers = ", ".join(role.value for role in report.policy.managing_roles())
+    where = f"{report.directory} ({source})"
+    if report.policy is not None and not failed:
+        policy = report.policy
+        managers = ", ".join(role.value for role in policy.managing_roles())
+        retired = f", {len(policy.retired)} retired" if policy.retired else ""
+        against = f"; checked against the grants of {args.database}" if args.database else ""
         print(
-            f"{report.directory}: valid (policy hash {report.content_hash}); {len(report.policy.subjects)} subjects; "
-            f"managed by: {managers}; {errors} error(s), {warnings} warning(s)"
+            f"{where}: valid (policy hash {report.content_hash}); {len(policy.subjects)} subjects{retired}; "
+            f"managed by: {managers}; {errors} error(s), {warnings} warning(s){against}"
         )
+    elif strict_failure and not report.errors:
+        print(f"{where}: INVALID under --strict: {warnings} warning(s) count as errors")
     else:
-        print(f"{report.directory}: INVALID; {errors} error(s), {warnings} warning(s)")
+        print(f"{where}: INVALID; {errors} error(s), {warnings} warning(s)")
     return 1 if failed else 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     from authz.policytools.testing import TestFileError, run_files
 
-    directory = Path(args.policy_dir) if args.policy_dir else default_policy_dir()
+    directory, source = policy_dir(args.policy_dir)
+    print(f"policy folder: {directory} ({source})")
     policy = _checked(str(directory))
     if policy is None:
         return 2
@@ -173,6 +218,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
             print("no decision changes")
         for group in report.groups:
             print(f"  {group.sentence()}")
-        if report.groups:
+        if report.changed_contacts:
             print(f"{len(report.changed_contacts)} contact(s) affected: {', '.join(report.changed_contacts)}")
+        if report.changed_organizations:
+            print(
+                f"{len(report.changed_organizations)} organization(s) affected: "
+                f"{', '.join(report.changed_organizations)}"
+            )
     return 1 if args.fail_on_change and report.groups else 0

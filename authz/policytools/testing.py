@@ -34,9 +34,10 @@ from typing import Any
 
 import yaml
 
+from authz.commands.check import CheckAccess, CheckRequest
 from authz.domain.dates import MONTREAL, in_force
 from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
-from authz.engine.index import DecisionEngine
+from authz.engine.index import Decision, DecisionEngine
 from authz.engine.policy import Policy
 
 __all__ = ["Case", "CaseResult", "Coverage", "TestFileError", "TestRun", "load_cases", "run_files"]
@@ -154,7 +155,7 @@ class TestRun:
 
 
 # ---------------------------------------------------------------------------- reading a file
-_CHECK_KEYS = {"contact", "who", "organization", "subject", "right", "at", "why"}
+_CHECK_KEYS = {"contact", "who", "organization", "subject", "except", "right", "at", "why"}
 _EXPLAIN_KEYS = _CHECK_KEYS | {"allowed", "reason", "path"}
 _TOP_KEYS = {"at", "description", "data", "allow", "deny", "explain"}
 _DATA_KEYS = {"organizations", "contacts", "relations", "organization_relations", "delegations"}
@@ -227,8 +228,9 @@ class _Reader:
             raise self.fail(row, "subjects must be a mapping {subject: right} or a list of {subject, right}")
         result: dict[str, Right] = {}
         for subject, right in pairs:
-            if subject not in self.policy.subjects:
-                raise self.fail(row, f"unknown subject {subject!r} (not in subjects.csv)")
+            # A retired subject may still be granted in the data: that is the history it keeps.
+            if subject not in self.policy.subjects and subject not in self.policy.retired:
+                raise self.fail(row, f"unknown subject {subject!r} (not in subjects.csv nor retired.csv)")
             try:
                 result[str(subject)] = Right.parse(str(right))
             except KeyError:
@@ -247,6 +249,19 @@ class _Reader:
     def removed(self, row: _Map) -> datetime | None:
         value = row.get("removed")
         return None if value is None else self.instant(value, row)
+
+    def parties(self, data: _Map, relations: Sequence[Relation]) -> tuple[set[str], set[str]]:
+        """The contacts and organizations the data knows: listed, or named by a relation."""
+        contacts = self.ids(data, "contacts") or set()
+        organizations = self.ids(data, "organizations") or set()
+        for relation in relations:
+            organizations.add(relation.organization_id)
+            for other in (relation.grantee_organization_id, relation.via_organization_id):
+                if other is not None:
+                    organizations.add(other)
+            if relation.contact_id is not None:
+                contacts.add(relation.contact_id)
+        return contacts, organizations
 
     def relations(self, data: _Map) -> list[Relation]:
         relations: list[Relation] = []
@@ -348,7 +363,10 @@ class _Reader:
         for item in raw:
             yield self.mapping(item, keys, f"an item of {key}", data)
 
-    def cases(self, document: _Map, kind: str, default_at: datetime) -> Iterator[Case]:
+    def cases(
+        self, document: _Map, kind: str, default_at: datetime, parties: tuple[set[str], set[str]]
+    ) -> Iterator[Case]:
+        known_contacts, known_organizations = parties
         raw = document.get(kind) or []
         if not isinstance(raw, list):
             raise self.fail(document, f"{kind} must be a list of checks")
@@ -362,8 +380,26 @@ class _Reader:
             organization = self.text(row, "organization", "a check")
             at = self.instant(row["at"], row) if "at" in row else default_at
             subjects = row.get("subject")
+            excluded = row.get("except")
+            if excluded is not None:
+                if subjects != "*":
+                    raise self.fail(row, 'except goes with subject: "*" (every subject except those listed)')
+                excluded = excluded if isinstance(excluded, list) else [excluded]
+                for subject in excluded:
+                    if subject not in self.policy.subjects:
+                        raise self.fail(row, f"except names {subject!r}, which is not a subject in service")
             if subjects == "*":
-                subjects = list(self.policy.subjects)
+                # The catalogue as it is when the tests run: a subject added later is covered too.
+                subjects = [s for s in self.policy.subjects if s not in (excluded or [])]
+            for subject in subjects if isinstance(subjects, list) else [subjects]:
+                if subject not in self.policy.subjects and subject not in self.policy.retired:
+                    raise self.fail(row, f"unknown subject {subject!r} (the server would refuse the check)")
+            # A case about someone the data does not know would pass (or fail) for nothing.
+            if organization not in known_organizations:
+                raise self.fail(row, f"organization {organization!r} appears nowhere in the data")
+            for contact in contacts if isinstance(contacts, list) else [contacts]:
+                if str(contact) not in known_contacts:
+                    raise self.fail(row, f"contact {contact!r} appears nowhere in the data")
             rights = row.get("right")
             if kind == "explain" and not isinstance(row.get("allowed"), bool):
                 raise self.fail(row, "an explain case needs allowed: true or false")
@@ -371,8 +407,6 @@ class _Reader:
                 contacts if isinstance(contacts, list) else [contacts],
                 subjects if isinstance(subjects, list) else [subjects],
             ):
-                if subject not in self.policy.subjects:
-                    raise self.fail(row, f"unknown subject {subject!r} (the server would refuse the check)")
                 for right_text in rights if isinstance(rights, list) else [rights]:
                     try:
                         right = Right.parse(str(right_text))
@@ -407,7 +441,10 @@ def load_cases(path: Path, policy: Policy) -> tuple[list[Relation], list[Case]]:
     default_at = reader.instant(document["at"], document) if "at" in document else datetime.now(MONTREAL)
     data = reader.mapping(document.get("data") or _Map(), _DATA_KEYS, "data", document)
     relations = reader.relations(data)
-    cases = [case for kind in ("allow", "deny", "explain") for case in reader.cases(document, kind, default_at)]
+    parties = reader.parties(data, relations)
+    cases = [
+        case for kind in ("allow", "deny", "explain") for case in reader.cases(document, kind, default_at, parties)
+    ]
     if not cases:
         raise TestFileError(f"{path}: no allow, deny or explain case")
     return relations, cases
@@ -420,8 +457,15 @@ def _verdict(allowed: bool) -> str:
 
 def _run_case(engine: DecisionEngine, case: Case) -> CaseResult:
     ts = case.at.timestamp()
-    allowed = engine.check(case.contact, case.organization, case.subject, int(case.right), ts)
-    decision = engine.explain(case.contact, case.organization, case.subject, int(case.right), ts)
+    if case.subject in engine.policy.retired:
+        # The server's CheckAccess command answers a retired subject before the engine does.
+        result = CheckAccess(engine).execute(
+            CheckRequest(case.contact, case.organization, case.subject, int(case.right), ts, explain=True)
+        )
+        allowed, decision = result.allowed, Decision(result.allowed, result.reason, list(result.path))
+    else:
+        allowed = engine.check(case.contact, case.organization, case.subject, int(case.right), ts)
+        decision = engine.explain(case.contact, case.organization, case.subject, int(case.right), ts)
     explanation = decision.reason + (f"; path: {' | '.join(decision.path)}" if decision.path else "")
     if decision.allowed != allowed:  # the two paths of the engine must never disagree
         return CaseResult(

@@ -11,17 +11,17 @@ from datetime import datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from authz.commands.base import Deps
 from authz.config import ConfigError, Settings
 from authz.domain.dates import utc_now
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
+from authz.engine.validation import load_checked
 from authz.mail import OutboxRelay, mailer_from_url
-from authz.policytools.validate import load_checked
 from authz.server.auth import bind, server_interceptors
 from authz.server.errors import DecodeErrorInterceptor
+from authz.server.reflection_v1 import enable_reflection
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
 from authz.store.sql import SqlStore, open_store
@@ -74,10 +74,7 @@ class AuthzApp:
         )
         authz_pb2_grpc.add_AuthzServiceServicer_to_server(AuthzServicer(self.deps), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server,
-        )
+        enable_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), self.server)
         self.port = bind(self.server, settings)
         if self.port == 0:
             raise ConfigError(f"cannot listen on {settings.listen}")

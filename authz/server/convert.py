@@ -248,7 +248,8 @@ def check_request(
 ) -> CheckRequest:
     principal = ids.required(f"{prefix}principal_id", request.principal_id)
     organization = ids.required(f"{prefix}organization_id", request.organization_id)
-    if request.subject not in policy.subjects:
+    # A retired subject is known: the command answers "not allowed" (the policy folder's retired.csv).
+    if request.subject not in policy.subjects and request.subject not in policy.retired:
         ids.add(f"{prefix}subject", f"unknown subject {request.subject[:MAX_SUBJECT]!r}")
     if request.right not in (pb.RIGHT_READ, pb.RIGHT_WRITE):
         ids.add(f"{prefix}right", "must be RIGHT_READ or RIGHT_WRITE")

@@ -1,10 +1,13 @@
 """Hot reload of the policy folder: watch it, validate every edit in full, swap atomically.
 
-Polling the three files' content hash is portable (no inotify on every platform, nor in
-every container) and cheap: three small files read every half second. SIGHUP asks for an
+Polling the files' content hash is portable (no inotify on every platform, nor in every
+container) and cheap: a few small files read every half second. SIGHUP asks for an
 immediate reload (wired in `authz serve`). An invalid edit never replaces the policy being
-served: its errors are logged, the `authz.v1.AuthzService/policy` health entry turns
-NOT_SERVING until the folder is valid again, and the refusal is audited like a reload.
+served: its errors are logged once per distinct edit, the `authz.v1.AuthzService/policy`
+health entry turns NOT_SERVING until the folder is valid again, and the refusal is audited
+like a reload. An edit that removes (rather than retires) a subject the store still
+grants is refused too. An accepted edit is logged and audited with the decisions it
+flipped on the server's own data (`authz.engine.flips`, the figures of `authz policy diff`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from authz.domain.dates import utc_now
+from authz.engine.flips import decision_flips
 from authz.engine.index import DecisionEngine
-from authz.engine.policy import content_hash
-from authz.policytools.validate import Problem, read_texts, validate_texts
+from authz.engine.policy import Policy, content_hash
+from authz.engine.validation import (
+    Problem,
+    ValidationReport,
+    count_live_grants,
+    live_grant_problems,
+    read_texts,
+    validate_texts,
+)
 from authz.store.interface import AuditRecord
 
 __all__ = ["POLICY_HEALTH_NAME", "PolicyStatus", "PolicyWatcher"]
@@ -32,6 +43,10 @@ _ACTOR = "policy-reload"
 # How long a changed folder must stay unchanged before it is read for good: an editor
 # writing a file in several steps is not caught half-way.
 _SETTLE_SECONDS = 0.1
+# Refused contents already reported since the last accepted one: an editor flipping
+# between two bad versions is told about each once, not at every save.
+_REMEMBERED_REFUSALS = 64
+_LOGGED_GROUPS = 20  # flip groups named in the log of a reload; the audit has them all, counted
 
 
 @dataclass
@@ -74,6 +89,7 @@ class PolicyWatcher:
         self._stopping = threading.Event()
         self._forced = False
         self._lock = threading.Lock()  # one reload at a time (the thread, SIGHUP, tests)
+        self._reported: dict[str, None] = {}  # refused contents already logged, oldest first
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -114,6 +130,7 @@ class PolicyWatcher:
                     if status.pending_hash is not None:  # the edit was undone: healthy again
                         log.info("policy folder is back to the policy being served (%s)", digest)
                         status.pending_hash, status.problems = None, []
+                        self._reported.clear()
                         self.on_state(True)
                     return False
                 if digest == status.pending_hash:
@@ -124,29 +141,89 @@ class PolicyWatcher:
                 if content_hash(again) != digest:
                     return False  # still being written; the next poll sees the settled folder
             if problems:
-                self._refuse(digest, problems)
+                self._refuse(digest, problems, force=force)
                 return False
-            report = validate_texts(self.directory, texts)
+            try:
+                report = self._validate(texts)
+            except Exception as exc:  # a surprise is still a refusal of this content, reported once
+                log.debug("validation of %s raised", digest, exc_info=True)
+                report = ValidationReport(self.directory, digest)
+                report.problems.append(
+                    Problem(str(self.directory), None, f"could not be validated: {type(exc).__name__}: {exc}")
+                )
             if not report.ok or report.policy is None:
-                self._refuse(digest, report.errors)
+                self._refuse(digest, report.errors, force=force)
                 return False
-            previous = status.serving_hash
+            previous, old_policy = status.serving_hash, self.engine.policy
             self.engine.set_policy(report.policy)
             status.serving_hash, status.loaded_at = digest, self.clock()
             status.reloads += 1
             status.pending_hash, status.problems = None, []
+            self._reported.clear()
+            self.on_state(True)
             for warning in report.warnings:
                 log.warning("policy %s: %s", digest, warning)
-            log.info("policy reloaded: %s -> %s (%s)", previous, digest, self.directory)
+            if previous == digest:
+                log.info("policy re-validated on request, unchanged: %s (%s)", digest, self.directory)
+                return False
+            flips = self._flips(old_policy)
+            log.info("policy reloaded: %s -> %s (%s); %s", previous, digest, self.directory, flips.get("summary"))
+            for sentence in flips.get("sentences", [])[:_LOGGED_GROUPS]:
+                log.info("  %s", sentence)
             self._audit(
-                "policy_reload", {"policy_hash": digest, "previous_hash": previous, "directory": str(self.directory)}
+                "policy_reload",
+                {"policy_hash": digest, "previous_hash": previous, "directory": str(self.directory), "flips": flips},
             )
-            self.on_state(True)
-            return previous != digest
+            return True
 
-    def _refuse(self, digest: str, problems: list[Problem]) -> None:
+    def _validate(self, texts: dict[str, str]) -> ValidationReport:
+        """The folder's report; with a store, a subject removed while still granted is an error."""
+        report = validate_texts(self.directory, texts)
+        new, old = report.policy, self.engine.policy
+        database = getattr(self.store, "engine", None)
+        if new is None or database is None:
+            return report
+        removed = {*old.subjects, *old.retired} - {*new.subjects, *new.retired}
+        if removed:
+            found = live_grant_problems(self.directory, new, count_live_grants(database, removed))
+            if found:
+                report.problems.extend(found)
+                report.policy = None
+        return report
+
+    def _flips(self, old: Policy) -> dict[str, Any]:
+        """The decisions the reload flipped on the data served, for the log and the audit."""
+        try:
+            flips = decision_flips(self.engine, old, self.clock())
+        except Exception:  # a summary must never undo nor block a reload
+            log.exception("could not compute the decisions flipped by the reload")
+            return {"summary": "decision changes not computed (see the log)"}
+        return {
+            "summary": flips.summary(),
+            "contacts": len(flips.changed_contacts),
+            "organizations": len(flips.changed_organizations),
+            "changes": [
+                {
+                    "roles": g.roles,
+                    "subject": g.subject,
+                    "before": g.before.code,
+                    "after": g.after.code,
+                    "count": len(g.changes),
+                }
+                for g in flips.groups
+            ],
+            "sentences": [g.sentence(limit=10) for g in flips.groups],
+        }
+
+    def _refuse(self, digest: str, problems: list[Problem], *, force: bool = False) -> None:
         status = self.status
         status.pending_hash, status.problems = digest, list(problems)
+        if digest in self._reported and not force:
+            self.on_state(False)
+            return  # this very content was refused and reported already
+        self._reported[digest] = None
+        while len(self._reported) > _REMEMBERED_REFUSALS:
+            del self._reported[next(iter(self._reported))]
         status.refusals += 1
         log.error(
             "policy edit %s refused, %s keeps serving; %d error(s):\n  %s",
@@ -164,7 +241,7 @@ class PolicyWatcher:
                 "errors": [str(p) for p in problems[:50]],
             },
         )
-        self.on_state(False)
+        self.on_state(False)  # last: whoever sees the health change finds the log and the audit written
 
     def _audit(self, action: str, changes: dict[str, Any]) -> None:
         if self.store is None:

@@ -11,6 +11,7 @@ from authz.engine.policy import default_policy_dir
 SHIPPED = default_policy_dir()
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "broken"
 POLICY_FILES = ("model.conf", "policy.csv", "subjects.csv")
+RETIRED = "retired.csv"  # optional
 DIRIGEANT_MANAGES = "g, dirigeant, relations, write\n"
 
 
@@ -18,6 +19,10 @@ def copy_policy(target: Path, source: Path = SHIPPED) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in POLICY_FILES:
         shutil.copyfile(source / name, target / name)
+    if (source / RETIRED).exists():
+        shutil.copyfile(source / RETIRED, target / RETIRED)
+    else:
+        (target / RETIRED).unlink(missing_ok=True)
     return target
 
 

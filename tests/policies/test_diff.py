@@ -131,3 +131,34 @@ def test_a_subject_taken_out_of_the_catalogue_is_lost_by_everyone_who_held_it(
         ("personne_responsable", "read"),
         ("representant", "write"),
     }
+
+
+def test_retiring_a_subject_lists_the_organizations_that_lose_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = copy_policy(tmp_path / "new")
+    edit(folder, "subjects.csv", "rapport_mensuel,Rapport mensuel,Monthly report\n", "")
+    edit(folder, "policy.csv", "g, dirigeant, rapport_mensuel, write\n", "")
+    edit(folder, "policy.csv", "g, personne_responsable, rapport_mensuel, read\n", "")
+    (folder / "retired.csv").write_text(
+        "code,label_fr,label_en,retired_on\nrapport_mensuel,Rapport mensuel,Monthly report,2025-01-31\n",
+        encoding="utf-8",
+    )
+    assert main(["policy", "diff", str(SHIPPED), str(folder), "--at", AT, "--json"]) == 0
+    changes = json.loads(capsys.readouterr().out)["changes"]
+    organizations = {
+        (c["contact_id"], c["organization_id"], change["before"])
+        for change in changes
+        if change["roles"] == "organization-to-organization"
+        for c in change["contacts"]
+    }
+    # The demo's employers authorize ORG-SQC: EMP-XYZ with write, EMP-ABC with read.
+    assert organizations == {("ORG-SQC", "EMP-XYZ", "write"), ("ORG-SQC", "EMP-ABC", "read")}
+    assert any(c["roles"] == "delegated via ORG-SQC" for c in changes)
+    assert main(["policy", "diff", str(SHIPPED), str(folder), "--at", AT]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  1 organization loses write and read on rapport_mensuel of the organizations that authorized them: "
+        "ORG-SQC on EMP-XYZ" in out
+    )
+    assert "1 organization(s) affected: ORG-SQC" in out

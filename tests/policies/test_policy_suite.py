@@ -144,3 +144,89 @@ def test_the_example_of_the_policies_readme_passes(tmp_path: Path, capsys: pytes
     path = tmp_path / "readme.yaml"
     path.write_text(example, encoding="utf-8")
     assert main(["policy", "test", str(path)]) == 0, capsys.readouterr().out
+
+
+def _run(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    path = tmp_path / "case.yaml"
+    path.write_text(text, encoding="utf-8")
+    code = main(["policy", "test", *extra, str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+DATA = (
+    "at: 2024-06-01\n"
+    "data:\n"
+    "  relations:\n"
+    "    - {id: R-PR, contact: C-PR, organization: ORG-SQC, role: personne_responsable}\n"
+    "    - {id: R-REP, contact: C-REP, organization: ORG-SQC, role: representant,\n"
+    "       subjects: {scrutin_syndical: write}}\n"
+)
+
+
+def test_every_subject_except_covers_subjects_added_later(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = DATA + 'deny:\n  - {contact: C-PR, organization: ORG-SQC, subject: "*", except: [relations], right: write}\n'
+    code, out, _ = _run(tmp_path, case, capsys)
+    assert code == 0 and "6 check(s): 6 passed" in out
+    # A subject added later is covered without touching the case: here a dirigeant default would fail it.
+    folder = copy_policy(tmp_path / "policy")
+    edit(
+        folder, "subjects.csv", "relations,", "attestations_fiscales,Attestations fiscales,Tax certificates\nrelations,"
+    )
+    edit(
+        folder,
+        "policy.csv",
+        "g2, write, read\n",
+        "g2, write, read\ng, personne_responsable, attestations_fiscales, write\n",
+    )
+    code, out, _ = _run(tmp_path, case, capsys, "--policy-dir", str(folder))
+    assert code == 1 and "7 check(s): 6 passed, 1 failed" in out
+    assert "C-PR write attestations_fiscales of ORG-SQC" in out
+    code, _, err = _run(
+        tmp_path,
+        DATA + "deny:\n  - {contact: C-PR, organization: ORG-SQC, subject: profil, except: [relations], right: read}\n",
+        capsys,
+    )
+    assert code == 2 and 'except goes with subject: "*"' in err
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        ("{contact: C-PRR, organization: ORG-SQC, subject: profil, right: write}", "contact 'C-PRR' appears nowhere"),
+        (
+            "{contact: [C-PR, C-X], organization: ORG-SQC, subject: profil, right: write}",
+            "contact 'C-X' appears nowhere",
+        ),
+        (
+            "{contact: C-PR, organization: ORG-SCQ, subject: profil, right: write}",
+            "organization 'ORG-SCQ' appears nowhere",
+        ),
+    ],
+)
+def test_a_case_about_someone_absent_from_the_data_is_an_error(
+    check: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(tmp_path, DATA + f"deny:\n  - {check}\n", capsys)
+    assert code == 2 and f"case.yaml:8: {message} in the data" in err
+
+
+def test_a_retired_subject_is_denied_even_when_granted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = copy_policy(tmp_path / "policy")
+    edit(folder, "subjects.csv", "scrutin_syndical,Scrutin syndical,Union vote\n", "")
+    edit(folder, "policy.csv", "g, dirigeant, scrutin_syndical, write\n", "")
+    edit(folder, "policy.csv", "g, personne_responsable, scrutin_syndical, read\n", "")
+    (folder / "retired.csv").write_text(
+        "code,label_fr,label_en,retired_on\nscrutin_syndical,Scrutin syndical,Union vote,2025-01-31\n",
+        encoding="utf-8",
+    )
+    case = DATA + (
+        "deny:\n  - {contact: C-REP, organization: ORG-SQC, subject: scrutin_syndical, right: [read, write]}\n"
+        "explain:\n  - {contact: C-REP, organization: ORG-SQC, subject: scrutin_syndical, right: read,\n"
+        "     allowed: false, reason: \"subject 'scrutin_syndical' is retired\"}\n"
+    )
+    code, out, _ = _run(tmp_path, case, capsys, "--policy-dir", str(folder))
+    assert code == 0 and "3 check(s): 3 passed" in out, out
+    # Under the shipped policy the grant on R-REP still counts: the same cases fail.
+    code, out, _ = _run(tmp_path, case, capsys)
+    assert code == 1 and "3 failed" in out
