@@ -35,6 +35,7 @@ class AuthorizationRow:
     relation_id: str
     grantee_organization_id: str
     via_organization_id: str
+    organization_name: str = ""
 
 
 @dataclass
@@ -55,6 +56,13 @@ class ListAuthorizations:
             organization = require_organization(tx, request.organization_id)
             require_reader(deps, request.actor_id, organization.id, now)
             engine = deps.engine
+            names: dict[str, str] = {}
+
+            def organization_name(organization_id: str) -> str:
+                if organization_id not in names:
+                    found = tx.get_organization(organization_id)
+                    names[organization_id] = found.name if found else ""
+                return names[organization_id]
 
             def rows_of(relation: Relation) -> list[AuthorizationRow]:
                 active = relation_in_force(relation, now)
@@ -79,6 +87,7 @@ class ListAuthorizations:
                         relation_id=relation.id,
                         grantee_organization_id=relation.grantee_organization_id or "",
                         via_organization_id=relation.via_organization_id or "",
+                        organization_name=organization_name(relation.organization_id),
                     )
                     for subject, right in sorted(grants.items())
                     if subject != WILDCARD_SUBJECT or not active
