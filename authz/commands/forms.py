@@ -32,5 +32,5 @@ def require_boxes(attestation: Attestation, boxes: tuple[str, ...]) -> dict[str,
     ]
     if missing:
         names = " and ".join(box for box in boxes if not getattr(attestation, box))
-        raise InvalidArgument(f"this form requires its attestation: {names}", missing)
+        raise InvalidArgument(f"the attestations of this form are required: {names}", missing)
     return dict.fromkeys(boxes, True)

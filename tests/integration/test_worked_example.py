@@ -89,7 +89,7 @@ def test_the_guide_from_first_login_to_removal(demo_any: Running) -> None:
         )
 
     # Step 6: a link code for the représentant, who could not use her legacy access (English).
-    issued = client.issue_link_code(PR, SQC, "C-REP")
+    issued = client.issue_link_code(PR, SQC, "C-REP", attest=True)
     assert issued.expires_at.seconds > 0
     english = [e for e in demo_any.emails() if "nadia.bouchard" in e]
     assert len(english) == 1 and re.search(r"^Link code: [0-9A-Z-]{19}$", english[0], re.MULTILINE)
