@@ -89,7 +89,10 @@ Global___SubjectRight: _TypeAlias = SubjectRight  # noqa: Y015
 
 @_typing.final
 class Attestation(_message.Message):
-    """The two "J'atteste que…" boxes every write form carries; both must be true."""
+    """The "J'atteste que…" boxes of the guide's forms. Each write requires exactly its form's boxes
+    (DOMAIN.md rule 9): adding a relation or authorization, both; removing, changing a relation or a
+    contact's details, resolving a migration issue and issuing a link code, `changes_accurate` only.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -396,7 +399,9 @@ class RevokeRelationRequest(_message.Message):
         """"Un ou plusieurs sujet(s) autorisé(s)" """
 
     @_builtins.property
-    def attestation(self) -> Global___Attestation: ...
+    def attestation(self) -> Global___Attestation:
+        """changes_accurate (the removal form's one box)"""
+
     def __init__(
         self,
         *,
