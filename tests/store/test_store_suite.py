@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from authz.domain.model import END_OF_TIME, Contact, Organization, OrganizationKind, Relation, RelationKind, Right, Role
 from authz.errors import AlreadyExists
@@ -329,3 +331,35 @@ def test_a_legacy_login_is_used_once_per_contact(store: SqlStore) -> None:
         assert account is not None and account.used_contact_ids == ("C1",)
         assert tx.use_legacy_contact("shared", "C2", "acct-2", T0)
         assert not tx.use_legacy_contact("shared", "C3", "acct-2", T0)
+
+
+def test_migration_0004_keeps_what_0002_held(tmp_path: Path) -> None:
+    """Contacts get their search key, and a legacy login used before stays used for each of its contacts."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO contacts (id, first_name, last_name, email, language, phone, created_at) "
+                "VALUES ('C1', 'Hélène', 'Côté', '', 'fr', '', '2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO legacy_accounts (username, password_hash, used_at, used_by_account) "
+                "VALUES ('old', 'h', '2026-01-02 00:00:00', 'acct-1')"
+            )
+        )
+        connection.execute(text("INSERT INTO legacy_account_contacts (username, contact_id) VALUES ('old', 'C1')"))
+    migrate.upgrade(engine)
+    store = SqlStore(engine)
+    with store.transaction() as tx:
+        kinds = (RelationKind.CONTACT,)
+        tx.add_organization(Organization("A", "A", OrganizationKind.ASSOCIATION), T0)
+        tx.add_relation(contact_relation("R1", contact_id="C1"), T0, None)
+        assert [
+            r.id for r in tx.relations_page("A", kinds=kinds, contact_id=None, after=None, limit=5, name_key="helene")
+        ]
+        account = tx.get_legacy_account("old")
+        assert account is not None and account.used_contact_ids == ("C1",)
+    store.close()
