@@ -124,8 +124,18 @@ class MigrationIssues:
             self._organizations_of_contact = index
         found: list[Any] = []
         for contact_id in contact_ids:
-            if isinstance(contact_id, str):
-                found.extend(self._organizations_of_contact.get(contact_id, []))
+            if not isinstance(contact_id, str):
+                continue
+            in_file = self._organizations_of_contact.get(contact_id)
+            if in_file:
+                found.extend(in_file)
+                continue
+            # A contact imported before: its stored relations say whose it is.
+            for relation in self.tx.find_relations(contact_id=contact_id):
+                if relation.kind is RelationKind.CONTACT:
+                    found.append(relation.organization_id)
+                elif relation.kind is RelationKind.DELEGATION:
+                    found.append(relation.via_organization_id)
         return _ids(found)
 
 

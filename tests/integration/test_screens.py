@@ -484,6 +484,9 @@ def test_a_shared_legacy_login_links_only_the_designated_files(demo: Running) ->
 # -- Migration follow-up ---------------------------------------------------------------------
 
 LEGACY_LEFTOVERS = {
+    "legacy_accounts": [
+        {"username": "mtl-gerard", "contact_ids": [GERARD], "password_hash": "md5$old$hash"},
+    ],
     "contacts": [
         {"id": "C-OLD-1", "first_name": "Réjean", "last_name": "Ouellet", "email": "", "language": "es"},
         {"id": "C-OLD-2", "first_name": "Line", "last_name": "Roy", "email": "line.roy@sqc.example.org"},
@@ -521,7 +524,7 @@ LEGACY_LEFTOVERS = {
 def test_rows_the_migration_could_not_establish_are_followed_up(demo_any: Running, policy: Policy) -> None:
     client = demo_any.client
     report = import_data(demo_any.store, LEGACY_LEFTOVERS, policy.subjects)
-    assert {r["id"] for r in report.refused} == {"C-OLD-1", "R-OLD-REP", "R-OLD-1", "OR-OLD", "D-OLD"}
+    assert {r["id"] for r in report.refused} == {"C-OLD-1", "R-OLD-REP", "R-OLD-1", "OR-OLD", "D-OLD", "mtl-gerard"}
     # A second import of the same file keeps each refusal once.
     import_data(demo_any.store, LEGACY_LEFTOVERS, policy.subjects)
 
@@ -533,7 +536,8 @@ def test_rows_the_migration_could_not_establish_are_followed_up(demo_any: Runnin
     assert json.loads(by_row["R-OLD-REP"].row_json)["contact_id"] == "C-REP"
     assert not by_row["R-OLD-REP"].resolved and by_row["R-OLD-REP"].reported_at.seconds > 0
     local = sorted((i.section, i.row_id) for i in client.list_migration_issues(LOC_DIR, LOCAL).issues)
-    assert local == [("contacts", "C-OLD-1"), ("relations", "R-OLD-1")]  # the contact found by its relation
+    # The contact found by its relation in the file; the legacy login by its contact's stored relation.
+    assert local == [("contacts", "C-OLD-1"), ("legacy_accounts", "mtl-gerard"), ("relations", "R-OLD-1")]
     assert [i.row_id for i in client.list_migration_issues("C-ABC-PR", ABC).issues] == ["OR-OLD"]
     with pytest.raises(PermissionDeniedError):
         client.list_migration_issues("C-IND", SQC)  # a reader who does not manage
