@@ -15,7 +15,7 @@ rule as RevokeRelation's `require_manager_remains`, written here for end dates.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from authz.commands.base import (
     Attestation,
@@ -166,7 +166,11 @@ def _require_manager_remains(deps: Deps, tx: Transaction, relation: Relation, ne
     others = [
         other
         for other in tx.find_relations(organization_id=relation.organization_id)
-        if other.id != relation.id and other.ended_at is None and other.end_date > new_end and _manages(deps, other)
+        if other.id != relation.id
+        and other.ended_at is None
+        and other.start_date <= new_end + timedelta(days=1)  # no day without a manager in between
+        and other.end_date > new_end
+        and _manages(deps, other)
     ]
     if not others:
         raise FailedPrecondition(

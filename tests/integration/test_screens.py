@@ -311,6 +311,18 @@ def test_an_organization_keeps_someone_to_manage_it(demo: Running) -> None:
     with pytest.raises(FailedPreconditionError) as alone:
         client.update_relation("C-ABC-PR", ABC, "R-ABC-PR", end_date=day + timedelta(days=10), attest=True)
     assert "nobody to manage" in alone.value.message
+    # A successor from the 30th day: no day may go without a manager in between.
+    client.grant_relation(
+        "C-ABC-PR",
+        ABC,
+        new_contact=NewContact(first_name="Annie", last_name="Dubé", email="annie.dube@abc.example.com"),
+        role=Role.ROLE_PERSONNE_RESPONSABLE,
+        start_date=day + timedelta(days=30),
+        attest=True,
+    )
+    with pytest.raises(FailedPreconditionError):
+        client.update_relation("C-ABC-PR", ABC, "R-ABC-PR", end_date=day + timedelta(days=10), attest=True)
+    client.update_relation("C-ABC-PR", ABC, "R-ABC-PR", end_date=day + timedelta(days=29), attest=True)
     # The association has Julie and two dirigeants: one dirigeant's relation may end.
     client.update_relation(PR, SQC, "R-DIR1", end_date=day + timedelta(days=10), attest=True)
     # A relation that does not manage is never held back.
