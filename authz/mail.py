@@ -43,6 +43,7 @@ __all__ = [
     "SmtpMailer",
     "format_link_code",
     "mailer_from_url",
+    "render_contact_update_email",
     "render_link_code_email",
 ]
 
@@ -146,6 +147,61 @@ def render_link_code_email(
             "La CCQ ne vous demandera jamais ce code par téléphone.\n"
             "Ne le communiquez à personne.\n"
             "Si vous n'attendiez pas ce message, vous pouvez l'ignorer.\n"
+            "\n"
+            "Commission de la construction du Québec\n"
+        ),
+    )
+
+
+_FIELD_LABELS = {
+    "first_name": ("Prénom", "First name"),
+    "last_name": ("Nom", "Last name"),
+    "email": ("Adresse courriel", "Email address"),
+    "language": ("Langue de communication", "Language of communication"),
+    "phone": ("Numéro de téléphone principal", "Main phone number"),
+    "phone_type": ("Type du numéro de téléphone principal", "Main phone number type"),
+}
+
+
+def render_contact_update_email(
+    *, first_name: str, last_name: str, language: str, organization_name: str, changed_fields: list[str]
+) -> EmailContent:
+    """The email confirming a change of a contact's details (issue 13), in the contact's language.
+
+    It names what changed, not the new values: a message to an old address must not hand
+    the new one to whoever reads it.
+    """
+    name = _one_line(f"{first_name} {last_name}")
+    organization = _one_line(organization_name)
+    english = _is_english(language)
+    labels = "".join(f"- {_FIELD_LABELS.get(f, (f, f))[1 if english else 0]}\n" for f in changed_fields)
+    if english:
+        return EmailContent(
+            subject="Your information was updated in the CCQ online services",
+            body=(
+                f"Hello {name},\n"
+                "\n"
+                f"The person responsible for the organization {organization}\n"
+                "updated the following information in your file:\n"
+                "\n"
+                f"{labels}"
+                "\n"
+                "If you did not expect this change, contact your organization.\n"
+                "\n"
+                "Commission de la construction du Québec\n"
+            ),
+        )
+    return EmailContent(
+        subject="Vos informations ont été modifiées aux Services en ligne de la CCQ",
+        body=(
+            f"Bonjour {name},\n"
+            "\n"
+            f"La personne responsable de l'organisation {organization}\n"
+            "a modifié les informations suivantes de votre dossier :\n"
+            "\n"
+            f"{labels}"
+            "\n"
+            "Si vous n'attendiez pas cette modification, communiquez avec votre organisation.\n"
             "\n"
             "Commission de la construction du Québec\n"
         ),

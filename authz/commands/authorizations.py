@@ -35,6 +35,7 @@ class AuthorizationRow:
     relation_id: str
     grantee_organization_id: str
     via_organization_id: str
+    organization_name: str = ""
 
 
 @dataclass
@@ -56,6 +57,13 @@ class ListAuthorizations:
             require_reader(deps, request.actor_id, organization.id, now)
             engine = deps.engine
             retired = engine.policy.retired  # grants kept as history, shown nowhere
+            names: dict[str, str] = {}
+
+            def organization_name(organization_id: str) -> str:
+                if organization_id not in names:
+                    found = tx.get_organization(organization_id)
+                    names[organization_id] = found.name if found else ""
+                return names[organization_id]
 
             def rows_of(relation: Relation) -> list[AuthorizationRow]:
                 active = relation_in_force(relation, now)
@@ -80,6 +88,7 @@ class ListAuthorizations:
                         relation_id=relation.id,
                         grantee_organization_id=relation.grantee_organization_id or "",
                         via_organization_id=relation.via_organization_id or "",
+                        organization_name=organization_name(relation.organization_id),
                     )
                     for subject, right in sorted(grants.items())
                     if (subject != WILDCARD_SUBJECT or not active) and subject not in retired

@@ -19,12 +19,14 @@ from authz.commands.base import (
     parse_subjects,
     parse_window,
     relation_in_force,
-    require_attestation,
     require_manager,
     require_organization,
     run_write,
 )
+from authz.commands.contacts import is_own_contact
+from authz.commands.forms import ADD_FORM, require_boxes
 from authz.commands.link_codes import issue_code
+from authz.commands.migration_issues import relation_match_key
 from authz.domain.dates import local_date
 from authz.domain.model import WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
 from authz.domain.validation import (
@@ -35,11 +37,10 @@ from authz.domain.validation import (
     phone_problem,
     self_authorization_problem,
 )
-from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from authz.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
 __all__ = ["GrantRelation", "GrantRelationRequest", "GrantRelationResult", "NewContactData"]
-
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class NewContactData:
     email: str
     language: str = "fr"
     phone: str = ""
+    # A contact of the organization already has this email: create anyway (the form's confirmation).
+    create_anyway: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class GrantRelation:
         self.deps = deps
 
     def execute(self, request: GrantRelationRequest) -> GrantRelationResult:
-        require_attestation(request.attestation)
+        boxes = require_boxes(request.attestation, ADD_FORM)
         grantees = sum(bool(x) for x in (request.contact_id, request.new_contact, request.grantee_organization_id))
         if grantees != 1:
             raise InvalidArgument.field("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
@@ -92,13 +95,13 @@ class GrantRelation:
             "grant_relation",
             request,
             request.request_id,
-            self._body(request, subjects),
+            self._body(request, subjects, boxes),
             GrantRelationResult,
             actor_id=request.actor_id,
         )
 
     def _body(
-        self, request: GrantRelationRequest, subjects: dict[str, Right]
+        self, request: GrantRelationRequest, subjects: dict[str, Right], boxes: dict[str, bool]
     ) -> Callable[[Transaction, datetime], WriteOutcome]:
         deps = self.deps
 
@@ -141,6 +144,8 @@ class GrantRelation:
                 if request.new_contact is not None:
                     # Rule 7: "Le contact n'existe pas": create the contact, then send a link code.
                     data = request.new_contact
+                    if not data.create_anyway:
+                        _refuse_known_email(tx, organization.id, data.email)
                     contact = Contact(
                         id=f"C-{uuid.uuid4().hex[:20]}",
                         first_name=data.first_name,
@@ -152,8 +157,10 @@ class GrantRelation:
                     tx.add_contact(contact, now)
                 else:
                     found = tx.get_contact(request.contact_id)
-                    if found is None:
-                        raise NotFound(f"contact {request.contact_id!r} not found")
+                    if found is None or not is_own_contact(tx, organization.id, found.id):
+                        # "Contact dans ce profil": the organization's own contacts only, so no
+                        # manager sends link codes to another organization's people.
+                        raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
                     contact = found
                 contact_id = contact.id
                 relation = Relation(
@@ -167,6 +174,10 @@ class GrantRelation:
                     subjects=subjects,
                 )
             tx.add_relation(relation, now, request.actor_id)
+            # A grant that re-creates a row the migration could not establish resolves its issue.
+            resolved = tx.resolve_migration_issues_matching(
+                organization.id, relation_match_key(relation), now, request.actor_id
+            )
             if request.new_contact is not None:
                 contact_created = tx.get_contact(contact_id)
                 assert contact_created is not None
@@ -179,7 +190,7 @@ class GrantRelation:
                 action="grant_relation",
                 organization_id=organization.id,
                 request_id=request.request_id or None,
-                attestation=request.attestation.as_dict(),
+                attestation=boxes,
                 changes={
                     "relation_id": relation.id,
                     "kind": relation.kind,
@@ -193,6 +204,7 @@ class GrantRelation:
                     "end_date": relation.end_date,
                     "subjects": {subject: right for subject, right in relation.subjects.items()},
                     "link_code_sent": link_code_sent,
+                    "migration_issues_resolved": resolved,
                 },
             )
             result = GrantRelationResult(relation.id, contact_id, link_code_sent)
@@ -270,6 +282,16 @@ class GrantRelation:
             start_date=start,
             end_date=end,
             subjects=granted,
+        )
+
+
+def _refuse_known_email(tx: Transaction, organization_id: str, email: str) -> None:
+    known = tx.organization_contacts_with_email(organization_id, email)
+    if known:
+        names = ", ".join(f"{contact.display_name} ({contact.id})" for contact in known)
+        raise AlreadyExists(
+            f"{email} is already the email of a contact of {organization_id}: {names}; pick that contact, "
+            "or set new_contact.create_anyway to create another one"
         )
 
 

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from authz.commands.migration_issues import MigrationIssues
 from authz.domain.dates import local_date, parse_date, utc_now
 from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, OrganizationKind, RelationKind, Right, Role
 from authz.domain.validation import id_problem, self_authorization_problem
@@ -119,6 +120,7 @@ def import_data(
     subjects_known = list(catalogue)
     report = ImportReport()
     with store.transaction() as tx:
+        issues = MigrationIssues(tx, data, now)  # issue 13: refused rows kept for the managers
         orgs = existing_keys(tx, "organizations")
         contacts = existing_keys(tx, "contacts")
         relations = existing_keys(tx, "relations")
@@ -150,6 +152,7 @@ def import_data(
                         report.skipped[section] += 1
                 except _Refused as refusal:
                     report.refuse(section, index, row, str(refusal))
+                    issues.record(section, index, row, str(refusal))  # issue 13
 
         def organization(row: dict[str, Any]) -> bool:
             org_id = _id(row, "id")

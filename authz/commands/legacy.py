@@ -6,6 +6,10 @@ proven), so guesses sent at once are counted one after the other and never pass 
 Then the password is checked, outside any lock (PBKDF2 takes a while), with the same work
 whether the login exists or not, so the time of the answer tells nothing. Last, a second
 write links the account, or audits the refusal.
+
+A login the old system shared between several people (rule 11) links only the contact(s)
+the person designates among those it maps to, each contact once: the others stay for
+their owners. With one contact mapped, the designation may be left out.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import datetime
 from authz.commands.base import Deps, WriteOutcome, run_write
 from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE, account_lock
 from authz.domain.secrets import DECOY_LEGACY_HASH, verify_django_pbkdf2
-from authz.errors import InvalidArgument, ResourceExhausted
+from authz.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from authz.store.interface import AuditRecord, LegacyAccount, Transaction
 
 __all__ = [
@@ -39,6 +43,7 @@ class LinkLegacyAccessRequest:
     account_id: str
     legacy_username: str
     legacy_password: str
+    contact_ids: tuple[str, ...] = ()  # the person's own contact(s) among those the login maps to
 
 
 @dataclass
@@ -71,12 +76,28 @@ class LinkLegacyAccess:
         # The same PBKDF2 work for an unknown login as for a known one.
         stored_hash = account.password_hash if account is not None else DECOY_LEGACY_HASH
         valid = verify_django_pbkdf2(request.legacy_password, stored_hash)
-        if account is None or account.used_at is not None or not valid:
+        if account is None or not valid:
             return run_write(
                 self.deps, "link_legacy_access", request, "", self._refuse(request), LinkLegacyAccessResult
             )
+        # Only a person who knows the password learns that the login is shared, and by whom.
+        designated, problem = _designation(account, request.contact_ids)
+        if problem is not None:
+            return run_write(
+                self.deps,
+                "link_legacy_access",
+                request,
+                "",
+                self._ask_designation(request, account, weighed, problem),
+                LinkLegacyAccessResult,
+            )
         return run_write(
-            self.deps, "link_legacy_access", request, "", self._link(request, account, weighed), LinkLegacyAccessResult
+            self.deps,
+            "link_legacy_access",
+            request,
+            "",
+            self._link(request, account, weighed, designated),
+            LinkLegacyAccessResult,
         )
 
     @staticmethod
@@ -106,27 +127,73 @@ class LinkLegacyAccess:
                 )
                 return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
             account = tx.get_legacy_account(username)
-            contact_id = account.contact_ids[0] if account is not None and account.contact_ids else None
+            mapped = account.contact_ids if account is not None else ()
+            named = [c for c in request.contact_ids if c in mapped]
+            contact_id = named[0] if named else (mapped[0] if mapped else None)
             attempt_id = tx.add_link_attempt(account_id, contact_id, now, False, legacy_username=username)
             audit = AuditRecord(now, account_id, "link_legacy_access_attempt", {"username": username})
             return WriteOutcome(_Weighed(attempt_id, account), audit)
 
         return body
 
-    def _link(self, request: LinkLegacyAccessRequest, account: LegacyAccount, weighed: _Weighed) -> _Body:
+    @staticmethod
+    def _ask_designation(
+        request: LinkLegacyAccessRequest, account: LegacyAccount, weighed: _Weighed, problem: FieldViolation
+    ) -> _Body:
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
-            # Conditional: of two right guesses racing, one links; the other is told what any wrong guess is.
-            if not tx.use_legacy_account(account.username, request.account_id, now):
-                return self._refuse(request)(tx, now)
-            tx.mark_link_attempt_succeeded(weighed.attempt_id)
+            tx.mark_link_attempt_succeeded(weighed.attempt_id)  # the password was right: not a wrong guess
+            choices = []
             for contact_id in account.contact_ids:
+                contact = tx.get_contact(contact_id)
+                choices.append(f"{contact_id} ({contact.display_name})" if contact is not None else contact_id)
+            description = f"{problem.description}: {', '.join(choices)}"
+            audit = AuditRecord(
+                now,
+                request.account_id,
+                "link_legacy_access_designation",
+                {"username": account.username, "contact_ids": list(request.contact_ids)},
+            )
+            error = InvalidArgument(f"{problem.field}: {description}", [FieldViolation(problem.field, description)])
+            return WriteOutcome(None, audit, error=error)
+
+        return body
+
+    def _link(
+        self, request: LinkLegacyAccessRequest, account: LegacyAccount, weighed: _Weighed, designated: list[str]
+    ) -> _Body:
+        def body(tx: Transaction, now: datetime) -> WriteOutcome:
+            tx.lock(legacy_lock(account.username))
+            # Each contact once: of two right guesses racing, one links; the other is told what any
+            # wrong guess is. Checked for all before any is marked, so a refusal marks none.
+            current = tx.get_legacy_account(account.username)
+            if current is None or any(contact_id in current.used_contact_ids for contact_id in designated):
+                return self._refuse(request)(tx, now)
+            for contact_id in designated:
+                tx.use_legacy_contact(account.username, contact_id, request.account_id, now)
                 tx.link_account(request.account_id, contact_id, "legacy", now)
+            tx.mark_link_attempt_succeeded(weighed.attempt_id)
             audit = AuditRecord(
                 now,
                 request.account_id,
                 "link_legacy_access",
-                {"username": account.username, "contact_ids": list(account.contact_ids)},
+                {"username": account.username, "contact_ids": designated},
             )
-            return WriteOutcome(LinkLegacyAccessResult(list(account.contact_ids)), audit)
+            return WriteOutcome(LinkLegacyAccessResult(list(designated)), audit)
 
         return body
+
+
+def _designation(account: LegacyAccount, named: tuple[str, ...]) -> tuple[list[str], FieldViolation | None]:
+    """The contacts to link: those named, all of them among the login's; or its only one."""
+    if not named:
+        if len(account.contact_ids) == 1:
+            return list(account.contact_ids), None
+        return [], FieldViolation(
+            "contact_ids", "this legacy login was shared by several people: designate your own file among"
+        )
+    for index, contact_id in enumerate(named):
+        if contact_id not in account.contact_ids:
+            return [], FieldViolation(
+                f"contact_ids[{index}]", "is not one of the files of this legacy login, which are"
+            )
+    return list(dict.fromkeys(named)), None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from authz.commands.base import (
+    Attestation,
     Deps,
     WriteOutcome,
     relation_in_force,
@@ -14,6 +15,7 @@ from authz.commands.base import (
     require_organization,
     run_write,
 )
+from authz.commands.forms import LINK_CODE_FORM, require_boxes
 from authz.domain.model import Contact, Organization
 from authz.domain.secrets import code_lookup, hash_link_code, new_link_code, normalize_link_code, verify_link_code
 from authz.errors import FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
@@ -87,6 +89,7 @@ class IssueLinkCodeRequest:
     organization_id: str
     contact_id: str
     request_id: str = ""
+    attestation: Attestation = field(default_factory=Attestation)
 
 
 @dataclass
@@ -100,6 +103,8 @@ class IssueLinkCode:
         self.deps = deps
 
     def execute(self, request: IssueLinkCodeRequest) -> IssueLinkCodeResult:
+        boxes = require_boxes(request.attestation, LINK_CODE_FORM)
+
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)
             require_manager(self.deps, request.actor_id, organization.id, now)
@@ -118,6 +123,7 @@ class IssueLinkCode:
                 action="issue_link_code",
                 organization_id=organization.id,
                 request_id=request.request_id or None,
+                attestation=boxes,
                 changes={"contact_id": contact.id, "expires_at": expires_at},
             )
             return WriteOutcome(

@@ -23,6 +23,7 @@ def paged_rows(
     token: str,
     size: int,
     rows_of: Callable[[Relation], list[Row]],
+    name_key: str | None = None,
 ) -> tuple[list[Row], str]:
     """Rows of the organization's relations, group after group, in relation-id order within one.
 
@@ -33,6 +34,8 @@ def paged_rows(
     token names is always still there.
     """
     query = f"{organization_id}\x1f{contact_id or ''}\x1f{'/'.join(','.join(k.value for k in g) for g in groups)}"
+    if name_key:
+        query += f"\x1f{name_key}"
     cursor = decode_token(token, query)
     rows: list[Row] = []
     group = cursor.group if cursor is not None else 0
@@ -53,7 +56,7 @@ def paged_rows(
         after = cursor.after
     while group < len(groups):
         batch = tx.relations_page(
-            organization_id, kinds=groups[group], contact_id=contact_id, after=after, limit=size + 1
+            organization_id, kinds=groups[group], contact_id=contact_id, after=after, limit=size + 1, name_key=name_key
         )
         if not batch:
             group, after = group + 1, None

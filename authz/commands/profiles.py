@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from authz.commands.base import Deps, relation_in_force
+from authz.commands.base import Deps
+from authz.commands.contacts import chain_active
 from authz.domain.model import RelationKind, Role
 
 __all__ = ["ListProfiles", "ListProfilesRequest", "Profile"]
@@ -35,7 +36,8 @@ class ListProfiles:
             names: dict[str, str] = {}
             for contact_id in tx.linked_contacts(request.account_id):
                 for relation in tx.find_relations(contact_id=contact_id):
-                    if relation.kind is RelationKind.ORGANIZATION or not relation_in_force(relation, now):
+                    # "Actif" follows the whole chain: a delegation the checks no longer honour is no profile.
+                    if relation.kind is RelationKind.ORGANIZATION or not chain_active(self.deps, relation, now):
                         continue
                     if relation.organization_id not in names:
                         organization = tx.get_organization(relation.organization_id)

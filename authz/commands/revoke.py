@@ -14,13 +14,13 @@ from authz.commands.base import (
     Attestation,
     Deps,
     WriteOutcome,
-    require_attestation,
     require_manager,
     require_organization,
     run_write,
 )
+from authz.commands.forms import CHANGE_FORM, require_boxes
 from authz.domain.model import Relation, RelationKind
-from authz.errors import FieldViolation, InvalidArgument, NotFound
+from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
 __all__ = ["RevokeRelation", "RevokeRelationRequest", "RevokeRelationResult"]
@@ -62,7 +62,7 @@ class RevokeRelation:
         self.deps = deps
 
     def execute(self, request: RevokeRelationRequest) -> RevokeRelationResult:
-        require_attestation(request.attestation)
+        boxes = require_boxes(request.attestation, CHANGE_FORM)  # the removal form's one box (rule 9)
         if bool(request.contact_id) == bool(request.grantee_organization_id):
             raise InvalidArgument.field("grantee", "exactly one of contact_id, grantee_organization_id")
         if not request.scope:
@@ -82,7 +82,7 @@ class RevokeRelation:
             "revoke_relation",
             request,
             request.request_id,
-            self._body(request),
+            self._body(request, boxes),
             RevokeRelationResult,
             actor_id=request.actor_id,
         )
@@ -106,7 +106,9 @@ class RevokeRelation:
             r for r in through if r.kind is RelationKind.DELEGATION
         ]
 
-    def _body(self, request: RevokeRelationRequest) -> Callable[[Transaction, datetime], WriteOutcome]:
+    def _body(
+        self, request: RevokeRelationRequest, boxes: dict[str, bool]
+    ) -> Callable[[Transaction, datetime], WriteOutcome]:
         deps = self.deps
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
@@ -138,7 +140,18 @@ class RevokeRelation:
                 target = owned.get(request.subjects_relation_id)
                 if target is None:
                     raise NotFound(f"relation {request.subjects_relation_id!r} not found for {grantee!r}")
+                defaults = (
+                    deps.engine.policy.role_defaults.get(target.role, {})
+                    if target.role is not None and target.kind is RelationKind.CONTACT
+                    else {}
+                )
                 for subject in dict.fromkeys(request.subjects):
+                    if subject not in target.subjects and subject in defaults:
+                        # Listed under the relation, but held by its role: removing it means changing the role.
+                        raise FailedPrecondition(
+                            f"subject {subject!r} comes with the role {target.role.value if target.role else ''} "
+                            f"of relation {target.id!r}: it cannot be removed alone; end the relation to take it away"
+                        )
                     if subject not in target.subjects:
                         raise NotFound(f"subject {subject!r} is not granted on relation {target.id!r}")
                 if tx.remove_subjects(target.id, list(dict.fromkeys(request.subjects)), now):
@@ -151,7 +164,7 @@ class RevokeRelation:
                 action="revoke_relation",
                 organization_id=organization.id,
                 request_id=request.request_id or None,
-                attestation=request.attestation.as_dict(),
+                attestation=boxes,
                 changes={
                     "scope": request.scope,
                     "contact_id": request.contact_id or None,

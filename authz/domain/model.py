@@ -90,6 +90,7 @@ class Contact:
     email: str
     language: str = "fr"
     phone: str = ""
+    phone_type: str = ""  # the principal number's type ("cellulaire", "domicile", "travail"), when given
 
     @property
     def display_name(self) -> str:

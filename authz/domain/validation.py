@@ -31,6 +31,7 @@ __all__ = [
     "MAX_SUBJECT",
     "MAX_TOKEN",
     "MAX_USERNAME",
+    "PHONE_TYPES",
     "Violations",
     "email_problem",
     "id_problem",
@@ -38,6 +39,7 @@ __all__ = [
     "is_plain_id",
     "name_problem",
     "phone_problem",
+    "phone_type_problem",
     "raise_if_any",
     "self_authorization_problem",
     "single_line_problem",
@@ -54,6 +56,8 @@ MAX_USERNAME = 200
 MAX_PASSWORD = 1024
 MAX_TOKEN = 1024
 LANGUAGES = ("fr", "en")
+# issue 13: the guide's "Type du numéro de téléphone principal" ("" = not given).
+PHONE_TYPES = ("cellulaire", "domicile", "travail", "autre")
 
 # Ids are ASCII: letters, digits and these separators. No look-alike letters of other scripts,
 # no invisible characters, nothing to normalize: the same id is always the same bytes.
@@ -126,6 +130,10 @@ def email_problem(value: str, *, required: bool = True) -> str | None:
 
 def phone_problem(value: str) -> str | None:
     return single_line_problem(value, MAX_PHONE)
+
+
+def phone_type_problem(value: str) -> str | None:
+    return None if value in ("", *PHONE_TYPES) else f"must be one of {', '.join(PHONE_TYPES)} (or empty)"
 
 
 def instant_problem(seconds: int, nanos: int) -> str | None:

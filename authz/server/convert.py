@@ -6,6 +6,7 @@ here, at the edge, as they are by the commands and the import.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,7 +15,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from authz.commands.authorizations import AuthorizationRow, ListAuthorizationsRequest, ListAuthorizationsResult
 from authz.commands.base import Attestation
 from authz.commands.check import CheckRequest, CheckResult
-from authz.commands.contacts import ContactRow, ListContactsRequest, ListContactsResult
+from authz.commands.contacts import (
+    ContactDetails,
+    ContactRow,
+    GetContactRequest,
+    ListContactsRequest,
+    ListContactsResult,
+)
 from authz.commands.grant import GrantRelationRequest, GrantRelationResult, NewContactData
 from authz.commands.legacy import LinkLegacyAccessRequest, LinkLegacyAccessResult
 from authz.commands.link_codes import (
@@ -23,8 +30,17 @@ from authz.commands.link_codes import (
     RedeemLinkCodeRequest,
     RedeemLinkCodeResult,
 )
+from authz.commands.migration_issues import (
+    ListMigrationIssuesRequest,
+    ListMigrationIssuesResult,
+    ResolveMigrationIssueRequest,
+    ResolveMigrationIssueResult,
+)
 from authz.commands.profiles import ListProfilesRequest, Profile
+from authz.commands.requests import ListRequestsRequest, ListRequestsResult
 from authz.commands.revoke import RevokeRelationRequest, RevokeRelationResult
+from authz.commands.update_contact import UPDATABLE_FIELDS, UpdateContactRequest, UpdateContactResult
+from authz.commands.update_relation import UpdateRelationRequest, UpdateRelationResult
 from authz.domain.model import Right, Role
 from authz.domain.validation import (
     MAX_EMAIL,
@@ -38,6 +54,7 @@ from authz.domain.validation import (
     instant_problem,
 )
 from authz.engine.policy import Policy
+from authz.store.interface import MigrationIssueRecord
 from authz.v1 import authz_pb2 as pb
 
 __all__ = [
@@ -47,7 +64,9 @@ __all__ = [
     "authorizations_response",
     "check_request",
     "check_response",
+    "contact_response",
     "contacts_response",
+    "get_contact_request",
     "grant_request",
     "grant_response",
     "issue_link_code_request",
@@ -56,16 +75,28 @@ __all__ = [
     "legacy_response",
     "list_authorizations_request",
     "list_contacts_request",
+    "list_migration_issues_request",
     "list_profiles_request",
+    "list_requests_request",
+    "migration_issues_response",
     "profiles_response",
     "redeem_request",
     "redeem_response",
+    "requests_response",
+    "resolve_migration_issue_request",
+    "resolve_migration_issue_response",
     "revoke_request",
     "revoke_response",
     "right_from_pb",
     "role_from_pb",
     "timestamp",
+    "update_contact_request",
+    "update_contact_response",
+    "update_relation_request",
+    "update_relation_response",
 ]
+
+MAX_DESIGNATED = 100  # contacts one legacy login may be asked to link at once
 
 ROLE_FROM_PB: dict[int, Role] = {
     pb.ROLE_DIRIGEANT: Role.DIRIGEANT,
@@ -145,6 +176,7 @@ def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
             email=ids.text("new_contact.email", c.email, MAX_EMAIL),
             language=ids.text("new_contact.language", c.language, 2),
             phone=ids.text("new_contact.phone", c.phone, MAX_PHONE),
+            create_anyway=c.create_anyway,
         )
     target = ids.optional("target_organization_id", request.target_organization_id)
     role = role_from_pb(request.role, ids, required=False)
@@ -276,6 +308,7 @@ def issue_link_code_request(request: pb.IssueLinkCodeRequest) -> IssueLinkCodeRe
         organization_id=ids.required("organization_id", request.organization_id),
         contact_id=ids.required("contact_id", request.contact_id),
         request_id=ids.optional("request_id", request.request_id),
+        attestation=_attestation(request.attestation),
     )
     ids.done()
     return command
@@ -302,8 +335,11 @@ def legacy_request(request: pb.LinkLegacyAccessRequest) -> LinkLegacyAccessReque
     account_id = ids.required("account_id", request.account_id)
     username = ids.nonempty("legacy_username", request.legacy_username, MAX_USERNAME)
     password = ids.nonempty("legacy_password", request.legacy_password, MAX_PASSWORD)
+    if len(request.contact_ids) > MAX_DESIGNATED:
+        ids.add("contact_ids", f"at most {MAX_DESIGNATED} contacts")
+    designated = tuple(ids.required(f"contact_ids[{i}]", c) for i, c in enumerate(request.contact_ids[:MAX_DESIGNATED]))
     ids.done()
-    return LinkLegacyAccessRequest(account_id, username, password)
+    return LinkLegacyAccessRequest(account_id, username, password, designated)
 
 
 def legacy_response(result: LinkLegacyAccessResult) -> pb.LinkLegacyAccessResponse:
@@ -340,6 +376,8 @@ def list_contacts_request(request: pb.ListContactsRequest) -> ListContactsReques
         organization_id=ids.required("organization_id", request.organization_id),
         page_size=request.page_size,
         page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+        contact_id=ids.optional("contact_id", request.contact_id),
+        query=ids.text("query", request.query, MAX_NAME),
     )
     ids.done()
     return command
@@ -356,6 +394,7 @@ def _contact_row(row: ContactRow) -> pb.ContactRow:
         start_date=row.start_date,
         end_date=row.end_date,
         via_organization_id=row.via_organization_id,
+        organization_name=row.organization_name,
     )
 
 
@@ -389,6 +428,7 @@ def _authorization_row(row: AuthorizationRow) -> pb.AuthorizationRow:
         relation_id=row.relation_id,
         grantee_organization_id=row.grantee_organization_id,
         via_organization_id=row.via_organization_id,
+        organization_name=row.organization_name,
     )
 
 
@@ -397,3 +437,183 @@ def authorizations_response(result: ListAuthorizationsResult) -> pb.ListAuthoriz
         authorizations=[_authorization_row(row) for row in result.authorizations],
         next_page_token=result.next_page_token,
     )
+
+
+# -- issue 13: the guide's other screens
+def get_contact_request(request: pb.GetContactRequest) -> GetContactRequest:
+    ids = Ids()
+    command = GetContactRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        contact_id=ids.required("contact_id", request.contact_id),
+    )
+    ids.done()
+    return command
+
+
+def contact_response(details: ContactDetails) -> pb.Contact:
+    contact = details.contact
+    phones = [pb.Phone(type=contact.phone_type, number=contact.phone)] if contact.phone else []
+    return pb.Contact(
+        contact_id=contact.id,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        email=contact.email,
+        language=contact.language,
+        phones=phones,
+        relations=[_contact_row(row) for row in details.relations],
+    )
+
+
+def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactRequest:
+    ids = Ids()
+    paths = list(request.update_mask.paths)
+    if len(paths) > len(UPDATABLE_FIELDS):
+        ids.add("update_mask", f"at most {len(UPDATABLE_FIELDS)} fields")
+    command = UpdateContactRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        contact_id=ids.required("contact_id", request.contact_id),
+        update_mask=tuple(ids.text(f"update_mask.paths[{i}]", p, 64) for i, p in enumerate(paths[:10])),
+        first_name=ids.text("first_name", request.first_name, MAX_NAME),
+        last_name=ids.text("last_name", request.last_name, MAX_NAME),
+        email=ids.text("email", request.email, MAX_EMAIL),
+        language=ids.text("language", request.language, 2),
+        phone=ids.text("phone", request.phone, MAX_PHONE),
+        phone_type=ids.text("phone_type", request.phone_type, 20),
+        issue_link_code=request.issue_link_code,
+        attestation=_attestation(request.attestation),
+        request_id=ids.optional("request_id", request.request_id),
+    )
+    ids.done()
+    return command
+
+
+def update_contact_response(result: UpdateContactResult) -> pb.UpdateContactResponse:
+    return pb.UpdateContactResponse(
+        changed_fields=result.changed_fields,
+        confirmation_sent=result.confirmation_sent,
+        link_code_sent=result.link_code_sent,
+        revision=result.revision,
+    )
+
+
+def update_relation_request(request: pb.UpdateRelationRequest) -> UpdateRelationRequest:
+    ids = Ids()
+    subjects = [
+        (ids.text(f"add_subjects[{i}].subject", item.subject, MAX_SUBJECT), right_from_pb(item.right))
+        for i, item in enumerate(request.add_subjects)
+    ]
+    command = UpdateRelationRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        relation_id=ids.required("relation_id", request.relation_id),
+        end_date=ids.text("end_date", request.end_date, 10),
+        add_subjects=tuple(subjects),
+        attestation=_attestation(request.attestation),
+        request_id=ids.optional("request_id", request.request_id),
+    )
+    ids.done()
+    return command
+
+
+def update_relation_response(result: UpdateRelationResult) -> pb.UpdateRelationResponse:
+    return pb.UpdateRelationResponse(
+        relation_id=result.relation_id,
+        end_date=result.end_date,
+        subjects_added=result.subjects_added,
+        revision=result.revision,
+    )
+
+
+def list_requests_request(request: pb.ListRequestsRequest) -> ListRequestsRequest:
+    ids = Ids()
+    command = ListRequestsRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        page_size=request.page_size,
+        page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+    )
+    ids.done()
+    return command
+
+
+def requests_response(result: ListRequestsResult) -> pb.ListRequestsResponse:
+    return pb.ListRequestsResponse(
+        requests=[
+            pb.RequestRow(
+                request_id=row.id,
+                at=timestamp(row.at),
+                actor_id=row.actor_id,
+                actor_name=row.actor_name,
+                action=row.action,
+                attestation=pb.Attestation(
+                    authorizes_acting=row.attestation.get("authorizes_acting", False),
+                    changes_accurate=row.attestation.get("changes_accurate", False),
+                ),
+                changes_json=row.changes_json,
+                caller=row.caller,
+                revision=row.revision,
+            )
+            for row in result.requests
+        ],
+        next_page_token=result.next_page_token,
+    )
+
+
+def list_migration_issues_request(request: pb.ListMigrationIssuesRequest) -> ListMigrationIssuesRequest:
+    ids = Ids()
+    command = ListMigrationIssuesRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        include_resolved=request.include_resolved,
+        page_size=request.page_size,
+        page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+    )
+    ids.done()
+    return command
+
+
+def _migration_issue(issue: MigrationIssueRecord) -> pb.MigrationIssue:
+    message = pb.MigrationIssue(
+        issue_id=str(issue.id),
+        section=issue.section,
+        row_id=issue.row_id or "",
+        reason=issue.reason,
+        row_json=json.dumps(issue.row, sort_keys=True, ensure_ascii=False, default=str),
+        reported_at=timestamp(issue.reported_at),
+        resolved=issue.resolved_at is not None,
+        resolved_by=issue.resolved_by or "",
+        resolution=issue.resolution or "",
+    )
+    if issue.resolved_at is not None:
+        message.resolved_at.CopyFrom(timestamp(issue.resolved_at))
+    return message
+
+
+def migration_issues_response(result: ListMigrationIssuesResult) -> pb.ListMigrationIssuesResponse:
+    return pb.ListMigrationIssuesResponse(
+        issues=[_migration_issue(issue) for issue in result.issues], next_page_token=result.next_page_token
+    )
+
+
+def resolve_migration_issue_request(request: pb.ResolveMigrationIssueRequest) -> ResolveMigrationIssueRequest:
+    ids = Ids()
+    issue_id = 0
+    if not request.issue_id.isascii() or not request.issue_id.isdigit() or len(request.issue_id) > 18:
+        ids.add("issue_id", "must be the issue_id a ListMigrationIssues row gave")
+    else:
+        issue_id = int(request.issue_id)
+    command = ResolveMigrationIssueRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        issue_id=issue_id,
+        attestation=_attestation(request.attestation),
+        request_id=ids.optional("request_id", request.request_id),
+    )
+    ids.done()
+    return command
+
+
+def resolve_migration_issue_response(result: ResolveMigrationIssueResult) -> pb.ResolveMigrationIssueResponse:
+    return pb.ResolveMigrationIssueResponse(revision=result.revision)

@@ -7,12 +7,16 @@ import grpc
 from authz.commands.authorizations import ListAuthorizations
 from authz.commands.base import Deps
 from authz.commands.check import CheckAccess
-from authz.commands.contacts import ListContacts
+from authz.commands.contacts import GetContact, ListContacts
 from authz.commands.grant import GrantRelation
 from authz.commands.legacy import LinkLegacyAccess
 from authz.commands.link_codes import IssueLinkCode, RedeemLinkCode
+from authz.commands.migration_issues import ListMigrationIssues, ResolveMigrationIssue
 from authz.commands.profiles import ListProfiles
+from authz.commands.requests import ListRequests
 from authz.commands.revoke import RevokeRelation
+from authz.commands.update_contact import UpdateContact
+from authz.commands.update_relation import UpdateRelation
 from authz.server import convert
 from authz.server.convert import Ids
 from authz.server.errors import handle_errors, within_deadline
@@ -34,6 +38,13 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         self._profiles = ListProfiles(deps)
         self._contacts = ListContacts(deps)
         self._authorizations = ListAuthorizations(deps)
+        # issue 13
+        self._get_contact = GetContact(deps)
+        self._update_contact = UpdateContact(deps)
+        self._update_relation = UpdateRelation(deps)
+        self._requests = ListRequests(deps)
+        self._migration_issues = ListMigrationIssues(deps)
+        self._resolve_issue = ResolveMigrationIssue(deps)
 
     # -- checks
     @handle_errors
@@ -140,4 +151,44 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     ) -> pb.ListAuthorizationsResponse:
         return convert.authorizations_response(
             self._authorizations.execute(convert.list_authorizations_request(request))
+        )
+
+    # -- issue 13: the guide's other screens
+    @handle_errors
+    def GetContact(self, request: pb.GetContactRequest, context: grpc.ServicerContext) -> pb.Contact:
+        return convert.contact_response(self._get_contact.execute(convert.get_contact_request(request)))
+
+    @within_deadline
+    @handle_errors
+    def UpdateContact(
+        self, request: pb.UpdateContactRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateContactResponse:
+        return convert.update_contact_response(self._update_contact.execute(convert.update_contact_request(request)))
+
+    @within_deadline
+    @handle_errors
+    def UpdateRelation(
+        self, request: pb.UpdateRelationRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateRelationResponse:
+        return convert.update_relation_response(self._update_relation.execute(convert.update_relation_request(request)))
+
+    @handle_errors
+    def ListRequests(self, request: pb.ListRequestsRequest, context: grpc.ServicerContext) -> pb.ListRequestsResponse:
+        return convert.requests_response(self._requests.execute(convert.list_requests_request(request)))
+
+    @handle_errors
+    def ListMigrationIssues(
+        self, request: pb.ListMigrationIssuesRequest, context: grpc.ServicerContext
+    ) -> pb.ListMigrationIssuesResponse:
+        return convert.migration_issues_response(
+            self._migration_issues.execute(convert.list_migration_issues_request(request))
+        )
+
+    @within_deadline
+    @handle_errors
+    def ResolveMigrationIssue(
+        self, request: pb.ResolveMigrationIssueRequest, context: grpc.ServicerContext
+    ) -> pb.ResolveMigrationIssueResponse:
+        return convert.resolve_migration_issue_response(
+            self._resolve_issue.execute(convert.resolve_migration_issue_request(request))
         )

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from authz.domain.model import Contact, Organization, Relation, RelationKind
 
 __all__ = [
+    "AuditEntry",
     "AuditRecord",
     "LegacyAccount",
     "LinkCodeRecord",
+    "MigrationIssueRecord",
     "OutboxRow",
     "Store",
     "Transaction",
@@ -53,6 +55,8 @@ class LegacyAccount:
     password_hash: str
     contact_ids: tuple[str, ...]
     used_at: datetime | None = None
+    # issue 13: the contacts of the login already linked (each once, to the person who designated it)
+    used_contact_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,33 @@ class OutboxRow:
     subject: str
     body: str
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An audit row as read back ("Mes demandes")."""
+
+    id: int
+    revision: int
+    record: AuditRecord
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationIssueRecord:
+    """A row of the legacy data the import refused, kept for the organization's managers."""
+
+    section: str
+    row_index: int
+    reason: str
+    reported_at: datetime
+    organization_id: str | None = None
+    row_id: str | None = None
+    row: Any = None
+    match_key: str | None = None  # what a relation re-creating the row has (authz.commands.migration_issues)
+    id: int = 0
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
 
 
 class Transaction(Protocol):
@@ -101,8 +132,10 @@ class Transaction(Protocol):
         contact_id: str | None,
         after: str | None,
         limit: int,
+        name_key: str | None = None,
     ) -> list[Relation]:
-        """Relations on, through or granted to an organization, ordered by id, after `after`."""
+        """Relations on, through or granted to an organization, ordered by id, after `after`;
+        with `name_key`, only those of contacts whose search key holds it."""
         ...
 
     # audit and idempotency
@@ -148,6 +181,43 @@ class Transaction(Protocol):
 
     # mail
     def enqueue_mail(self, row: OutboxRow, at: datetime) -> None: ...
+
+    # -- issue 13: the guide's other screens
+    def update_contact(self, contact: Contact) -> None:
+        """Replace the contact's details (its search key follows its name)."""
+        ...
+
+    def organization_contacts_with_email(self, organization_id: str, email: str) -> list[Contact]:
+        """Contacts with a relation with (or through) the organization whose email is `email`, any case."""
+        ...
+
+    def set_relation_end(self, relation_id: str, end_date: date) -> None: ...
+    def audit_page(self, organization_id: str, *, before: int | None, limit: int) -> list[AuditEntry]:
+        """The organization's audit, newest first, with ids below `before`."""
+        ...
+
+    def add_migration_issue(self, issue: MigrationIssueRecord) -> bool:
+        """Keep a refused row; False when the same refusal was kept already (a second import)."""
+        ...
+
+    def migration_issues_page(
+        self, organization_id: str, *, include_resolved: bool, after: int | None, limit: int
+    ) -> list[MigrationIssueRecord]: ...
+    def resolve_migration_issue(
+        self, issue_id: int, organization_id: str, at: datetime, by: str, resolution: str
+    ) -> MigrationIssueRecord | None:
+        """Mark an open issue of the organization resolved; None when there is no such open issue."""
+        ...
+
+    def resolve_migration_issues_matching(
+        self, organization_id: str, match_key: str, at: datetime, by: str
+    ) -> list[int]:
+        """Resolve the open issues a new relation re-creates; their ids."""
+        ...
+
+    def use_legacy_contact(self, username: str, contact_id: str, account_id: str, at: datetime) -> bool:
+        """Mark one contact of a legacy login linked; False if it already was."""
+        ...
 
 
 class Store(Protocol):

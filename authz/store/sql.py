@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,9 +38,17 @@ from authz.domain.model import (
     Right,
     Role,
 )
+from authz.domain.text import search_key
 from authz.errors import AlreadyExists, Unavailable
 from authz.store import tables as t
-from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, OutboxRow
+from authz.store.interface import (
+    AuditEntry,
+    AuditRecord,
+    LegacyAccount,
+    LinkCodeRecord,
+    MigrationIssueRecord,
+    OutboxRow,
+)
 
 if TYPE_CHECKING:
     from authz.engine.index import IndexRow
@@ -355,7 +365,7 @@ class SqlTransaction:
         row = self.c.execute(select(t.contacts).where(t.contacts.c.id == contact_id)).first()
         if row is None:
             return None
-        return Contact(row.id, row.first_name, row.last_name, row.email, row.language, row.phone)
+        return _contact(row)
 
     def add_contact(self, contact: Contact, at: datetime) -> None:
         self.c.execute(
@@ -366,6 +376,8 @@ class SqlTransaction:
                 email=contact.email,
                 language=contact.language,
                 phone=contact.phone,
+                phone_type=contact.phone_type,
+                search_key=_contact_key(contact.first_name, contact.last_name),
                 created_at=at,
             )
         )
@@ -469,6 +481,7 @@ class SqlTransaction:
         contact_id: str | None,
         after: str | None,
         limit: int,
+        name_key: str | None = None,
     ) -> list[Relation]:
         r = t.relations.c
         query = (
@@ -484,6 +497,9 @@ class SqlTransaction:
         )
         if contact_id is not None:
             query = query.where(r.contact_id == contact_id)
+        if name_key:
+            matching = select(t.contacts.c.id).where(t.contacts.c.search_key.contains(name_key, autoescape=True))
+            query = query.where(r.contact_id.in_(matching))
         if after is not None:
             query = query.where(r.id > after)
         return self._with_subjects(list(self.c.execute(query.order_by(r.id).limit(limit))))
@@ -654,12 +670,20 @@ class SqlTransaction:
         row = self.c.execute(select(t.legacy_accounts).where(t.legacy_accounts.c.username == username)).first()
         if row is None:
             return None
-        contacts = self.c.execute(
-            select(t.legacy_account_contacts.c.contact_id)
-            .where(t.legacy_account_contacts.c.username == username)
-            .order_by(t.legacy_account_contacts.c.contact_id)
+        rows = list(
+            self.c.execute(
+                select(t.legacy_account_contacts.c.contact_id, t.legacy_account_contacts.c.used_at)
+                .where(t.legacy_account_contacts.c.username == username)
+                .order_by(t.legacy_account_contacts.c.contact_id)
+            )
         )
-        return LegacyAccount(row.username, row.password_hash, tuple(c.contact_id for c in contacts), row.used_at)
+        return LegacyAccount(
+            row.username,
+            row.password_hash,
+            tuple(c.contact_id for c in rows),
+            row.used_at,
+            used_contact_ids=tuple(c.contact_id for c in rows if c.used_at is not None),
+        )
 
     def add_legacy_account(self, account: LegacyAccount) -> None:
         self.c.execute(
@@ -687,6 +711,173 @@ class SqlTransaction:
                 id=row.id, recipient=row.recipient, subject=row.subject, body=row.body, created_at=at, attempts=0
             )
         )
+
+    # -- issue 13: the guide's other screens
+    def update_contact(self, contact: Contact) -> None:
+        self.c.execute(
+            update(t.contacts)
+            .where(t.contacts.c.id == contact.id)
+            .values(
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                email=contact.email,
+                language=contact.language,
+                phone=contact.phone,
+                phone_type=contact.phone_type,
+                search_key=_contact_key(contact.first_name, contact.last_name),
+            )
+        )
+
+    def organization_contacts_with_email(self, organization_id: str, email: str) -> list[Contact]:
+        r = t.relations.c
+        members = select(r.contact_id).where(
+            or_(r.organization_id == organization_id, r.via_organization_id == organization_id)
+        )
+        rows = self.c.execute(
+            select(t.contacts)
+            .where(func.lower(t.contacts.c.email) == email.lower())
+            .where(t.contacts.c.id.in_(members))
+            .order_by(t.contacts.c.id)
+        )
+        return [_contact(row) for row in rows]
+
+    def set_relation_end(self, relation_id: str, end_date: date) -> None:
+        self.c.execute(update(t.relations).where(t.relations.c.id == relation_id).values(end_date=end_date))
+
+    def audit_page(self, organization_id: str, *, before: int | None, limit: int) -> list[AuditEntry]:
+        a = t.audit_log.c
+        query = select(t.audit_log).where(a.organization_id == organization_id)
+        if before is not None:
+            query = query.where(a.id < before)
+        rows = self.c.execute(query.order_by(a.id.desc()).limit(limit))
+        return [
+            AuditEntry(
+                id=row.id,
+                revision=int(row.revision),
+                record=AuditRecord(
+                    at=row.at,
+                    actor_id=row.actor_id,
+                    action=row.action,
+                    changes=dict(row.changes or {}),
+                    organization_id=row.organization_id,
+                    request_id=row.request_id,
+                    attestation=dict(row.attestation) if row.attestation is not None else None,
+                    caller=row.caller,
+                ),
+            )
+            for row in rows
+        ]
+
+    def add_migration_issue(self, issue: MigrationIssueRecord) -> bool:
+        m = t.migration_issues.c
+        fingerprint = _issue_fingerprint(issue)
+        same_organization = (
+            m.organization_id.is_(None) if issue.organization_id is None else m.organization_id == issue.organization_id
+        )
+        if self.c.execute(select(m.id).where(m.fingerprint == fingerprint).where(same_organization)).first():
+            return False
+        self.c.execute(
+            t.migration_issues.insert().values(
+                fingerprint=fingerprint,
+                organization_id=issue.organization_id,
+                section=issue.section,
+                row_index=issue.row_index,
+                row_id=issue.row_id,
+                reason=issue.reason,
+                row=_jsonable(issue.row),
+                match_key=issue.match_key,
+                reported_at=issue.reported_at,
+            )
+        )
+        return True
+
+    def migration_issues_page(
+        self, organization_id: str, *, include_resolved: bool, after: int | None, limit: int
+    ) -> list[MigrationIssueRecord]:
+        m = t.migration_issues.c
+        query = select(t.migration_issues).where(m.organization_id == organization_id)
+        if not include_resolved:
+            query = query.where(m.resolved_at.is_(None))
+        if after is not None:
+            query = query.where(m.id > after)
+        return [_issue(row) for row in self.c.execute(query.order_by(m.id).limit(limit))]
+
+    def resolve_migration_issue(
+        self, issue_id: int, organization_id: str, at: datetime, by: str, resolution: str
+    ) -> MigrationIssueRecord | None:
+        m = t.migration_issues.c
+        result = self.c.execute(
+            update(t.migration_issues)
+            .where(m.id == issue_id)
+            .where(m.organization_id == organization_id)
+            .where(m.resolved_at.is_(None))
+            .values(resolved_at=at, resolved_by=by, resolution=resolution)
+        )
+        if result.rowcount != 1:
+            return None
+        return _issue(self.c.execute(select(t.migration_issues).where(m.id == issue_id)).one())
+
+    def resolve_migration_issues_matching(
+        self, organization_id: str, match_key: str, at: datetime, by: str
+    ) -> list[int]:
+        m = t.migration_issues.c
+        open_ids = [
+            row.id
+            for row in self.c.execute(
+                select(m.id)
+                .where(m.organization_id == organization_id)
+                .where(m.match_key == match_key)
+                .where(m.resolved_at.is_(None))
+            )
+        ]
+        if open_ids:
+            self.c.execute(
+                update(t.migration_issues)
+                .where(m.id.in_(open_ids))
+                .values(resolved_at=at, resolved_by=by, resolution="re-established")
+            )
+        return open_ids
+
+    def use_legacy_contact(self, username: str, contact_id: str, account_id: str, at: datetime) -> bool:
+        lc = t.legacy_account_contacts.c
+        result = self.c.execute(
+            update(t.legacy_account_contacts)
+            .where(lc.username == username)
+            .where(lc.contact_id == contact_id)
+            .where(lc.used_at.is_(None))
+            .values(used_at=at, used_by_account=account_id)
+        )
+        return result.rowcount == 1
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(row.id, row.first_name, row.last_name, row.email, row.language, row.phone, row.phone_type)
+
+
+def _contact_key(first_name: str, last_name: str) -> str:
+    return search_key(f"{first_name} {last_name}")
+
+
+def _issue_fingerprint(issue: MigrationIssueRecord) -> str:
+    payload = json.dumps([issue.section, _jsonable(issue.row), issue.reason], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _issue(row: Any) -> MigrationIssueRecord:
+    return MigrationIssueRecord(
+        id=row.id,
+        organization_id=row.organization_id,
+        section=row.section,
+        row_index=row.row_index,
+        row_id=row.row_id,
+        reason=row.reason,
+        row=row.row,
+        match_key=row.match_key,
+        reported_at=row.reported_at,
+        resolved_at=row.resolved_at,
+        resolved_by=row.resolved_by,
+        resolution=row.resolution,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -728,5 +919,11 @@ def existing_keys(tx: SqlTransaction, table: str) -> set[str]:
 
 def bulk_insert(tx: SqlTransaction, table: str, rows: list[dict[str, Any]], chunk: int = 5000) -> None:
     target = BULK_TABLES[table]
+    if table == "contacts":
+        # issue 13: every stored contact carries its search key, however it was loaded.
+        rows = [
+            row if "search_key" in row else {**row, "search_key": _contact_key(row["first_name"], row["last_name"])}
+            for row in rows
+        ]
     for start in range(0, len(rows), chunk):
         tx.c.execute(target.insert(), rows[start : start + chunk])

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 __all__ = ["UtcDateTime", "metadata"]
@@ -75,6 +76,10 @@ contacts = Table(
     Column("language", String(2), nullable=False),
     Column("phone", String(40), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # issue 13: the name as searched (authz.domain.text.search_key), and the principal number's type.
+    Column("search_key", String(500), nullable=False, server_default=""),
+    Column("phone_type", String(20), nullable=False, server_default=""),
+    Index("ix_contacts_email", "email"),
 )
 
 # The three kinds of relation share one table; `organization_id` is always the
@@ -171,6 +176,9 @@ legacy_account_contacts = Table(
     metadata,
     Column("username", String(200), ForeignKey("legacy_accounts.username"), primary_key=True),
     Column("contact_id", String(ID), ForeignKey("contacts.id"), primary_key=True),
+    # issue 13: a legacy login links each of its contacts once, to the person who designates it.
+    Column("used_at", UtcDateTime(), nullable=True),
+    Column("used_by_account", String(ID), nullable=True),
 )
 
 outbox = Table(
@@ -211,6 +219,28 @@ idempotency_keys = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("response", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# issue 13: the import's refused rows, kept per organization for its managers ("rétablir ou valider").
+migration_issues = Table(
+    "migration_issues",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),  # the same refusal reported twice is kept once
+    Column("organization_id", String(ID), nullable=True),  # no FK: the organization may be what is missing
+    Column("section", String(40), nullable=False),
+    Column("row_index", Integer, nullable=False),
+    Column("row_id", String(200), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("row", JSON, nullable=True),
+    Column("match_key", String(600), nullable=True),  # what a grant re-creating the row would have
+    Column("reported_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("resolved_by", String(ID), nullable=True),
+    Column("resolution", String(20), nullable=True),
+    UniqueConstraint("fingerprint", "organization_id", name="uq_migration_issues_fingerprint"),
+    Index("ix_migration_issues_org", "organization_id", "id"),
+    Index("ix_migration_issues_match", "match_key"),
 )
 
 # A single row: bumped by every write transaction, so it also orders writes.

@@ -7,6 +7,7 @@ Names follow ../shared/spec/API.md exactly; fields are only ever added, with new
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -88,7 +89,10 @@ Global___SubjectRight: _TypeAlias = SubjectRight  # noqa: Y015
 
 @_typing.final
 class Attestation(_message.Message):
-    """The two "J'atteste que…" boxes every write form carries; both must be true."""
+    """The "J'atteste que…" boxes of the guide's forms. Each write requires exactly its form's boxes
+    (DOMAIN.md rule 9): adding a relation or authorization, both; removing, changing a relation or a
+    contact's details, resolving a migration issue and issuing a link code, `changes_accurate` only.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -239,12 +243,15 @@ class NewContact(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
+    CREATE_ANYWAY_FIELD_NUMBER: _builtins.int
     first_name: _builtins.str
     last_name: _builtins.str
     email: _builtins.str
     language: _builtins.str
     """"fr" | "en"; empty = "fr" """
     phone: _builtins.str
+    create_anyway: _builtins.bool
+    """A contact of the organization already has this email: without this, ALREADY_EXISTS names them."""
     def __init__(
         self,
         *,
@@ -253,10 +260,11 @@ class NewContact(_message.Message):
         email: _builtins.str = ...,
         language: _builtins.str = ...,
         phone: _builtins.str = ...,
+        create_anyway: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "first_name", b"first_name", "language", b"language", "last_name", b"last_name", "phone", b"phone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_anyway", b"create_anyway", "email", b"email", "first_name", b"first_name", "language", b"language", "last_name", b"last_name", "phone", b"phone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -391,7 +399,9 @@ class RevokeRelationRequest(_message.Message):
         """"Un ou plusieurs sujet(s) autorisé(s)" """
 
     @_builtins.property
-    def attestation(self) -> Global___Attestation: ...
+    def attestation(self) -> Global___Attestation:
+        """changes_accurate (the removal form's one box)"""
+
     def __init__(
         self,
         *,
@@ -496,10 +506,15 @@ class IssueLinkCodeRequest(_message.Message):
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     CONTACT_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ATTESTATION_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     organization_id: _builtins.str
     contact_id: _builtins.str
     request_id: _builtins.str
+    @_builtins.property
+    def attestation(self) -> Global___Attestation:
+        """the form's box: changes_accurate"""
+
     def __init__(
         self,
         *,
@@ -507,10 +522,11 @@ class IssueLinkCodeRequest(_message.Message):
         organization_id: _builtins.str = ...,
         contact_id: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        attestation: Global___Attestation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attestation", b"attestation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "contact_id", b"contact_id", "organization_id", b"organization_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "attestation", b"attestation", "contact_id", b"contact_id", "organization_id", b"organization_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -590,19 +606,27 @@ class LinkLegacyAccessRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     LEGACY_USERNAME_FIELD_NUMBER: _builtins.int
     LEGACY_PASSWORD_FIELD_NUMBER: _builtins.int
+    CONTACT_IDS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     legacy_username: _builtins.str
     legacy_password: _builtins.str
+    @_builtins.property
+    def contact_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A login the old system shared: the person's own contact(s) among those it maps to.
+        Optional when the login maps to one contact only.
+        """
+
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         legacy_username: _builtins.str = ...,
         legacy_password: _builtins.str = ...,
+        contact_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "legacy_password", b"legacy_password", "legacy_username", b"legacy_username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "contact_ids", b"contact_ids", "legacy_password", b"legacy_password", "legacy_username", b"legacy_username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -707,11 +731,17 @@ class ListContactsRequest(_message.Message):
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     organization_id: _builtins.str
     page_size: _builtins.int
     """0 = 100; at most 1,000"""
     page_token: _builtins.str
+    contact_id: _builtins.str
+    """filter, optional"""
+    query: _builtins.str
+    """name search, accent- and case-insensitive, optional"""
     def __init__(
         self,
         *,
@@ -719,10 +749,12 @@ class ListContactsRequest(_message.Message):
         organization_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        query: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "contact_id", b"contact_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -741,6 +773,7 @@ class ContactRow(_message.Message):
     START_DATE_FIELD_NUMBER: _builtins.int
     END_DATE_FIELD_NUMBER: _builtins.int
     VIA_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
     contact_id: _builtins.str
     display_name: _builtins.str
     role: Global___Role.ValueType
@@ -752,6 +785,7 @@ class ContactRow(_message.Message):
     end_date: _builtins.str
     via_organization_id: _builtins.str
     """set on a delegated relation: the organization it comes through"""
+    organization_name: _builtins.str
     def __init__(
         self,
         *,
@@ -764,10 +798,11 @@ class ContactRow(_message.Message):
         start_date: _builtins.str = ...,
         end_date: _builtins.str = ...,
         via_organization_id: _builtins.str = ...,
+        organization_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "contact_id", b"contact_id", "display_name", b"display_name", "end_date", b"end_date", "organization_id", b"organization_id", "relation_id", b"relation_id", "role", b"role", "start_date", b"start_date", "via_organization_id", b"via_organization_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "contact_id", b"contact_id", "display_name", b"display_name", "end_date", b"end_date", "organization_id", b"organization_id", "organization_name", b"organization_name", "relation_id", b"relation_id", "role", b"role", "start_date", b"start_date", "via_organization_id", b"via_organization_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -842,6 +877,7 @@ class AuthorizationRow(_message.Message):
     RELATION_ID_FIELD_NUMBER: _builtins.int
     GRANTEE_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     VIA_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     right: Global___Right.ValueType
     """the effective right today (a delegation is bounded)"""
@@ -856,6 +892,8 @@ class AuthorizationRow(_message.Message):
     """set on an organization-to-organization row"""
     via_organization_id: _builtins.str
     """set on a delegated row"""
+    organization_name: _builtins.str
+    """the name of organization_id"""
     def __init__(
         self,
         *,
@@ -868,10 +906,11 @@ class AuthorizationRow(_message.Message):
         relation_id: _builtins.str = ...,
         grantee_organization_id: _builtins.str = ...,
         via_organization_id: _builtins.str = ...,
+        organization_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "contact_id", b"contact_id", "grantee_organization_id", b"grantee_organization_id", "organization_id", b"organization_id", "relation_id", b"relation_id", "right", b"right", "role", b"role", "subject", b"subject", "via_organization_id", b"via_organization_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "contact_id", b"contact_id", "grantee_organization_id", b"grantee_organization_id", "organization_id", b"organization_id", "organization_name", b"organization_name", "relation_id", b"relation_id", "right", b"right", "role", b"role", "subject", b"subject", "via_organization_id", b"via_organization_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -899,3 +938,531 @@ class ListAuthorizationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuthorizationsResponse: _TypeAlias = ListAuthorizationsResponse  # noqa: Y015
+
+@_typing.final
+class GetContactRequest(_message.Message):
+    """-- issue 13: the guide's other screens"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    actor_id: _builtins.str
+    organization_id: _builtins.str
+    contact_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        actor_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "contact_id", b"contact_id", "organization_id", b"organization_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContactRequest: _TypeAlias = GetContactRequest  # noqa: Y015
+
+@_typing.final
+class Phone(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """e.g. "cellulaire", "domicile", "travail"; empty = not given"""
+    number: _builtins.str
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["number", b"number", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Phone: _TypeAlias = Phone  # noqa: Y015
+
+@_typing.final
+class Contact(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    FIRST_NAME_FIELD_NUMBER: _builtins.int
+    LAST_NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    PHONES_FIELD_NUMBER: _builtins.int
+    RELATIONS_FIELD_NUMBER: _builtins.int
+    contact_id: _builtins.str
+    first_name: _builtins.str
+    last_name: _builtins.str
+    email: _builtins.str
+    language: _builtins.str
+    """language of communication: "fr" | "en" """
+    @_builtins.property
+    def phones(self) -> _containers.RepeatedCompositeFieldContainer[Global___Phone]:
+        """the principal number first"""
+
+    @_builtins.property
+    def relations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactRow]:
+        """the contact's relations with (and through) the organization"""
+
+    def __init__(
+        self,
+        *,
+        contact_id: _builtins.str = ...,
+        first_name: _builtins.str = ...,
+        last_name: _builtins.str = ...,
+        email: _builtins.str = ...,
+        language: _builtins.str = ...,
+        phones: _abc.Iterable[Global___Phone] | None = ...,
+        relations: _abc.Iterable[Global___ContactRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "email", b"email", "first_name", b"first_name", "language", b"language", "last_name", b"last_name", "phones", b"phones", "relations", b"relations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Contact: _TypeAlias = Contact  # noqa: Y015
+
+@_typing.final
+class UpdateContactRequest(_message.Message):
+    """"Modifier les informations personnelles et les coordonnées". Form box: changes_accurate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    FIRST_NAME_FIELD_NUMBER: _builtins.int
+    LAST_NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    ATTESTATION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PHONE_TYPE_FIELD_NUMBER: _builtins.int
+    ISSUE_LINK_CODE_FIELD_NUMBER: _builtins.int
+    actor_id: _builtins.str
+    organization_id: _builtins.str
+    contact_id: _builtins.str
+    first_name: _builtins.str
+    last_name: _builtins.str
+    email: _builtins.str
+    language: _builtins.str
+    phone: _builtins.str
+    request_id: _builtins.str
+    phone_type: _builtins.str
+    """type of the principal number"""
+    issue_link_code: _builtins.bool
+    """"Émettre un nouveau code de liaison" in the same form"""
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """which of first_name, last_name, email, language, phone, phone_type"""
+
+    @_builtins.property
+    def attestation(self) -> Global___Attestation: ...
+    def __init__(
+        self,
+        *,
+        actor_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        first_name: _builtins.str = ...,
+        last_name: _builtins.str = ...,
+        email: _builtins.str = ...,
+        language: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        attestation: Global___Attestation | None = ...,
+        request_id: _builtins.str = ...,
+        phone_type: _builtins.str = ...,
+        issue_link_code: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attestation", b"attestation", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "attestation", b"attestation", "contact_id", b"contact_id", "email", b"email", "first_name", b"first_name", "issue_link_code", b"issue_link_code", "language", b"language", "last_name", b"last_name", "organization_id", b"organization_id", "phone", b"phone", "phone_type", b"phone_type", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContactRequest: _TypeAlias = UpdateContactRequest  # noqa: Y015
+
+@_typing.final
+class UpdateContactResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGED_FIELDS_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_SENT_FIELD_NUMBER: _builtins.int
+    LINK_CODE_SENT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    confirmation_sent: _builtins.bool
+    """a confirmation email was queued for the contact"""
+    link_code_sent: _builtins.bool
+    revision: _builtins.str
+    @_builtins.property
+    def changed_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the fields whose value changed"""
+
+    def __init__(
+        self,
+        *,
+        changed_fields: _abc.Iterable[_builtins.str] | None = ...,
+        confirmation_sent: _builtins.bool = ...,
+        link_code_sent: _builtins.bool = ...,
+        revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_fields", b"changed_fields", "confirmation_sent", b"confirmation_sent", "link_code_sent", b"link_code_sent", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContactResponse: _TypeAlias = UpdateContactResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRelationRequest(_message.Message):
+    """A relation's end date and subjects. Form box: changes_accurate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    RELATION_ID_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    ADD_SUBJECTS_FIELD_NUMBER: _builtins.int
+    ATTESTATION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    actor_id: _builtins.str
+    organization_id: _builtins.str
+    relation_id: _builtins.str
+    end_date: _builtins.str
+    """YYYY-MM-DD, empty = unchanged; not before the start, nor today"""
+    request_id: _builtins.str
+    @_builtins.property
+    def add_subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]: ...
+    @_builtins.property
+    def attestation(self) -> Global___Attestation: ...
+    def __init__(
+        self,
+        *,
+        actor_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        relation_id: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        add_subjects: _abc.Iterable[Global___SubjectRight] | None = ...,
+        attestation: Global___Attestation | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attestation", b"attestation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "add_subjects", b"add_subjects", "attestation", b"attestation", "end_date", b"end_date", "organization_id", b"organization_id", "relation_id", b"relation_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRelationRequest: _TypeAlias = UpdateRelationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateRelationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELATION_ID_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    SUBJECTS_ADDED_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    relation_id: _builtins.str
+    end_date: _builtins.str
+    """the end date now in force"""
+    subjects_added: _builtins.int
+    revision: _builtins.str
+    def __init__(
+        self,
+        *,
+        relation_id: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        subjects_added: _builtins.int = ...,
+        revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "relation_id", b"relation_id", "revision", b"revision", "subjects_added", b"subjects_added"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRelationResponse: _TypeAlias = UpdateRelationResponse  # noqa: Y015
+
+@_typing.final
+class ListRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    actor_id: _builtins.str
+    organization_id: _builtins.str
+    page_size: _builtins.int
+    """0 = 100; at most 1,000"""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        actor_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequestsRequest: _TypeAlias = ListRequestsRequest  # noqa: Y015
+
+@_typing.final
+class RequestRow(_message.Message):
+    """One change made for the organization ("Mes demandes")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_NAME_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ATTESTATION_FIELD_NUMBER: _builtins.int
+    CHANGES_JSON_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """the audit entry's id"""
+    actor_id: _builtins.str
+    """who: the contact (or account) who made it"""
+    actor_name: _builtins.str
+    action: _builtins.str
+    """e.g. "grant_relation", "update_contact" """
+    changes_json: _builtins.str
+    """what changed, as recorded"""
+    caller: _builtins.str
+    """the calling service"""
+    revision: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def attestation(self) -> Global___Attestation:
+        """which boxes were ticked"""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        actor_id: _builtins.str = ...,
+        actor_name: _builtins.str = ...,
+        action: _builtins.str = ...,
+        attestation: Global___Attestation | None = ...,
+        changes_json: _builtins.str = ...,
+        caller: _builtins.str = ...,
+        revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attestation", b"attestation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_id", b"actor_id", "actor_name", b"actor_name", "at", b"at", "attestation", b"attestation", "caller", b"caller", "changes_json", b"changes_json", "request_id", b"request_id", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestRow: _TypeAlias = RequestRow  # noqa: Y015
+
+@_typing.final
+class ListRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestRow]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___RequestRow] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequestsResponse: _TypeAlias = ListRequestsResponse  # noqa: Y015
+
+@_typing.final
+class ListMigrationIssuesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_RESOLVED_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    actor_id: _builtins.str
+    organization_id: _builtins.str
+    include_resolved: _builtins.bool
+    page_size: _builtins.int
+    """0 = 100; at most 1,000"""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        actor_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        include_resolved: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "include_resolved", b"include_resolved", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMigrationIssuesRequest: _TypeAlias = ListMigrationIssuesRequest  # noqa: Y015
+
+@_typing.final
+class MigrationIssue(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    SECTION_FIELD_NUMBER: _builtins.int
+    ROW_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ROW_JSON_FIELD_NUMBER: _builtins.int
+    REPORTED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    issue_id: _builtins.str
+    section: _builtins.str
+    """the import file's section: relations, delegations, ..."""
+    row_id: _builtins.str
+    """the row's id (or username) in the legacy data"""
+    reason: _builtins.str
+    """why it could not be established"""
+    row_json: _builtins.str
+    """the row as the legacy data gave it"""
+    resolved: _builtins.bool
+    resolved_by: _builtins.str
+    """the manager, or the grant's actor"""
+    resolution: _builtins.str
+    """"validated" (marked by a manager) or "re-established" (a grant)"""
+    @_builtins.property
+    def reported_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        issue_id: _builtins.str = ...,
+        section: _builtins.str = ...,
+        row_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        row_json: _builtins.str = ...,
+        reported_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved: _builtins.bool = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_by: _builtins.str = ...,
+        resolution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reported_at", b"reported_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issue_id", b"issue_id", "reason", b"reason", "reported_at", b"reported_at", "resolution", b"resolution", "resolved", b"resolved", "resolved_at", b"resolved_at", "resolved_by", b"resolved_by", "row_id", b"row_id", "row_json", b"row_json", "section", b"section"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MigrationIssue: _TypeAlias = MigrationIssue  # noqa: Y015
+
+@_typing.final
+class ListMigrationIssuesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___MigrationIssue]: ...
+    def __init__(
+        self,
+        *,
+        issues: _abc.Iterable[Global___MigrationIssue] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issues", b"issues", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMigrationIssuesResponse: _TypeAlias = ListMigrationIssuesResponse  # noqa: Y015
+
+@_typing.final
+class ResolveMigrationIssueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    ATTESTATION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    actor_id: _builtins.str
+    organization_id: _builtins.str
+    issue_id: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def attestation(self) -> Global___Attestation:
+        """changes_accurate"""
+
+    def __init__(
+        self,
+        *,
+        actor_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        issue_id: _builtins.str = ...,
+        attestation: Global___Attestation | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attestation", b"attestation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "attestation", b"attestation", "issue_id", b"issue_id", "organization_id", b"organization_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveMigrationIssueRequest: _TypeAlias = ResolveMigrationIssueRequest  # noqa: Y015
+
+@_typing.final
+class ResolveMigrationIssueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.str
+    def __init__(
+        self,
+        *,
+        revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveMigrationIssueResponse: _TypeAlias = ResolveMigrationIssueResponse  # noqa: Y015

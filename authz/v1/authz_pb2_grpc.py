@@ -85,6 +85,36 @@ class AuthzServiceStub:
                 request_serializer=authz_dot_v1_dot_authz__pb2.ListAuthorizationsRequest.SerializeToString,
                 response_deserializer=authz_dot_v1_dot_authz__pb2.ListAuthorizationsResponse.FromString,
                 _registered_method=True)
+        self.GetContact = channel.unary_unary(
+                '/authz.v1.AuthzService/GetContact',
+                request_serializer=authz_dot_v1_dot_authz__pb2.GetContactRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.Contact.FromString,
+                _registered_method=True)
+        self.UpdateContact = channel.unary_unary(
+                '/authz.v1.AuthzService/UpdateContact',
+                request_serializer=authz_dot_v1_dot_authz__pb2.UpdateContactRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.UpdateContactResponse.FromString,
+                _registered_method=True)
+        self.UpdateRelation = channel.unary_unary(
+                '/authz.v1.AuthzService/UpdateRelation',
+                request_serializer=authz_dot_v1_dot_authz__pb2.UpdateRelationRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.UpdateRelationResponse.FromString,
+                _registered_method=True)
+        self.ListRequests = channel.unary_unary(
+                '/authz.v1.AuthzService/ListRequests',
+                request_serializer=authz_dot_v1_dot_authz__pb2.ListRequestsRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.ListRequestsResponse.FromString,
+                _registered_method=True)
+        self.ListMigrationIssues = channel.unary_unary(
+                '/authz.v1.AuthzService/ListMigrationIssues',
+                request_serializer=authz_dot_v1_dot_authz__pb2.ListMigrationIssuesRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.ListMigrationIssuesResponse.FromString,
+                _registered_method=True)
+        self.ResolveMigrationIssue = channel.unary_unary(
+                '/authz.v1.AuthzService/ResolveMigrationIssue',
+                request_serializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueResponse.FromString,
+                _registered_method=True)
 
 
 class AuthzServiceServicer:
@@ -162,6 +192,49 @@ class AuthzServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetContact(self, request, context):
+        """-- issue 13: the guide's other screens
+        A contact's details and relations with the organization. Needs read on its `relations`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateContact(self, request, context):
+        """"Modifier les informations personnelles et les coordonnées": the contact gets a confirmation email.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRelation(self, request, context):
+        """"Date de fin d'une relation" and "…ou des sujets autorisés à un contact" on an existing relation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRequests(self, request, context):
+        """"Mes demandes": the changes made for an organization, newest first. Needs read on its `relations`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMigrationIssues(self, request, context):
+        """The legacy rows the migration could not establish, for the organization's managers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveMigrationIssue(self, request, context):
+        """"Rétablir ou valider": a manager marks a migration issue resolved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthzServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +287,36 @@ def add_AuthzServiceServicer_to_server(servicer, server):
                     servicer.ListAuthorizations,
                     request_deserializer=authz_dot_v1_dot_authz__pb2.ListAuthorizationsRequest.FromString,
                     response_serializer=authz_dot_v1_dot_authz__pb2.ListAuthorizationsResponse.SerializeToString,
+            ),
+            'GetContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContact,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.GetContactRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.Contact.SerializeToString,
+            ),
+            'UpdateContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContact,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.UpdateContactRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.UpdateContactResponse.SerializeToString,
+            ),
+            'UpdateRelation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRelation,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.UpdateRelationRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.UpdateRelationResponse.SerializeToString,
+            ),
+            'ListRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRequests,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.ListRequestsRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.ListRequestsResponse.SerializeToString,
+            ),
+            'ListMigrationIssues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMigrationIssues,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.ListMigrationIssuesRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.ListMigrationIssuesResponse.SerializeToString,
+            ),
+            'ResolveMigrationIssue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveMigrationIssue,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -487,6 +590,168 @@ class AuthzService:
             '/authz.v1.AuthzService/ListAuthorizations',
             authz_dot_v1_dot_authz__pb2.ListAuthorizationsRequest.SerializeToString,
             authz_dot_v1_dot_authz__pb2.ListAuthorizationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/GetContact',
+            authz_dot_v1_dot_authz__pb2.GetContactRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.Contact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/UpdateContact',
+            authz_dot_v1_dot_authz__pb2.UpdateContactRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.UpdateContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRelation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/UpdateRelation',
+            authz_dot_v1_dot_authz__pb2.UpdateRelationRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.UpdateRelationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/ListRequests',
+            authz_dot_v1_dot_authz__pb2.ListRequestsRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.ListRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMigrationIssues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/ListMigrationIssues',
+            authz_dot_v1_dot_authz__pb2.ListMigrationIssuesRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.ListMigrationIssuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveMigrationIssue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/ResolveMigrationIssue',
+            authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,20 @@ class AuthzServiceStub:
     """"Contacts de l'organisation". Needs read on the organization's `relations`."""
     ListAuthorizations: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListAuthorizationsRequest, _authz_pb2.ListAuthorizationsResponse]
     """"Autorisations". Needs read on the organization's `relations`."""
+    GetContact: _grpc.UnaryUnaryMultiCallable[_authz_pb2.GetContactRequest, _authz_pb2.Contact]
+    """-- issue 13: the guide's other screens
+    A contact's details and relations with the organization. Needs read on its `relations`.
+    """
+    UpdateContact: _grpc.UnaryUnaryMultiCallable[_authz_pb2.UpdateContactRequest, _authz_pb2.UpdateContactResponse]
+    """"Modifier les informations personnelles et les coordonnées": the contact gets a confirmation email."""
+    UpdateRelation: _grpc.UnaryUnaryMultiCallable[_authz_pb2.UpdateRelationRequest, _authz_pb2.UpdateRelationResponse]
+    """"Date de fin d'une relation" and "…ou des sujets autorisés à un contact" on an existing relation."""
+    ListRequests: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListRequestsRequest, _authz_pb2.ListRequestsResponse]
+    """"Mes demandes": the changes made for an organization, newest first. Needs read on its `relations`."""
+    ListMigrationIssues: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListMigrationIssuesRequest, _authz_pb2.ListMigrationIssuesResponse]
+    """The legacy rows the migration could not establish, for the organization's managers."""
+    ResolveMigrationIssue: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ResolveMigrationIssueRequest, _authz_pb2.ResolveMigrationIssueResponse]
+    """"Rétablir ou valider": a manager marks a migration issue resolved."""
 
 @_typing.type_check_only
 class AuthzServiceAsyncStub(AuthzServiceStub):
@@ -85,6 +99,20 @@ class AuthzServiceAsyncStub(AuthzServiceStub):
     """"Contacts de l'organisation". Needs read on the organization's `relations`."""
     ListAuthorizations: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListAuthorizationsRequest, _authz_pb2.ListAuthorizationsResponse]  # type: ignore[assignment]
     """"Autorisations". Needs read on the organization's `relations`."""
+    GetContact: _aio.UnaryUnaryMultiCallable[_authz_pb2.GetContactRequest, _authz_pb2.Contact]  # type: ignore[assignment]
+    """-- issue 13: the guide's other screens
+    A contact's details and relations with the organization. Needs read on its `relations`.
+    """
+    UpdateContact: _aio.UnaryUnaryMultiCallable[_authz_pb2.UpdateContactRequest, _authz_pb2.UpdateContactResponse]  # type: ignore[assignment]
+    """"Modifier les informations personnelles et les coordonnées": the contact gets a confirmation email."""
+    UpdateRelation: _aio.UnaryUnaryMultiCallable[_authz_pb2.UpdateRelationRequest, _authz_pb2.UpdateRelationResponse]  # type: ignore[assignment]
+    """"Date de fin d'une relation" and "…ou des sujets autorisés à un contact" on an existing relation."""
+    ListRequests: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListRequestsRequest, _authz_pb2.ListRequestsResponse]  # type: ignore[assignment]
+    """"Mes demandes": the changes made for an organization, newest first. Needs read on its `relations`."""
+    ListMigrationIssues: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListMigrationIssuesRequest, _authz_pb2.ListMigrationIssuesResponse]  # type: ignore[assignment]
+    """The legacy rows the migration could not establish, for the organization's managers."""
+    ResolveMigrationIssue: _aio.UnaryUnaryMultiCallable[_authz_pb2.ResolveMigrationIssueRequest, _authz_pb2.ResolveMigrationIssueResponse]  # type: ignore[assignment]
+    """"Rétablir ou valider": a manager marks a migration issue resolved."""
 
 class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may see and change what in the CCQ online services' files."""
@@ -170,5 +198,55 @@ class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.ListAuthorizationsResponse, _abc.Awaitable[_authz_pb2.ListAuthorizationsResponse]]:
         """"Autorisations". Needs read on the organization's `relations`."""
+
+    @_abc_1.abstractmethod
+    def GetContact(
+        self,
+        request: _authz_pb2.GetContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.Contact, _abc.Awaitable[_authz_pb2.Contact]]:
+        """-- issue 13: the guide's other screens
+        A contact's details and relations with the organization. Needs read on its `relations`.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateContact(
+        self,
+        request: _authz_pb2.UpdateContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.UpdateContactResponse, _abc.Awaitable[_authz_pb2.UpdateContactResponse]]:
+        """"Modifier les informations personnelles et les coordonnées": the contact gets a confirmation email."""
+
+    @_abc_1.abstractmethod
+    def UpdateRelation(
+        self,
+        request: _authz_pb2.UpdateRelationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.UpdateRelationResponse, _abc.Awaitable[_authz_pb2.UpdateRelationResponse]]:
+        """"Date de fin d'une relation" and "…ou des sujets autorisés à un contact" on an existing relation."""
+
+    @_abc_1.abstractmethod
+    def ListRequests(
+        self,
+        request: _authz_pb2.ListRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListRequestsResponse, _abc.Awaitable[_authz_pb2.ListRequestsResponse]]:
+        """"Mes demandes": the changes made for an organization, newest first. Needs read on its `relations`."""
+
+    @_abc_1.abstractmethod
+    def ListMigrationIssues(
+        self,
+        request: _authz_pb2.ListMigrationIssuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListMigrationIssuesResponse, _abc.Awaitable[_authz_pb2.ListMigrationIssuesResponse]]:
+        """The legacy rows the migration could not establish, for the organization's managers."""
+
+    @_abc_1.abstractmethod
+    def ResolveMigrationIssue(
+        self,
+        request: _authz_pb2.ResolveMigrationIssueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ResolveMigrationIssueResponse, _abc.Awaitable[_authz_pb2.ResolveMigrationIssueResponse]]:
+        """"Rétablir ou valider": a manager marks a migration issue resolved."""
 
 def add_AuthzServiceServicer_to_server(servicer: AuthzServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -105,7 +105,7 @@ class Load:
             )  # fmt: skip
             return answer.contact_id
         if operation == "issue":
-            client.issue_link_code(PR, SQC, who, request_id=request_id)
+            client.issue_link_code(PR, SQC, who, request_id=request_id, attest=True)
         else:
             client.revoke_relation(PR, SQC, contact_id=who, all_relations=True, attest=True, request_id=request_id)
         return who

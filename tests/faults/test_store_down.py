@@ -106,7 +106,7 @@ def test_postgres_stops_during_a_check_load(
         assert down.value.message == "the store is unreachable; nothing was written, try again"
         assert max(timings) < 5.0, timings
         with pytest.raises(UnavailableError):
-            writer.issue_link_code(PR, SQC, "C-IND")
+            writer.issue_link_code(PR, SQC, "C-IND", attest=True)
         # Health: the store entry turns NOT_SERVING; the service itself keeps serving checks.
         wait_for(lambda: store_health(port) == NOT_SERVING, 10)
         served_while_down = len(load.answers)

@@ -138,7 +138,7 @@ CASES: list[tuple[str, Callable[[AuthzClient], object], grpc.StatusCode, set[str
     ),
     (
         "inactive contact",
-        lambda c: c.issue_link_code(PR, "LOC-SQC-MTL", "C-REP"),
+        lambda c: c.issue_link_code(PR, "LOC-SQC-MTL", "C-REP", attest=True),
         grpc.StatusCode.PERMISSION_DENIED,  # the association's person responsible does not manage the local
         set(),
         "may not manage",
@@ -182,7 +182,7 @@ def test_inactive_contact_is_a_failed_precondition(demo: Running) -> None:
         )
     assert raised.value.code == grpc.StatusCode.FAILED_PRECONDITION and "not active" in raised.value.message
     with pytest.raises(AuthzClientError) as issued:
-        client.issue_link_code(PR, SQC, mh)
+        client.issue_link_code(PR, SQC, mh, attest=True)
     assert issued.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert row_counts(demo) == before
 

@@ -85,7 +85,7 @@ def test_rule2_only_write_on_relations_manages(demo: Running) -> None:
     with pytest.raises(PermissionDeniedError):
         client.revoke_relation(mh, SQC, contact_id="C-REP", all_relations=True, attest=True)
     with pytest.raises(PermissionDeniedError):
-        client.issue_link_code(mh, SQC, "C-REP")
+        client.issue_link_code(mh, SQC, "C-REP", attest=True)
     with pytest.raises(PermissionDeniedError):
         client.list_contacts(mh, SQC)
     assert row_counts(demo) == before
@@ -94,7 +94,7 @@ def test_rule2_only_write_on_relations_manages(demo: Running) -> None:
     client.grant_relation(
         PR, SQC, contact_id=mh, role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("relations", W)], attest=True
     )
-    client.issue_link_code(mh, SQC, "C-REP")
+    client.issue_link_code(mh, SQC, "C-REP", attest=True)
 
 
 def test_rule2_personne_responsable_reads_everything_else(demo: Running) -> None:
@@ -328,8 +328,8 @@ def test_rule9_writes_without_both_attestations_change_nothing(demo: Running) ->
 
 def test_rule10_code_is_single_use_voids_earlier_ones_and_is_stored_hashed(demo: Running) -> None:
     client = demo.client
-    client.issue_link_code(PR, SQC, "C-IND")
-    client.issue_link_code(PR, SQC, "C-IND")
+    client.issue_link_code(PR, SQC, "C-IND", attest=True)
+    client.issue_link_code(PR, SQC, "C-IND", attest=True)
     first, second = codes_for(demo, "luc.cote@")
     with pytest.raises(InvalidArgumentError) as voided:
         client.redeem_link_code("acct-luc", first)
@@ -346,7 +346,7 @@ def test_rule10_code_is_single_use_voids_earlier_ones_and_is_stored_hashed(demo:
 def test_rule10_code_expires(demo: Running, clock: Clock) -> None:
     now = datetime.now(UTC)
     clock.set(now)
-    demo.client.issue_link_code(PR, SQC, "C-IND")
+    demo.client.issue_link_code(PR, SQC, "C-IND", attest=True)
     (code,) = codes_for(demo, "luc.cote@")
     clock.set(now + timedelta(hours=24, seconds=1))
     with pytest.raises(InvalidArgumentError) as expired:
@@ -357,7 +357,7 @@ def test_rule10_code_expires(demo: Running, clock: Clock) -> None:
 
 
 def test_rule10_wrong_guesses_are_throttled(demo: Running) -> None:
-    demo.client.issue_link_code(PR, SQC, "C-IND")
+    demo.client.issue_link_code(PR, SQC, "C-IND", attest=True)
     (code,) = codes_for(demo, "luc.cote@")
     for _ in range(10):
         with pytest.raises(InvalidArgumentError):
@@ -369,11 +369,11 @@ def test_rule10_wrong_guesses_are_throttled(demo: Running) -> None:
 def test_rule10_code_needs_an_active_contact_with_an_email(demo: Running) -> None:
     client = demo.client
     with pytest.raises(NotFoundError):
-        client.issue_link_code(PR, SQC, "C-ABC-PR")  # not a contact of the association
+        client.issue_link_code(PR, SQC, "C-ABC-PR", attest=True)  # not a contact of the association
     mh = staff(demo)
     client.revoke_relation(PR, SQC, contact_id=mh, all_relations=True, attest=True)
     with pytest.raises(FailedPreconditionError):
-        client.issue_link_code(PR, SQC, mh)
+        client.issue_link_code(PR, SQC, mh, attest=True)
 
 
 # -- Rule 11: legacy access ------------------------------------------------------------------
@@ -383,12 +383,15 @@ def test_rule11_legacy_credentials_link_once(demo: Running) -> None:
     client = demo.client
     with pytest.raises(InvalidArgumentError) as wrong:
         client.link_legacy_access("acct-dir", "sqc-direction", "not-the-password")
-    linked = client.link_legacy_access("acct-dir", "sqc-direction", "direction-2019")
-    assert sorted(linked.contact_ids) == ["C-DIR1", "C-DIR2"]
-    assert sorted(p.contact_id for p in client.list_profiles("acct-dir").profiles) == ["C-DIR1", "C-DIR2"]
+    # A login the old system shared: each person links their own file, once.
+    linked = client.link_legacy_access("acct-dir", "sqc-direction", "direction-2019", contact_ids=["C-DIR1"])
+    assert list(linked.contact_ids) == ["C-DIR1"]
+    assert [p.contact_id for p in client.list_profiles("acct-dir").profiles] == ["C-DIR1"]
     with pytest.raises(InvalidArgumentError) as again:
-        client.link_legacy_access("acct-other", "sqc-direction", "direction-2019")
+        client.link_legacy_access("acct-other", "sqc-direction", "direction-2019", contact_ids=["C-DIR1"])
     assert wrong.value.message == again.value.message
+    sophie = client.link_legacy_access("acct-sophie", "sqc-direction", "direction-2019", contact_ids=["C-DIR2"])
+    assert list(sophie.contact_ids) == ["C-DIR2"]  # the other file stayed available to its owner
     # Migrated relations keep working.
     assert client.allowed("C-IND", XYZ, "rapport_mensuel", W)
 
@@ -399,7 +402,7 @@ def test_rule11_legacy_credentials_link_once(demo: Running) -> None:
 def test_rule12_every_write_is_audited(demo: Running) -> None:
     client = demo.client
     mh = staff(demo, [("profil", R)])
-    client.issue_link_code(PR, SQC, mh)
+    client.issue_link_code(PR, SQC, mh, attest=True)
     client.revoke_relation(PR, SQC, contact_id=mh, all_relations=True, attest=True)
     with demo.store.engine.connect() as connection:
         rows = connection.execute(

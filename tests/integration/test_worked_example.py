@@ -59,6 +59,18 @@ def test_the_guide_from_first_login_to_removal(demo_any: Running) -> None:
     assert (redeemed.contact_id, redeemed.organization_id) == (mh, SQC)
     assert [p.contact_id for p in client.list_profiles("acct-mh").profiles] == [mh]
 
+    # Step 5: Julie finds her by name ("helene") and corrects her details; she is told in French.
+    assert [row.contact_id for row in client.iter_contacts(PR, SQC, query="helene")] == [mh]
+    found = client.get_contact(PR, SQC, mh)
+    assert (found.first_name, found.email, [r.organization_name for r in found.relations]) == (
+        "Marie-Hélène",
+        "mh.demers@example.org",
+        ["SYNDICAT QUÉBÉCOIS DE LA CONSTRUCTION"],
+    )
+    updated = client.update_contact(PR, SQC, mh, phone="+1 514 555-1234", phone_type="cellulaire", attest=True)
+    assert list(updated.changed_fields) == ["phone", "phone_type"] and updated.confirmation_sent
+    assert any("Vos informations ont été modifiées" in e for e in demo_any.emails() if "mh.demers@example.org" in e)
+
     # She can write the association's monthly report, not its payments.
     assert client.allowed(mh, SQC, "rapport_mensuel", W)
     assert client.allowed(mh, SQC, "profil", R)
@@ -89,7 +101,7 @@ def test_the_guide_from_first_login_to_removal(demo_any: Running) -> None:
         )
 
     # Step 6: a link code for the représentant, who could not use her legacy access (English).
-    issued = client.issue_link_code(PR, SQC, "C-REP")
+    issued = client.issue_link_code(PR, SQC, "C-REP", attest=True)
     assert issued.expires_at.seconds > 0
     english = [e for e in demo_any.emails() if "nadia.bouchard" in e]
     assert len(english) == 1 and re.search(r"^Link code: [0-9A-Z-]{19}$", english[0], re.MULTILINE)
@@ -105,6 +117,12 @@ def test_the_guide_from_first_login_to_removal(demo_any: Running) -> None:
     assert not client.allowed(mh, ABC, "paiements_et_releves", W)
     assert not client.allowed(mh, ABC, "rapport_mensuel", R)
     assert client.allowed(mh, SQC, "rapport_mensuel", W)  # her own association is untouched
+
+    # "Mes demandes": every change Julie made, newest first, with the boxes of each form.
+    requests = list(client.iter_requests(PR, SQC))
+    assert [r.action for r in requests][:3] == ["grant_relation", "issue_link_code", "grant_relation"]
+    assert "update_contact" in [r.action for r in requests]
+    assert all(r.attestation.changes_accurate for r in requests if r.actor_id == PR)
 
     # "Toutes les relations": she shows active = false, and every check for her is denied.
     removed = client.revoke_relation(PR, SQC, contact_id=mh, all_relations=True, attest=True)

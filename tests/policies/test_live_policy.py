@@ -107,7 +107,8 @@ def test_removing_a_granted_subject_is_refused_and_retiring_it_denies_and_hides_
     client = server.client
     original = server.app.policy.content_hash
     granted = live_grants(server, RAPPORT)
-    assert granted == 4  # on R-REP-LOC, OR-ABC-SQC and OR-XYZ-SQC (organization to organization), D-IND-XYZ
+    # on R-REP-LOC, R-LOC-MEM, OR-ABC-SQC and OR-XYZ-SQC (organization to organization), D-IND-XYZ
+    assert granted == 5
     assert client.check(IND, XYZ, RAPPORT, Right.RIGHT_WRITE).allowed  # delegated through ORG-SQC
     assert client.check(DIRECTOR, SQC, RAPPORT, Right.RIGHT_WRITE).allowed  # dirigeant's default
     assert any(row.subject == RAPPORT for row in client.iter_authorizations(PR, SQC))
@@ -187,6 +188,7 @@ def test_a_reload_that_flips_nothing_says_so(
     original = server.app.policy.content_hash
     edit(folder, "subjects.csv", "Monthly report", "Monthly activity report")  # a label: no decision changes
     wait_until(lambda: len(audit_rows(server)) == 1)  # written last, after the swap and the log
+    assert server.app.policy.content_hash != original  # the new labels serve
     (reloaded,) = policy_records(caplog, "policy reloaded:")
     assert reloaded.getMessage().endswith("no decision changes")
     (_, changes), *_ = audit_rows(server)

@@ -85,6 +85,20 @@ def world(folder: Path) -> Path:
                 }
                 for org, boss in BOSS.items()
             ],
+            # Staff are the association's own contacts (a relation of 2019, ended): the form picks
+            # relations' holders among them ("Contact dans ce profil").
+            *[
+                {
+                    "id": f"R-{member}-2019",
+                    "contact_id": member,
+                    "organization_id": A,
+                    "role": "membre_du_personnel",
+                    "start_date": "2019-01-01",
+                    "end_date": "2019-12-31",
+                    "subjects": [],
+                }
+                for member in STAFF
+            ],
         ],
     }
     path = folder / "world.json"
@@ -186,6 +200,9 @@ class AgreesWithTheModel(RuleBasedStateMachine):
             (f"R-{boss}", boss, org, "dirigeant") for org, boss in BOSS.items()
         ]:
             self.model.rels.append(Rel(rel_id, "contact", org, holder, date(2020, 1, 1), END_OF_TIME, {}, role))
+        for member in STAFF:
+            last_year = date(2019, 1, 1), date(2019, 12, 31)
+            self.model.rels.append(Rel(f"R-{member}-2019", "contact", A, member, *last_year, {}, "membre_du_personnel"))
 
     @initialize()
     def a_starting_point(self) -> None:

@@ -100,7 +100,7 @@ def test_the_report_service_may_check_but_not_grant(guarded: Running) -> None:
                 PR, SQC, contact_id="C-IND", role="membre_du_personnel", subjects=[("profil", "read")], attest=True
             )
         with pytest.raises(PermissionDeniedError):
-            report.issue_link_code(PR, SQC, "C-IND")
+            report.issue_link_code(PR, SQC, "C-IND", attest=True)
     assert grant.value.message == "caller 'monthly-report' may not call GrantRelation"
     assert row_counts(guarded) == before
     with client_for(guarded, PORTAL_TOKEN) as portal:
@@ -187,7 +187,7 @@ def test_secrets_never_reach_logs_or_errors(guarded: Running, caplog: pytest.Log
     password = "not-the-password-5e6f7a8b"
     guess = "ABCD-EFGH-JKMN-PQRS"
     with client_for(guarded, PORTAL_TOKEN) as portal:
-        portal.issue_link_code(PR, SQC, "C-IND")
+        portal.issue_link_code(PR, SQC, "C-IND", attest=True)
         for call in (
             lambda: portal.link_legacy_access("acct-x", "sqc-admin", password),
             lambda: portal.redeem_link_code("acct-x", guess),
@@ -249,7 +249,7 @@ def test_mutual_tls_identifies_the_caller(start_server: Callable[..., Running], 
     with AuthzClient(target, credentials=credentials("report"), timeout=5) as report:
         assert report.allowed(PR, SQC, "relations", "write")
         with pytest.raises(PermissionDeniedError):
-            report.issue_link_code(PR, SQC, "C-IND")
+            report.issue_link_code(PR, SQC, "C-IND", attest=True)
     # A certificate from the right CA that no caller owns: refused.
     with AuthzClient(target, credentials=credentials("stranger"), timeout=5) as stranger:
         with pytest.raises(UnauthenticatedError) as refused:

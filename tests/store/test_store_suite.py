@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from authz.domain.model import END_OF_TIME, Contact, Organization, OrganizationKind, Relation, RelationKind, Right, Role
 from authz.errors import AlreadyExists
 from authz.store import migrate
-from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, OutboxRow
+from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, MigrationIssueRecord, OutboxRow
 from authz.store.sql import SqlStore, make_engine
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -216,4 +218,148 @@ def test_ping_and_close(database_url: str) -> None:
     migrate.upgrade(engine)
     store = SqlStore(engine)
     assert store.ping()
+    store.close()
+
+
+# -- issue 13: the guide's other screens
+
+
+def test_contacts_are_updated_and_searched_by_their_key(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.add_relation(contact_relation("R1", contact_id="C1"), T0, None)
+        tx.add_relation(contact_relation("R2", contact_id="C2"), T0, None)
+        tx.update_contact(Contact("C2", "Hélène", "Côté", "Helene@Example.org", "en", "514 555-0000", "cellulaire"))
+    with store.transaction() as tx:
+        assert tx.get_contact("C2") == Contact(
+            "C2", "Hélène", "Côté", "Helene@Example.org", "en", "514 555-0000", "cellulaire"
+        )
+
+        def names(key: str) -> list[str]:
+            kinds = (RelationKind.CONTACT,)
+            return [
+                r.id for r in tx.relations_page("A", kinds=kinds, contact_id=None, after=None, limit=10, name_key=key)
+            ]
+
+        assert names("helene cote") == ["R2"]
+        assert names("nom") == ["R1"]
+        assert names("_") == [] and names("%") == []  # SQL wildcards are plain characters
+        assert names("") == ["R1", "R2"]
+        assert [c.id for c in tx.organization_contacts_with_email("A", "helene@example.ORG")] == ["C2"]
+        assert tx.organization_contacts_with_email("E", "helene@example.org") == []
+
+
+def test_relation_end_dates_change(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.add_relation(contact_relation(), T0, None)
+        tx.set_relation_end("R1", date(2030, 6, 30))
+    with store.transaction() as tx:
+        relation = tx.get_relation("R1")
+        assert relation is not None and relation.end_date == date(2030, 6, 30)
+
+
+def test_audit_pages_newest_first_per_organization(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        for index in range(5):
+            record = AuditRecord(
+                T0 + timedelta(minutes=index),
+                "C1",
+                "grant_relation",
+                {"n": index},
+                organization_id="A" if index != 2 else "E",
+                attestation={"changes_accurate": True},
+                caller="portal",
+            )
+            tx.add_audit(record, tx.bump_revision())
+    with store.transaction() as tx:
+        first = tx.audit_page("A", before=None, limit=2)
+        assert [e.record.changes["n"] for e in first] == [4, 3]
+        rest = tx.audit_page("A", before=first[-1].id, limit=10)
+        assert [e.record.changes["n"] for e in rest] == [1, 0]
+        assert rest[0].record.attestation == {"changes_accurate": True} and rest[0].record.caller == "portal"
+        assert rest[0].record.at == T0 + timedelta(minutes=1) and rest[0].revision < first[0].revision
+
+
+def test_migration_issues_are_kept_once_and_resolved(store: SqlStore) -> None:
+    issue = MigrationIssueRecord(
+        section="relations",
+        row_index=3,
+        reason="bad start_date",
+        reported_at=T0,
+        organization_id="A",
+        row_id="R-OLD",
+        row={"id": "R-OLD", "start_date": "2019-13-01"},
+        match_key="contact\x1fA\x1fC1\x1fdirigeant",
+    )
+    with store.transaction() as tx:
+        assert tx.add_migration_issue(issue)
+        assert not tx.add_migration_issue(issue)  # the same refusal, reported again
+        assert tx.add_migration_issue(MigrationIssueRecord("contacts", 0, "bad language", T0))  # nobody's
+        assert not tx.add_migration_issue(MigrationIssueRecord("contacts", 0, "bad language", T0))
+        assert tx.add_migration_issue(MigrationIssueRecord("delegations", 1, "unknown subject", T0, "A"))
+    with store.transaction() as tx:
+        open_issues = tx.migration_issues_page("A", include_resolved=False, after=None, limit=10)
+        assert [(i.section, i.row) for i in open_issues] == [
+            ("relations", {"id": "R-OLD", "start_date": "2019-13-01"}),
+            ("delegations", None),
+        ]
+        first = open_issues[0]
+        assert (
+            tx.migration_issues_page("A", include_resolved=False, after=first.id, limit=10)[0].section == "delegations"
+        )
+        assert tx.resolve_migration_issues_matching("A", "contact\x1fA\x1fC1\x1fdirigeant", T0, "C9") == [first.id]
+        assert tx.resolve_migration_issues_matching("A", "contact\x1fA\x1fC1\x1fdirigeant", T0, "C9") == []
+        assert tx.resolve_migration_issue(first.id, "A", T0, "C1", "validated") is None  # resolved already
+        resolved = tx.resolve_migration_issue(open_issues[1].id, "A", T0, "C1", "validated")
+        assert resolved is not None and (resolved.resolution, resolved.resolved_by) == ("validated", "C1")
+        assert tx.resolve_migration_issue(open_issues[1].id, "E", T0, "C1", "validated") is None
+    with store.transaction() as tx:
+        assert tx.migration_issues_page("A", include_resolved=False, after=None, limit=10) == []
+        everything = tx.migration_issues_page("A", include_resolved=True, after=None, limit=10)
+        assert [(i.resolution, i.resolved_by, i.resolved_at) for i in everything] == [
+            ("re-established", "C9", T0),
+            ("validated", "C1", T0),
+        ]
+
+
+def test_a_legacy_login_is_used_once_per_contact(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.add_legacy_account(LegacyAccount("shared", "pbkdf2_sha256$1$s$h", ("C1", "C2")))
+        assert tx.use_legacy_contact("shared", "C1", "acct-1", T0)
+        assert not tx.use_legacy_contact("shared", "C1", "acct-2", T0)
+    with store.transaction() as tx:
+        account = tx.get_legacy_account("shared")
+        assert account is not None and account.used_contact_ids == ("C1",)
+        assert tx.use_legacy_contact("shared", "C2", "acct-2", T0)
+        assert not tx.use_legacy_contact("shared", "C3", "acct-2", T0)
+
+
+def test_migration_0004_keeps_what_0002_held(tmp_path: Path) -> None:
+    """Contacts get their search key, and a legacy login used before stays used for each of its contacts."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO contacts (id, first_name, last_name, email, language, phone, created_at) "
+                "VALUES ('C1', 'Hélène', 'Côté', '', 'fr', '', '2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO legacy_accounts (username, password_hash, used_at, used_by_account) "
+                "VALUES ('old', 'h', '2026-01-02 00:00:00', 'acct-1')"
+            )
+        )
+        connection.execute(text("INSERT INTO legacy_account_contacts (username, contact_id) VALUES ('old', 'C1')"))
+    migrate.upgrade(engine)
+    store = SqlStore(engine)
+    with store.transaction() as tx:
+        kinds = (RelationKind.CONTACT,)
+        tx.add_organization(Organization("A", "A", OrganizationKind.ASSOCIATION), T0)
+        tx.add_relation(contact_relation("R1", contact_id="C1"), T0, None)
+        assert [
+            r.id for r in tx.relations_page("A", kinds=kinds, contact_id=None, after=None, limit=5, name_key="helene")
+        ]
+        account = tx.get_legacy_account("old")
+        assert account is not None and account.used_contact_ids == ("C1",)
     store.close()

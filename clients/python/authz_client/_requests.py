@@ -240,3 +240,58 @@ def revoke_relation_request(
             authz_pb2.SubjectRevocation(relation_id=relation_id, subjects=strings(subjects, "subjects"))
         )
     return request
+
+
+# -- issue 13: the guide's other screens
+
+
+def change_attestation(attest: bool) -> authz_pb2.Attestation:
+    """The one box of the change, removal and link-code forms ("les modifications demandées sont exactes")."""
+    return authz_pb2.Attestation(changes_accurate=attest is True)
+
+
+def update_contact_request(
+    actor_id: str,
+    organization_id: str,
+    contact_id: str,
+    *,
+    changes: dict[str, str | None],
+    issue_link_code: bool,
+    attest: bool,
+    request_id: str,
+) -> authz_pb2.UpdateContactRequest:
+    """The fields given (not None) change; the mask names exactly those."""
+    given = {name: value for name, value in changes.items() if value is not None}
+    request = authz_pb2.UpdateContactRequest(
+        actor_id=actor_id,
+        organization_id=organization_id,
+        contact_id=contact_id,
+        issue_link_code=issue_link_code,
+        attestation=change_attestation(attest),
+        request_id=request_id,
+    )
+    for name, value in given.items():
+        setattr(request, name, value)
+    request.update_mask.paths.extend(given)
+    return request
+
+
+def update_relation_request(
+    actor_id: str,
+    organization_id: str,
+    relation_id: str,
+    *,
+    end_date: DateLike,
+    add_subjects: Iterable[SubjectRightLike],
+    attest: bool,
+    request_id: str,
+) -> authz_pb2.UpdateRelationRequest:
+    return authz_pb2.UpdateRelationRequest(
+        actor_id=actor_id,
+        organization_id=organization_id,
+        relation_id=relation_id,
+        end_date=date_text(end_date, "end_date"),
+        add_subjects=subject_rights(add_subjects),
+        attestation=change_attestation(attest),
+        request_id=request_id,
+    )

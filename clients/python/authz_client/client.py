@@ -203,11 +203,15 @@ class AuthzClient:
     # -- link codes and profiles ---------------------------------------------------------
 
     def issue_link_code(
-        self, actor_id: str, organization_id: str, contact_id: str, *, request_id: str = ""
+        self, actor_id: str, organization_id: str, contact_id: str, *, request_id: str = "", attest: bool = False
     ) -> authz_pb2.IssueLinkCodeResponse:
         """Email a new one-time link code to ``contact_id``; the response holds its expiry, never the code."""
         request = authz_pb2.IssueLinkCodeRequest(
-            actor_id=actor_id, organization_id=organization_id, contact_id=contact_id, request_id=request_id
+            actor_id=actor_id,
+            organization_id=organization_id,
+            contact_id=contact_id,
+            request_id=request_id,
+            attestation=rq.change_attestation(attest),  # the form's box: without it the server refuses
         )
         response: authz_pb2.IssueLinkCodeResponse = self._call(self._stub.IssueLinkCode, request)
         return response
@@ -219,11 +223,18 @@ class AuthzClient:
         return response
 
     def link_legacy_access(
-        self, account_id: str, legacy_username: str, legacy_password: str
+        self, account_id: str, legacy_username: str, legacy_password: str, *, contact_ids: Sequence[str] = ()
     ) -> authz_pb2.LinkLegacyAccessResponse:
-        """Link ``account_id`` using the legacy portal's credentials."""
+        """Link ``account_id`` using the legacy portal's credentials.
+
+        A login the old system shared links only ``contact_ids``, the person's own files among
+        those it maps to (optional when it maps to one).
+        """
         request = authz_pb2.LinkLegacyAccessRequest(
-            account_id=account_id, legacy_username=legacy_username, legacy_password=legacy_password
+            account_id=account_id,
+            legacy_username=legacy_username,
+            legacy_password=legacy_password,
+            contact_ids=rq.strings(contact_ids, "contact_ids"),
         )
         response: authz_pb2.LinkLegacyAccessResponse = self._call(self._stub.LinkLegacyAccess, request)
         return response
@@ -237,22 +248,42 @@ class AuthzClient:
     # -- listings ------------------------------------------------------------------------
 
     def list_contacts(
-        self, actor_id: str, organization_id: str, *, page_size: int = 0, page_token: str = ""
+        self,
+        actor_id: str,
+        organization_id: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        contact_id: str = "",
+        query: str = "",
     ) -> authz_pb2.ListContactsResponse:
-        """One page of the organization's contacts; see :meth:`iter_contacts` for all of them."""
+        """One page of the organization's contacts (of ``contact_id``, or whose name holds ``query``,
+        accents and case aside); see :meth:`iter_contacts` for all of them."""
         request = authz_pb2.ListContactsRequest(
-            actor_id=actor_id, organization_id=organization_id, page_size=page_size, page_token=page_token
+            actor_id=actor_id,
+            organization_id=organization_id,
+            page_size=page_size,
+            page_token=page_token,
+            contact_id=contact_id,
+            query=query,
         )
         response: authz_pb2.ListContactsResponse = self._call(self._stub.ListContacts, request)
         return response
 
     def iter_contacts(
-        self, actor_id: str, organization_id: str, *, page_size: int = 0
+        self, actor_id: str, organization_id: str, *, page_size: int = 0, contact_id: str = "", query: str = ""
     ) -> Iterator[authz_pb2.ContactRow]:
         """Every contact row, following ``next_page_token`` until it is empty."""
         page_token = ""
         while True:
-            page = self.list_contacts(actor_id, organization_id, page_size=page_size, page_token=page_token)
+            page = self.list_contacts(
+                actor_id,
+                organization_id,
+                page_size=page_size,
+                page_token=page_token,
+                contact_id=contact_id,
+                query=query,
+            )
             yield from page.contacts
             if not page.next_page_token:
                 return
@@ -291,3 +322,131 @@ class AuthzClient:
             if not page.next_page_token:
                 return
             page_token = page.next_page_token
+
+    # -- issue 13: the guide's other screens ---------------------------------------------
+
+    def get_contact(self, actor_id: str, organization_id: str, contact_id: str) -> authz_pb2.Contact:
+        """A contact's details (phones with their type, language) and relations with the organization."""
+        request = authz_pb2.GetContactRequest(actor_id=actor_id, organization_id=organization_id, contact_id=contact_id)
+        response: authz_pb2.Contact = self._call(self._stub.GetContact, request)
+        return response
+
+    def update_contact(
+        self,
+        actor_id: str,
+        organization_id: str,
+        contact_id: str,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        email: str | None = None,
+        language: str | None = None,
+        phone: str | None = None,
+        phone_type: str | None = None,
+        issue_link_code: bool = False,
+        attest: bool = False,
+        request_id: str = "",
+    ) -> authz_pb2.UpdateContactResponse:
+        """Change the fields given (the update mask names them); the contact gets a confirmation email.
+
+        ``issue_link_code=True`` also sends a new link code; ``attest=True`` ticks the form's box.
+        """
+        changes = dict(
+            first_name=first_name,
+            last_name=last_name,
+            email=email,
+            language=language,
+            phone=phone,
+            phone_type=phone_type,
+        )
+        request = rq.update_contact_request(
+            actor_id,
+            organization_id,
+            contact_id,
+            changes=changes,
+            issue_link_code=issue_link_code,
+            attest=attest,
+            request_id=request_id,
+        )
+        response: authz_pb2.UpdateContactResponse = self._call(self._stub.UpdateContact, request)
+        return response
+
+    def update_relation(
+        self,
+        actor_id: str,
+        organization_id: str,
+        relation_id: str,
+        *,
+        end_date: DateLike = None,
+        add_subjects: Iterable[SubjectRightLike] = (),
+        attest: bool = False,
+        request_id: str = "",
+    ) -> authz_pb2.UpdateRelationResponse:
+        """Move a relation's end date and/or add subjects to it in place."""
+        request = rq.update_relation_request(
+            actor_id,
+            organization_id,
+            relation_id,
+            end_date=end_date,
+            add_subjects=add_subjects,
+            attest=attest,
+            request_id=request_id,
+        )
+        response: authz_pb2.UpdateRelationResponse = self._call(self._stub.UpdateRelation, request)
+        return response
+
+    def list_requests(
+        self, actor_id: str, organization_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> authz_pb2.ListRequestsResponse:
+        """ "Mes demandes": one page of the changes made for the organization, newest first."""
+        request = authz_pb2.ListRequestsRequest(
+            actor_id=actor_id, organization_id=organization_id, page_size=page_size, page_token=page_token
+        )
+        response: authz_pb2.ListRequestsResponse = self._call(self._stub.ListRequests, request)
+        return response
+
+    def iter_requests(
+        self, actor_id: str, organization_id: str, *, page_size: int = 0
+    ) -> Iterator[authz_pb2.RequestRow]:
+        """Every change, newest first, following ``next_page_token`` until it is empty."""
+        page_token = ""
+        while True:
+            page = self.list_requests(actor_id, organization_id, page_size=page_size, page_token=page_token)
+            yield from page.requests
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    def list_migration_issues(
+        self,
+        actor_id: str,
+        organization_id: str,
+        *,
+        include_resolved: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> authz_pb2.ListMigrationIssuesResponse:
+        """The legacy rows the migration could not establish for the organization (open ones by default)."""
+        request = authz_pb2.ListMigrationIssuesRequest(
+            actor_id=actor_id,
+            organization_id=organization_id,
+            include_resolved=include_resolved,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response: authz_pb2.ListMigrationIssuesResponse = self._call(self._stub.ListMigrationIssues, request)
+        return response
+
+    def resolve_migration_issue(
+        self, actor_id: str, organization_id: str, issue_id: str, *, attest: bool = False, request_id: str = ""
+    ) -> authz_pb2.ResolveMigrationIssueResponse:
+        """Mark a migration issue resolved ("rétablir ou valider")."""
+        request = authz_pb2.ResolveMigrationIssueRequest(
+            actor_id=actor_id,
+            organization_id=organization_id,
+            issue_id=issue_id,
+            attestation=rq.change_attestation(attest),
+            request_id=request_id,
+        )
+        response: authz_pb2.ResolveMigrationIssueResponse = self._call(self._stub.ResolveMigrationIssue, request)
+        return response

@@ -27,6 +27,8 @@ from authz_client import (
 )
 from fake_authz import FakeAuthz
 
+from authz.v1 import authz_pb2
+
 TOKEN = "s3cr3t-service-token"
 
 
@@ -242,10 +244,14 @@ def test_revoke_relation_refuses_misuse_before_calling(
 
 
 def test_link_codes_legacy_access_and_profiles(client: AuthzClient, fake: FakeAuthz) -> None:
-    issued = client.issue_link_code("C-1", "ORG-SQC", "C-2", request_id="req-3")
+    issued = client.issue_link_code("C-1", "ORG-SQC", "C-2", request_id="req-3", attest=True)
     assert issued.expires_at.seconds == 1_800_000_000
     assert fake.last("IssueLinkCode").request == type(fake.last("IssueLinkCode").request)(
-        actor_id="C-1", organization_id="ORG-SQC", contact_id="C-2", request_id="req-3"
+        actor_id="C-1",
+        organization_id="ORG-SQC",
+        contact_id="C-2",
+        request_id="req-3",
+        attestation=authz_pb2.Attestation(changes_accurate=True),
     )
 
     redeemed = client.redeem_link_code("A-1", "abcd-efgh-ijkl-mnop")
