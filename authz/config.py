@@ -55,6 +55,13 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: every caller must present a certificate this CA signed
+    # Secrets (issue 9), never in repr or describe(). Page tokens are signed with this key; unset,
+    # a key kept in the database serves every server of the deployment (authz/commands/paging.py).
+    page_token_key: str | None = field(default=None, repr=False)
+    # The outbox keeps link-code emails encrypted with this Fernet key (authz/mail.py OutboxCipher);
+    # unset: read from `outbox_key_file`, or from a file beside an SQLite database; required on PostgreSQL.
+    outbox_key: str | None = field(default=None, repr=False)
+    outbox_key_file: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     _ENV: ClassVar[dict[str, str]] = {
@@ -73,6 +80,9 @@ class Settings:
         "tls_cert": "AUTHZ_TLS_CERT",
         "tls_key": "AUTHZ_TLS_KEY",
         "tls_client_ca": "AUTHZ_TLS_CLIENT_CA",
+        "page_token_key": "AUTHZ_PAGE_TOKEN_KEY",
+        "outbox_key": "AUTHZ_OUTBOX_KEY",
+        "outbox_key_file": "AUTHZ_OUTBOX_KEY_FILE",
     }
 
     @classmethod

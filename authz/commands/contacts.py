@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from authz.commands.base import Deps, displayed_end, relation_in_force, require_organization, require_reader
 from authz.commands.listing import paged_rows
-from authz.commands.paging import page_size
+from authz.commands.paging import page_size, page_token_key
 from authz.domain.model import Contact, Relation, RelationKind, Role
 
 __all__ = ["ContactRow", "ListContacts", "ListContactsRequest", "ListContactsResult"]
@@ -79,5 +79,6 @@ class ListContacts:
                 token=request.page_token,
                 size=size,
                 rows_of=rows_of,
+                key=page_token_key(self.deps),
             )
         return ListContactsResult(rows, token)
