@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from authz.calls import caller_name, remaining
 from authz.config import Settings
 from authz.domain.dates import in_force, local_date, utc_now
-from authz.domain.model import END_OF_TIME, Organization, Relation, Right
+from authz.domain.model import END_OF_TIME, Organization, Relation, RelationKind, Right
 from authz.domain.validation import Violations
 from authz.engine.index import DecisionEngine
 from authz.errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "relation_in_force",
     "require_attestation",
     "require_manager",
+    "require_manager_remains",
     "require_organization",
     "require_reader",
     "run_write",
@@ -208,6 +209,26 @@ def require_manager(deps: Deps, actor_id: str, organization_id: str, now: dateti
     """Rule 2: only a contact holding write on `relations` manages an organization."""
     if not deps.engine.check(actor_id, organization_id, "relations", Right.WRITE, now.timestamp()):
         raise PermissionDenied(f"{actor_id!r} may not manage the relations of {organization_id!r}")
+
+
+def require_manager_remains(deps: Deps, tx: Transaction, organization_id: str, now: datetime) -> None:
+    """Refuse a change that leaves the organization with no contact holding write on `relations`.
+
+    Called inside the write, after the change: the transaction reads the relations as they
+    will be. A scratch engine with the same policy decides on them at `now`, so the rule is
+    the checks' own (role defaults, subjects granted; never a delegated path). Raising rolls
+    the change back. The guide's step 7: name a second person responsible before the first leaves.
+    """
+    scratch = DecisionEngine(deps.engine.policy)
+    relations = tx.find_relations(organization_id=organization_id)
+    scratch.apply(relations, 0)
+    ts = now.timestamp()
+    contacts = {r.contact_id for r in relations if r.kind is RelationKind.CONTACT and r.contact_id}
+    if not any(scratch.check(contact, organization_id, "relations", Right.WRITE, ts) for contact in contacts):
+        raise FailedPrecondition(
+            f"this change would leave {organization_id!r} with no one to manage its relations: "
+            "give another contact write on relations first"
+        )
 
 
 def require_reader(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:
