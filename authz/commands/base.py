@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from authz.calls import caller_name, remaining
+from authz.calls import account_id, account_required, caller_name, remaining
 from authz.config import Settings
 from authz.domain.dates import in_force, local_date, utc_now
 from authz.domain.model import END_OF_TIME, Organization, Relation, RelationKind, Right
@@ -161,6 +161,8 @@ def run_write(
     with write_lock_within_deadline(deps):
         outcome: WriteOutcome | None = None
         with deps.store.transaction() as tx:
+            if account_required():
+                _require_account_acts(tx, actor_id, request)
             if key:
                 previous = tx.get_idempotent(key, operation)
                 if previous is not None:
@@ -186,6 +188,19 @@ def run_write(
     for action in outcome.after_commit:
         action()
     return outcome.result  # type: ignore[no-any-return]
+
+
+def _require_account_acts(tx: Transaction, actor_id: str, request: Any) -> None:
+    """A caller configured with `require_account` names the end-user account with each write
+    (issue 9): the actor must be one of its linked profiles, or the account the request is for."""
+    account = account_id()
+    if not account:
+        raise PermissionDenied("this caller must name the end-user account (x-authz-account) with each write")
+    if actor_id:
+        if actor_id not in tx.linked_contacts(account):
+            raise PermissionDenied(f"{actor_id!r} is not a profile linked to the account that is acting")
+    elif getattr(request, "account_id", account) != account:
+        raise PermissionDenied("the request is for another account than the one that is acting")
 
 
 def require_attestation(attestation: Attestation) -> None:
