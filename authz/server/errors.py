@@ -91,7 +91,11 @@ def _log_refused_write(rpc: str, request: Any, error: errors.AuthzError) -> None
     codes and passwords are not logged, and error messages never hold them."""
     actor = str(getattr(request, "actor_id", "") or getattr(request, "account_id", ""))
     code = _status_code(error)
-    level = logging.WARNING if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED) else logging.INFO
+    level = (
+        logging.WARNING
+        if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        else logging.INFO
+    )
     # %r: an id the caller wrote cannot forge a log line (it is quoted, its control characters escaped).
     log.log(
         level,

@@ -113,9 +113,7 @@ def test_the_audit_record_names_the_calling_service_beside_the_actor(
                 tables.audit_log.c.action == "grant_relation"
             )
         ).all()
-    assert [(row.caller, row.actor_id) for row in rows if row.changes["relation_id"] == relation_id] == [
-        ("portal", PR)
-    ]
+    assert [(row.caller, row.actor_id) for row in rows if row.changes["relation_id"] == relation_id] == [("portal", PR)]
 
 
 def test_a_refused_write_is_logged_with_caller_actor_and_reason(

@@ -20,7 +20,10 @@ PR, SQC = "C-PR", "ORG-SQC"
     ("contact", "field"),
     [
         (NewContact(first_name="Eve", last_name="Roy", email="eve.roy@example.org\n"), "new_contact.email"),
-        (NewContact(first_name="Eve", last_name="Roy", email="eve.roy@example.org\r\nBcc: x@evil.example"), "new_contact.email"),  # noqa: E501
+        (
+            NewContact(first_name="Eve", last_name="Roy", email="eve.roy@example.org\r\nBcc: x@evil.example"),
+            "new_contact.email",
+        ),
         (NewContact(first_name="\u3164", last_name="Roy", email="eve.roy@example.org"), "new_contact.first_name"),
         (NewContact(first_name="Eve", last_name="\u3164\u3164", email="eve.roy@example.org"), "new_contact.last_name"),
         (NewContact(first_name="\u115f", last_name="Roy", email="eve.roy@example.org"), "new_contact.first_name"),

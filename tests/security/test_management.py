@@ -44,9 +44,7 @@ def test_relations_cannot_be_delegated(demo: Running) -> None:
     # EMP-XYZ authorizes the association on rapport_mensuel (demo); delegating `relations` with it is refused.
     before = row_counts(demo)
     with pytest.raises(InvalidArgumentError) as caught:
-        demo.client.grant_relation(
-            PR, SQC, contact_id=IND, target_organization_id=XYZ, subjects=[MANAGE], attest=True
-        )
+        demo.client.grant_relation(PR, SQC, contact_id=IND, target_organization_id=XYZ, subjects=[MANAGE], attest=True)
     assert caught.value.field_violations[0][0] == "subjects[0].subject"
     assert row_counts(demo) == before
 

@@ -70,9 +70,12 @@ def test_every_write_through_the_client_with_no_timeout(demo: Running) -> None:
             request_id="grant-client",
         )  # fmt: skip
         assert grant.relation_id
-        assert client.revoke_relation(
-            PR, SQC, contact_id="C-REP", relation_ids=[grant.relation_id], attest=True
-        ).relations_ended == 1
+        assert (
+            client.revoke_relation(
+                PR, SQC, contact_id="C-REP", relation_ids=[grant.relation_id], attest=True
+            ).relations_ended
+            == 1
+        )
         client.issue_link_code(PR, SQC, "C-IND")
         client.redeem_link_code("acct-luc-client", codes_for(demo, "luc.cote@")[-1])
         add_legacy_login(demo, "legacy-client", "s3cret-password", "C-DIR1")

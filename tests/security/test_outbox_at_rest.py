@@ -74,7 +74,9 @@ def test_on_postgresql_no_row_version_holds_the_code(
     (code,) = codes_for(server, "luc.cote@")
     with server.store.engine.begin() as connection:
         connection.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
-        pages = connection.execute(text("SELECT pg_relation_size('outbox') / current_setting('block_size')::int")).scalar_one()
+        pages = connection.execute(
+            text("SELECT pg_relation_size('outbox') / current_setting('block_size')::int")
+        ).scalar_one()
         # Every page of the table as it is on disk: the live row and the dead version the update left.
         raw = b"".join(
             bytes(connection.execute(text("SELECT get_raw_page('outbox', :n)"), {"n": n}).scalar_one())
@@ -84,7 +86,9 @@ def test_on_postgresql_no_row_version_holds_the_code(
     assert_absent("the outbox's heap pages", raw, code)
 
 
-def test_postgresql_without_an_outbox_key_refuses_to_start(postgres_database: Callable[[], str], tmp_path: Path) -> None:
+def test_postgresql_without_an_outbox_key_refuses_to_start(
+    postgres_database: Callable[[], str], tmp_path: Path
+) -> None:
     settings = dataclasses.replace(settings_for(postgres_database(), tmp_path), outbox_key=None)
     store = open_store(settings)  # tools that send no mail still open it
     with pytest.raises(ConfigError, match="AUTHZ_OUTBOX_KEY"):

@@ -35,7 +35,9 @@ def test_a_forged_token_cannot_read_another_organization(demo: Running) -> None:
             demo.client.list_contacts(PR, SQC, page_size=5, page_token=forged)
         assert "page_token" in str(caught.value)
     with pytest.raises(InvalidArgumentError):
-        demo.client.list_authorizations(PR, SQC, page_size=5, page_token=unsigned(AUTHORIZATIONS_QUERY, "R-XYZ-DIR", 0, 1))
+        demo.client.list_authorizations(
+            PR, SQC, page_size=5, page_token=unsigned(AUTHORIZATIONS_QUERY, "R-XYZ-DIR", 0, 1)
+        )
 
 
 def test_a_token_altered_by_one_character_is_refused(demo: Running) -> None:
@@ -74,7 +76,9 @@ def test_every_server_of_one_deployment_accepts_the_others_tokens(
     first = start_server(url)
     second = start_server(url, demo=False)
     page = first.client.list_authorizations(PR, SQC, page_size=2)
-    rest = list(second.client.list_authorizations(PR, SQC, page_size=100, page_token=page.next_page_token).authorizations)
+    rest = list(
+        second.client.list_authorizations(PR, SQC, page_size=100, page_token=page.next_page_token).authorizations
+    )
     everything = list(first.client.iter_authorizations(PR, SQC, page_size=100))
     assert [*page.authorizations, *rest] == everything
     # A server configured with its own key (AUTHZ_PAGE_TOKEN_KEY) signs with it: the others' tokens are refused.

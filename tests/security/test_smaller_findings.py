@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from authz_client import AuthzClient, FailedPreconditionError, UnauthenticatedError
+from authz_client import AuthzClient, FailedPreconditionError
 
 from authz.server.auth import hash_token
 from authz.v1 import authz_pb2 as pb
@@ -88,7 +88,9 @@ def test_the_same_subjects_in_another_order_are_the_same_request(demo: Running) 
     assert row_counts(demo) == before
 
 
-@pytest.mark.parametrize("method", ["GrantRelation", "RevokeRelation", "CheckAccess", "BatchCheckAccess", "ListContacts"])
+@pytest.mark.parametrize(
+    "method", ["GrantRelation", "RevokeRelation", "CheckAccess", "BatchCheckAccess", "ListContacts"]
+)
 def test_a_request_that_cannot_be_deserialized_is_invalid_argument(demo: Running, method: str) -> None:
     before = row_counts(demo)
     with grpc.insecure_channel(f"127.0.0.1:{demo.app.port}") as channel:
