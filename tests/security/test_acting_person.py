@@ -154,6 +154,8 @@ def test_a_caller_may_be_required_to_act_only_for_the_account_s_profiles(
     # Redeeming for another account than the acting one: refused.
     with pytest.raises(PermissionDeniedError, match="another account"):
         as_julie.redeem_link_code("acct-other", "ABCD-EFGH-JKMN-PQRS")
+    with pytest.raises(PermissionDeniedError, match="another account"):
+        as_julie.link_legacy_access("acct-other", "sqc-admin", "not the password")
     assert row_counts(server) == before
     # As her own profile: done, and audited under the caller.
     assert grant(as_julie, PR)
