@@ -131,4 +131,9 @@ class Settings:
             # Paths only: the callers file holds token hashes, and the key file is never read here.
             "callers_file": str(self.callers_file or "(none: loopback only)"),
             "tls": "off" if self.tls_cert is None else ("mutual" if self.tls_client_ca else "server"),
+            # Where the keys come from, never the keys.
+            "outbox_key": "AUTHZ_OUTBOX_KEY"
+            if self.outbox_key
+            else str(self.outbox_key_file or "(a file beside the SQLite database)"),
+            "page_token_key": "AUTHZ_PAGE_TOKEN_KEY" if self.page_token_key else "(kept in the database)",
         }

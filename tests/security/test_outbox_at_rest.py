@@ -109,3 +109,13 @@ def test_a_body_sealed_with_another_key_is_not_sent(start_server: Callable[..., 
         attempts, error = connection.execute(select(tables.outbox.c.attempts, tables.outbox.c.last_error)).one()
     assert attempts >= 1 and "outbox key" in error
     assert server.app.relay.deliver_pending() == 1
+
+
+def test_the_keys_never_reach_the_settings_log_line() -> None:
+    from authz.config import Settings
+
+    outbox_key, page_key = "lF9h1oS0m5eHc0mV3cYw8wQm9Zq2s7r2lY0dJk3x1aE=", "a page-token key of the operator"
+    settings = Settings(outbox_key=outbox_key, page_token_key=page_key)
+    shown = repr(settings) + str(settings.describe())
+    assert outbox_key not in shown and page_key not in shown
+    assert settings.describe()["outbox_key"] == "AUTHZ_OUTBOX_KEY"
