@@ -476,7 +476,6 @@ class OutboxCipher:
                 f"the outbox key from {source} is not a Fernet key (32 bytes, url-safe base64; "
                 "make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"
             ) from None
-        self.source = source  # where the key came from, for the start-up log; never the key
 
     @classmethod
     def ephemeral(cls) -> OutboxCipher:

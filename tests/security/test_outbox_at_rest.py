@@ -119,3 +119,10 @@ def test_the_keys_never_reach_the_settings_log_line() -> None:
     shown = repr(settings) + str(settings.describe())
     assert outbox_key not in shown and page_key not in shown
     assert settings.describe()["outbox_key"] == "AUTHZ_OUTBOX_KEY"
+
+
+def test_a_malformed_outbox_key_stops_the_start(tmp_path: Path) -> None:
+    settings = settings_for(f"sqlite:///{tmp_path / 'bad-key.db'}", tmp_path, outbox_key="not-a-fernet-key")
+    with pytest.raises(ConfigError, match="not a Fernet key") as refused:
+        AuthzApp(settings)
+    assert "not-a-fernet-key" not in str(refused.value)
