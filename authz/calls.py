@@ -13,7 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["caller_name", "caller_scope", "deadline_scope", "remaining"]
+__all__ = [
+    "ACCOUNT_METADATA",
+    "account_id",
+    "account_required",
+    "account_scope",
+    "caller_name",
+    "caller_scope",
+    "deadline_scope",
+    "remaining",
+]
 
 # Monotonic instant after which the caller no longer listens; None = no deadline.
 _DEADLINE: ContextVar[float | None] = ContextVar("authz_deadline", default=None)
@@ -53,3 +62,33 @@ def caller_scope(name: str) -> Iterator[None]:
 def caller_name() -> str:
     """The calling service's name from the callers file, or "" when the server runs without one."""
     return _CALLER.get()
+
+
+# -- issue 9: the end-user account a caller names with a write, and whether its entry requires one.
+# Metadata key of the account (a gRPC metadata key is lower-case ASCII).
+ACCOUNT_METADATA = "x-authz-account"
+_ACCOUNT: ContextVar[str] = ContextVar("authz_account", default="")
+_ACCOUNT_REQUIRED: ContextVar[bool] = ContextVar("authz_account_required", default=False)
+
+
+@contextmanager
+def account_scope(account: str, *, required: bool) -> Iterator[None]:
+    """Run the block for the end-user account the caller named ("" for none); `required`
+    when the caller's entry says `require_account: true`."""
+    token = _ACCOUNT.set(account)
+    required_token = _ACCOUNT_REQUIRED.set(required)
+    try:
+        yield
+    finally:
+        _ACCOUNT_REQUIRED.reset(required_token)
+        _ACCOUNT.reset(token)
+
+
+def account_id() -> str:
+    """The end-user account the caller named with this call (`x-authz-account`), or ""."""
+    return _ACCOUNT.get()
+
+
+def account_required() -> bool:
+    """Whether this call's writes must name an account whose linked profiles include the actor."""
+    return _ACCOUNT_REQUIRED.get()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -55,6 +55,13 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: every caller must present a certificate this CA signed
+    # Secrets (issue 9), never in repr or describe(). Page tokens are signed with this key; unset,
+    # a key kept in the database serves every server of the deployment (authz/commands/paging.py).
+    page_token_key: str | None = field(default=None, repr=False)
+    # The outbox keeps link-code emails encrypted with this Fernet key (authz/mail.py OutboxCipher);
+    # unset: read from `outbox_key_file`, or from a file beside an SQLite database; required on PostgreSQL.
+    outbox_key: str | None = field(default=None, repr=False)
+    outbox_key_file: Path | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -72,6 +79,9 @@ class Settings:
         "tls_cert": "AUTHZ_TLS_CERT",
         "tls_key": "AUTHZ_TLS_KEY",
         "tls_client_ca": "AUTHZ_TLS_CLIENT_CA",
+        "page_token_key": "AUTHZ_PAGE_TOKEN_KEY",
+        "outbox_key": "AUTHZ_OUTBOX_KEY",
+        "outbox_key_file": "AUTHZ_OUTBOX_KEY_FILE",
     }
 
     @classmethod
@@ -117,4 +127,9 @@ class Settings:
             # Paths only: the callers file holds token hashes, and the key file is never read here.
             "callers_file": str(self.callers_file or "(none: loopback only)"),
             "tls": "off" if self.tls_cert is None else ("mutual" if self.tls_client_ca else "server"),
+            # Where the keys come from, never the keys.
+            "outbox_key": "AUTHZ_OUTBOX_KEY"
+            if self.outbox_key
+            else str(self.outbox_key_file or "(a file beside the SQLite database)"),
+            "page_token_key": "AUTHZ_PAGE_TOKEN_KEY" if self.page_token_key else "(kept in the database)",
         }

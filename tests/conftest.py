@@ -101,7 +101,13 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'authz.db'}"
 
 
+# A fixed outbox key for PostgreSQL servers (required there; SQLite keeps one beside the database).
+TEST_OUTBOX_KEY = "tQ8s0tq7Yb1cV3sH4m2ZlJ9pX6wR5eK0aN1uD7fG2hI="
+
+
 def settings_for(url: str, tmp_path: Path, **overrides: object) -> Settings:
+    if not url.startswith("sqlite"):
+        overrides.setdefault("outbox_key", TEST_OUTBOX_KEY)
     return Settings(
         database_url=url,
         listen="127.0.0.1:0",

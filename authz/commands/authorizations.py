@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from authz.commands.base import Deps, relation_in_force, require_organization, require_reader
 from authz.commands.listing import paged_rows
-from authz.commands.paging import page_size
+from authz.commands.paging import page_size, page_token_key
 from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 
 __all__ = ["AuthorizationRow", "ListAuthorizations", "ListAuthorizationsRequest", "ListAuthorizationsResult"]
@@ -103,5 +103,6 @@ class ListAuthorizations:
                 token=request.page_token,
                 size=size,
                 rows_of=rows_of,
+                key=page_token_key(deps),
             )
         return ListAuthorizationsResult(rows, token)

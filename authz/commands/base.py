@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from authz.calls import caller_name, remaining
+from authz.calls import account_id, account_required, caller_name, remaining
 from authz.config import Settings
 from authz.domain.dates import in_force, local_date, utc_now
-from authz.domain.model import END_OF_TIME, Organization, Relation, Right
+from authz.domain.model import END_OF_TIME, Organization, Relation, RelationKind, Right
 from authz.domain.validation import Violations
 from authz.engine.index import DecisionEngine
 from authz.errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "relation_in_force",
     "require_attestation",
     "require_manager",
+    "require_manager_remains",
     "require_organization",
     "require_reader",
     "run_write",
@@ -160,6 +161,8 @@ def run_write(
     with write_lock_within_deadline(deps):
         outcome: WriteOutcome | None = None
         with deps.store.transaction() as tx:
+            if account_required():
+                _require_account_acts(tx, actor_id, request)
             if key:
                 previous = tx.get_idempotent(key, operation)
                 if previous is not None:
@@ -187,6 +190,19 @@ def run_write(
     return outcome.result  # type: ignore[no-any-return]
 
 
+def _require_account_acts(tx: Transaction, actor_id: str, request: Any) -> None:
+    """A caller configured with `require_account` names the end-user account with each write
+    (issue 9): the actor must be one of its linked profiles, or the account the request is for."""
+    account = account_id()
+    if not account:
+        raise PermissionDenied("this caller must name the end-user account (x-authz-account) with each write")
+    if actor_id:
+        if actor_id not in tx.linked_contacts(account):
+            raise PermissionDenied(f"{actor_id!r} is not a profile linked to the account that is acting")
+    elif getattr(request, "account_id", account) != account:
+        raise PermissionDenied("the request is for another account than the one that is acting")
+
+
 def require_attestation(attestation: Attestation) -> None:
     missing = []
     if not attestation.authorizes_acting:
@@ -208,6 +224,31 @@ def require_manager(deps: Deps, actor_id: str, organization_id: str, now: dateti
     """Rule 2: only a contact holding write on `relations` manages an organization."""
     if not deps.engine.check(actor_id, organization_id, "relations", Right.WRITE, now.timestamp()):
         raise PermissionDenied(f"{actor_id!r} may not manage the relations of {organization_id!r}")
+
+
+def require_manager_remains(
+    deps: Deps, tx: Transaction, organization_id: str, now: datetime, *, at: datetime | None = None
+) -> None:
+    """Refuse a change that leaves the organization with no contact holding write on `relations`.
+
+    Called inside the write, after the change: the transaction reads the relations as they
+    will be. A scratch engine with the same policy decides on them at `now`, so the rule is
+    the checks' own (role defaults, subjects granted; never a delegated path). Raising rolls
+    the change back. The guide's step 7: name a second person responsible before the first leaves.
+    `at`, when given, is a later instant that must have a manager too (an end date moved earlier).
+    """
+    scratch = DecisionEngine(deps.engine.policy)
+    relations = tx.find_relations(organization_id=organization_id)
+    scratch.apply(relations, 0)
+    contacts = {r.contact_id for r in relations if r.kind is RelationKind.CONTACT and r.contact_id}
+    for moment in (now,) if at is None else (now, at):
+        ts = moment.timestamp()
+        if not any(scratch.check(contact, organization_id, "relations", Right.WRITE, ts) for contact in contacts):
+            when = "" if moment is now else f" from {local_date(moment).isoformat()}"
+            raise FailedPrecondition(
+                f"this change would leave {organization_id!r} with no one to manage its relations{when}: "
+                "give another contact write on relations first"
+            )
 
 
 def require_reader(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from authz.commands.base import Deps, displayed_end, relation_in_force, require_organization, require_reader
 from authz.commands.listing import paged_rows
-from authz.commands.paging import page_size
+from authz.commands.paging import page_size, page_token_key
 from authz.domain.model import Contact, Relation, RelationKind, Role
 from authz.domain.text import search_key
 from authz.errors import NotFound
@@ -127,6 +127,7 @@ class ListContacts:
                 size=size,
                 rows_of=lambda relation: [rows.row(relation)],
                 name_key=name_key,
+                key=page_token_key(self.deps),
             )
         return ListContactsResult(found, token)
 

@@ -31,8 +31,10 @@ from authz.domain.dates import local_date
 from authz.domain.model import WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
 from authz.domain.validation import (
     LANGUAGES,
+    MANAGEMENT_SUBJECT,
     Violations,
     email_problem,
+    management_subject_problem,
     name_problem,
     phone_problem,
     self_authorization_problem,
@@ -88,6 +90,7 @@ class GrantRelation:
         if grantees != 1:
             raise InvalidArgument.field("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
         subjects = parse_subjects(request.subjects, self.deps.engine.policy.subjects)
+        _refuse_management_through_organizations(request)
         if request.new_contact is not None:
             _check_new_contact(request.new_contact)
         return run_write(
@@ -267,7 +270,7 @@ class GrantRelation:
                 )
             granted = subjects
         else:
-            if not any(held(subject) for subject in deps.engine.policy.subjects):
+            if not any(held(subject) for subject in deps.engine.policy.subjects if subject != MANAGEMENT_SUBJECT):
                 raise FailedPrecondition(f"{request.organization_id} holds nothing on {target_id} to delegate")
             # "All the organization holds there", evaluated at each check, never copied.
             granted = {WILDCARD_SUBJECT: Right.WRITE}
@@ -304,3 +307,17 @@ def _check_new_contact(data: NewContactData) -> None:
         violations.add("new_contact.language", 'must be "fr" or "en"')
     violations.check("new_contact.phone", phone_problem(data.phone))
     violations.raise_if_any("invalid new contact")
+
+
+def _refuse_management_through_organizations(request: GrantRelationRequest) -> None:
+    """Issue 9, finding 3: `relations` is never given to another organization, nor delegated."""
+    if request.grantee_organization_id:
+        kind = RelationKind.ORGANIZATION
+    elif request.target_organization_id and request.target_organization_id != request.organization_id:
+        kind = RelationKind.DELEGATION
+    else:
+        return
+    problem = management_subject_problem(kind, [subject for subject, _ in request.subjects])
+    if problem is not None:
+        index = next(i for i, (subject, _) in enumerate(request.subjects) if subject == MANAGEMENT_SUBJECT)
+        raise InvalidArgument(problem, [FieldViolation(f"subjects[{index}].subject", problem)])

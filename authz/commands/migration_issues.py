@@ -15,7 +15,7 @@ from typing import Any
 
 from authz.commands.base import Attestation, Deps, WriteOutcome, require_manager, require_organization, run_write
 from authz.commands.forms import CHANGE_FORM, require_boxes
-from authz.commands.paging import PageCursor, decode_token, encode_token, page_size
+from authz.commands.paging import PageCursor, decode_token, encode_token, page_size, page_token_key
 from authz.domain.model import Relation, RelationKind
 from authz.domain.validation import id_problem
 from authz.errors import InvalidArgument, NotFound
@@ -171,7 +171,8 @@ class ListMigrationIssues:
         settings = self.deps.settings
         size = page_size(request.page_size, settings.default_page_size, settings.max_page_size)
         query = f"migration_issues{_SEP}{request.organization_id}{_SEP}{request.include_resolved}"
-        cursor = decode_token(request.page_token, query)
+        key = page_token_key(self.deps)
+        cursor = decode_token(request.page_token, query, key)
         after = _int(cursor.after) if cursor is not None else None
         with self.deps.store.transaction() as tx:
             now = self.deps.clock()
@@ -180,7 +181,7 @@ class ListMigrationIssues:
             issues = tx.migration_issues_page(
                 organization.id, include_resolved=request.include_resolved, after=after, limit=size + 1
             )
-        token = encode_token(PageCursor(query, str(issues[size - 1].id))) if len(issues) > size else ""
+        token = encode_token(PageCursor(query, str(issues[size - 1].id)), key) if len(issues) > size else ""
         return ListMigrationIssuesResult(issues[:size], token)
 
 

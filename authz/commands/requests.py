@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from authz.commands.base import Deps, require_organization, require_reader
-from authz.commands.paging import PageCursor, decode_token, encode_token, page_size
+from authz.commands.paging import PageCursor, decode_token, encode_token, page_size, page_token_key
 from authz.errors import InvalidArgument
 from authz.store.interface import AuditEntry
 
@@ -53,7 +53,8 @@ class ListRequests:
         settings = self.deps.settings
         size = page_size(request.page_size, settings.default_page_size, settings.max_page_size)
         query = f"requests\x1f{request.organization_id}"
-        cursor = decode_token(request.page_token, query)
+        key = page_token_key(self.deps)
+        cursor = decode_token(request.page_token, query, key)
         before = None
         if cursor is not None:
             if not cursor.after.isdigit():
@@ -70,7 +71,7 @@ class ListRequests:
                 if actor not in names:
                     contact = tx.get_contact(actor)
                     names[actor] = contact.display_name if contact is not None else ""
-        token = encode_token(PageCursor(query, str(entries[size - 1].id))) if len(entries) > size else ""
+        token = encode_token(PageCursor(query, str(entries[size - 1].id)), key) if len(entries) > size else ""
         return ListRequestsResult([_row(entry, names) for entry in entries[:size]], token)
 
 

@@ -15,6 +15,7 @@ from authz.commands.base import (
     Deps,
     WriteOutcome,
     require_manager,
+    require_manager_remains,
     require_organization,
     run_write,
 )
@@ -158,6 +159,9 @@ class RevokeRelation:
                     removed = list(dict.fromkeys(request.subjects))
                 touched = [target.id]
             changed = [r for r in (tx.get_relation(relation_id) for relation_id in touched) if r is not None]
+            if any(r.kind is RelationKind.CONTACT and r.organization_id == organization.id for r in changed):
+                # Rule 2 kept true: the last manager can neither leave nor be removed.
+                require_manager_remains(deps, tx, organization.id, now)
             audit = AuditRecord(
                 at=now,
                 actor_id=request.actor_id,

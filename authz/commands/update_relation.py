@@ -7,9 +7,9 @@ the relation in place; on a delegation, never more than the organization holds t
 (rule 4), and `relations` is never given to an organization or delegated (rule 2). The
 form carries one box, `changes_accurate` (rule 9).
 
-An organization keeps someone to manage it: ending a managing relation earlier is refused
-when no other managing relation of the organization runs past the new end date. (The same
-rule as RevokeRelation's `require_manager_remains`, written here for end dates.)
+An organization keeps someone to manage it: ending a relation earlier is refused when nobody
+would manage the organization the day after the new end date (`require_manager_remains`,
+the rule RevokeRelation applies now).
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from authz.commands.base import (
     WriteOutcome,
     parse_subjects,
     require_manager,
+    require_manager_remains,
     require_organization,
     run_write,
 )
 from authz.commands.forms import CHANGE_FORM, require_boxes
-from authz.domain.dates import local_date, parse_date
+from authz.domain.dates import day_start, local_date, parse_date
 from authz.domain.model import Relation, RelationKind, Right
+from authz.domain.validation import management_subject_problem
 from authz.errors import FailedPrecondition, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
-__all__ = ["MANAGE_SUBJECT", "UpdateRelation", "UpdateRelationRequest", "UpdateRelationResult"]
-
-MANAGE_SUBJECT = "relations"
+__all__ = ["UpdateRelation", "UpdateRelationRequest", "UpdateRelationResult"]
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,10 @@ class UpdateRelation:
                     raise InvalidArgument.field(
                         "end_date", f"must not be before today ({today.isoformat()}); to end it now, remove it"
                     )
-                if new_end < relation.end_date:
-                    _require_manager_remains(deps, tx, relation, new_end)
                 tx.set_relation_end(relation.id, new_end)
+                if new_end < relation.end_date:
+                    # Someone must manage the organization the day after this relation now ends.
+                    require_manager_remains(deps, tx, organization.id, now, at=day_start(new_end + timedelta(days=1)))
                 end = new_end
             added = {s: r for s, r in subjects.items() if relation.subjects.get(s) != r}
             if added:
@@ -134,10 +135,9 @@ def _managed_by(relation: Relation, organization_id: str) -> bool:
 
 
 def _check_subjects(deps: Deps, relation: Relation, added: dict[str, Right], now: datetime) -> None:
-    if relation.kind is not RelationKind.CONTACT and MANAGE_SUBJECT in added:
-        raise InvalidArgument.field(
-            "add_subjects", "relations is never given to another organization nor delegated: it stays with its own"
-        )
+    problem = management_subject_problem(relation.kind, added)
+    if problem is not None:
+        raise InvalidArgument.field("add_subjects", problem)
     if relation.kind is not RelationKind.DELEGATION:
         return
     via = relation.via_organization_id or ""
@@ -150,30 +150,3 @@ def _check_subjects(deps: Deps, relation: Relation, added: dict[str, Right], now
             over.append(f"{via} holds {held.code if held else 'nothing'} on {subject}, not {right.code}")
     if over:
         raise FailedPrecondition("cannot delegate more than the organization holds: " + "; ".join(over))
-
-
-def _manages(deps: Deps, relation: Relation) -> bool:
-    if relation.kind is not RelationKind.CONTACT:
-        return False
-    by_role = deps.engine.policy.role_defaults.get(relation.role, {}) if relation.role is not None else {}
-    return Right.WRITE in (by_role.get(MANAGE_SUBJECT), relation.subjects.get(MANAGE_SUBJECT))
-
-
-def _require_manager_remains(deps: Deps, tx: Transaction, relation: Relation, new_end: date) -> None:
-    """Ending a managing relation earlier leaves someone to manage the organization after it."""
-    if not _manages(deps, relation):
-        return
-    others = [
-        other
-        for other in tx.find_relations(organization_id=relation.organization_id)
-        if other.id != relation.id
-        and other.ended_at is None
-        and other.start_date <= new_end + timedelta(days=1)  # no day without a manager in between
-        and other.end_date > new_end
-        and _manages(deps, other)
-    ]
-    if not others:
-        raise FailedPrecondition(
-            f"{relation.organization_id} would have nobody to manage its relations after {new_end.isoformat()}: "
-            "name another person responsible first"
-        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["MONTREAL", "DayClock", "in_force", "local_date", "parse_date", "utc_now"]
+__all__ = ["MONTREAL", "DayClock", "day_start", "in_force", "local_date", "parse_date", "utc_now"]
 
 MONTREAL = ZoneInfo("America/Montreal")
 
@@ -17,6 +17,11 @@ def utc_now() -> datetime:
 def local_date(at: datetime) -> date:
     """The calendar date in Montreal at an instant (aware datetime)."""
     return at.astimezone(MONTREAL).date()
+
+
+def day_start(day: date) -> datetime:
+    """The first instant of a calendar day in Montréal."""
+    return datetime(day.year, day.month, day.day, tzinfo=MONTREAL)
 
 
 def parse_date(text: str) -> date:

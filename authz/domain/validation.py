@@ -16,12 +16,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from authz.domain.dates import parse_date
-from authz.domain.model import Right
+from authz.domain.model import RelationKind, Right
 from authz.errors import FieldViolation, InvalidArgument
 
 __all__ = [
     "ID_SEPARATORS",
     "LANGUAGES",
+    "MANAGEMENT_SUBJECT",
     "MAX_EMAIL",
     "MAX_ID_LENGTH",
     "MAX_NAME",
@@ -37,6 +38,7 @@ __all__ = [
     "id_problem",
     "instant_problem",
     "is_plain_id",
+    "management_subject_problem",
     "name_problem",
     "phone_problem",
     "phone_type_problem",
@@ -151,6 +153,21 @@ _MAX_SECONDS = int(datetime(9999, 12, 30, tzinfo=UTC).timestamp())
 
 def self_authorization_problem(grantor_id: str, grantee_id: str) -> str | None:
     return "an organization cannot authorize itself" if grantor_id == grantee_id else None
+
+
+# Write on this subject is the right to manage an organization's relations (DOMAIN.md rule 2).
+MANAGEMENT_SUBJECT = "relations"
+
+
+def management_subject_problem(kind: RelationKind, subjects: Iterable[str]) -> str | None:
+    """Management is never held through another organization: an organization-to-organization
+    authorization or a delegation cannot carry `relations` (issue 9, finding 3)."""
+    if kind in (RelationKind.ORGANIZATION, RelationKind.DELEGATION) and MANAGEMENT_SUBJECT in subjects:
+        return (
+            f"{MANAGEMENT_SUBJECT!r} (managing the organization's relations) cannot be given by one "
+            "organization to another, nor delegated"
+        )
+    return None
 
 
 @dataclass

@@ -58,6 +58,9 @@ _SEP: Final = "\x1f"
 IndexRow = tuple[str, str, str, str, str | None, str | None, int, int, float, tuple[tuple[str, int], ...]]
 
 _CONTACT: Final = RelationKind.CONTACT.value
+# Management of an organization's relations is never held through another organization
+# (DOMAIN.md rule 2): delegated paths never give it, whatever they carry.
+_MANAGEMENT: Final = "relations"
 _ORGANIZATION: Final = RelationKind.ORGANIZATION.value
 
 
@@ -249,6 +252,7 @@ class DecisionEngine:
         via = entry[_VIA]
         return (
             via is not None
+            and subject != _MANAGEMENT
             and max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0)) >= right
             and self._is_member(contact_id, via, day, ts)
             and self.organization_right(via, organization_id, subject, day, ts) >= right
@@ -298,6 +302,9 @@ class DecisionEngine:
             label = self._describe(RelationKind.DELEGATION, key, entry)
             if not _in_force(entry, day, ts):
                 considered.append(f"{label} (not in force)")
+                continue
+            if subject == _MANAGEMENT:
+                considered.append(f"{label} (management is never held through another organization)")
                 continue
             via = entry[_VIA] or ""
             grants = entry[_GRANTS]
@@ -364,15 +371,17 @@ class DecisionEngine:
             for subject, right in relation.subjects.items():
                 result[subject] = max(result.get(subject, 0), int(right))
         elif relation.kind is RelationKind.ORGANIZATION:
-            result = {subject: int(right) for subject, right in relation.subjects.items()}
+            # `relations` between organizations gives nothing (data from before the rule, or imported).
+            result = {subject: int(right) for subject, right in relation.subjects.items() if subject != _MANAGEMENT}
         else:
             via = relation.via_organization_id or ""
             if not self._is_member(relation.holder_id, via, day, ts):
                 return {}
-            candidates = set(relation.subjects) - {WILDCARD_SUBJECT}
+            candidates = set(relation.subjects) - {WILDCARD_SUBJECT, _MANAGEMENT}
             if WILDCARD_SUBJECT in relation.subjects:
                 for entry in _entries(self._organizations.get(via + _SEP + relation.organization_id)):
                     candidates.update(entry[_GRANTS])
+                candidates.discard(_MANAGEMENT)
             for subject in candidates:
                 delegated = max(int(relation.subjects.get(subject, 0)), int(relation.subjects.get(WILDCARD_SUBJECT, 0)))
                 level = min(delegated, self.organization_right(via, relation.organization_id, subject, day, ts))

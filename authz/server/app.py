@@ -51,6 +51,7 @@ class AuthzApp:
         # First: a listener beyond loopback without caller credentials must not start at all.
         interceptors = [*server_interceptors(settings), DecodeErrorInterceptor()]
         self.store = store or open_store(settings)
+        self.store.require_outbox_key()  # issue 9: link codes are never queued in clear
         # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
         self.engine = DecisionEngine(load_checked(settings.policy_dir))
         started = time.perf_counter()

@@ -9,6 +9,11 @@ Each calling service is named in a callers file (YAML or JSON)::
       - name: monthly-report
         tls_common_name: monthly-report.ccq.internal   # mutual TLS instead of (or besides) a token
         methods: [CheckAccess, BatchCheckAccess]
+      - name: self-service
+        token_sha256: ...
+        methods: ["*"]
+        require_account: true   # every write names the end-user account (x-authz-account metadata),
+                                # and the actor must be one of that account's linked profiles
 
 The file holds no secret: a token is kept as its SHA-256 (`authz callers hash-token`
 makes one). A call names itself with `authorization: Bearer <token>` metadata or, when
@@ -32,7 +37,7 @@ from typing import Any
 import grpc
 import yaml
 
-from authz.calls import caller_scope
+from authz.calls import ACCOUNT_METADATA, account_scope, caller_scope
 from authz.config import ConfigError, Settings
 from authz.v1 import authz_pb2
 
@@ -70,6 +75,8 @@ class Caller:
     methods: frozenset[str]  # short RPC names, or {"*"} for every RPC
     token_sha256: str | None = None
     tls_common_name: str | None = None
+    # Issue 9: writes must name an end-user account, and act only as one of its linked profiles.
+    require_account: bool = False
 
     def may_call(self, method: str) -> bool:
         return "*" in self.methods or method in self.methods
@@ -103,7 +110,7 @@ class Callers:
             where = f"{source}: callers[{index}]"
             if not isinstance(entry, Mapping):
                 raise ValueError(f"{where}: expected a mapping")
-            unknown = set(entry) - {"name", "token_sha256", "tls_common_name", "methods"}
+            unknown = set(entry) - {"name", "token_sha256", "tls_common_name", "methods", "require_account"}
             if unknown:
                 # A clear-text `token:` key lands here: the file must not hold the secret itself.
                 raise ValueError(f"{where}: unknown keys {sorted(unknown)} (tokens are given as token_sha256)")
@@ -126,12 +133,16 @@ class Callers:
             wrong = sorted(set(methods) - AUTHZ_METHODS - {"*"})
             if wrong:
                 raise ValueError(f"{where} ({name}): unknown RPCs {wrong}; known: {sorted(AUTHZ_METHODS)}")
+            require_account = entry.get("require_account", False)
+            if not isinstance(require_account, bool):
+                raise ValueError(f"{where} ({name}): require_account must be true or false")
             callers.append(
                 Caller(
                     name=name,
                     methods=frozenset(methods),
                     token_sha256=token_sha256.lower() if token_sha256 else None,
                     tls_common_name=common_name,
+                    require_account=require_account,
                 )
             )
         return cls(callers)
@@ -165,6 +176,14 @@ def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def _account(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The end-user account named with the call; "" when none, or when it is named twice (ambiguous)."""
+    values = [value for key, value in metadata or () if key == ACCOUNT_METADATA]
+    if len(values) != 1:
+        return ""
+    return values[0].decode("latin-1") if isinstance(values[0], bytes) else values[0]
+
+
 def _common_name(context: grpc.ServicerContext) -> str | None:
     # Present only when the TLS handshake verified a client certificate against the client CA.
     values = context.auth_context().get("x509_common_name") or []
@@ -190,6 +209,7 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler  # health and reflection stay open for probes
         method = method_path.removeprefix(_PREFIX)
         token = _bearer(handler_call_details.invocation_metadata)
+        account = _account(handler_call_details.invocation_metadata)
         inner = handler.unary_unary
         if inner is None:  # every AuthzService RPC is unary; anything else is refused
             return None
@@ -199,7 +219,7 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             if not caller.may_call(method):
                 log.warning("caller %s may not call %s", caller.name, method)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, f"caller {caller.name!r} may not call {method}")
-            with caller_scope(caller.name):
+            with caller_scope(caller.name), account_scope(account, required=caller.require_account):
                 return inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(

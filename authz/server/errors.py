@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
 
@@ -13,7 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from authz import errors
-from authz.calls import deadline_scope
+from authz.calls import caller_name, deadline_scope
 
 __all__ = ["MAX_VIOLATIONS", "STATUS_OF", "DecodeErrorInterceptor", "abort_with", "handle_errors", "within_deadline"]
 
@@ -79,6 +80,33 @@ def abort_with(context: grpc.ServicerContext, error: errors.AuthzError) -> NoRet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Set by `within_deadline`, which wraps every write: a refused write is logged (issue 9, finding 5).
+_WRITING: ContextVar[bool] = ContextVar("authz_writing", default=False)
+_LOGGED_ID = 128
+_LOGGED_REASON = 300
+
+
+def _log_refused_write(rpc: str, request: Any, error: errors.AuthzError) -> None:
+    """One line per refused write: which service, acting as whom, why. Never a secret: requests'
+    codes and passwords are not logged, and error messages never hold them."""
+    actor = str(getattr(request, "actor_id", "") or getattr(request, "account_id", ""))
+    code = _status_code(error)
+    level = (
+        logging.WARNING
+        if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        else logging.INFO
+    )
+    # %r: an id the caller wrote cannot forge a log line (it is quoted, its control characters escaped).
+    log.log(
+        level,
+        "refused %s: caller=%r actor=%r status=%s reason=%r",
+        rpc,
+        caller_name() or "-",
+        actor[:_LOGGED_ID],
+        code.name,
+        error.message[:_LOGGED_REASON],
+    )
+
 
 def handle_errors(method: F) -> F:
     """Turn domain errors into their status; anything else into INTERNAL, logged, with no detail."""
@@ -88,6 +116,8 @@ def handle_errors(method: F) -> F:
         try:
             return method(self, request, context)
         except errors.AuthzError as error:
+            if _WRITING.get():
+                _log_refused_write(method.__name__, request, error)
             abort_with(context, error)
         except Exception:
             log.exception("%s failed", method.__name__)
@@ -108,8 +138,12 @@ def within_deadline(method: F) -> F:
         if not context.is_active() or (remaining is not None and remaining <= 0):
             # The caller has given up already: doing the write now would only surprise them.
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call started")
-        with deadline_scope(remaining):
-            return method(self, request, context)
+        writing = _WRITING.set(True)
+        try:
+            with deadline_scope(remaining):
+                return method(self, request, context)
+        finally:
+            _WRITING.reset(writing)
 
     return wrapper  # type: ignore[return-value]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -40,6 +41,7 @@ from authz.domain.model import (
 )
 from authz.domain.text import search_key
 from authz.errors import AlreadyExists, Unavailable
+from authz.mail import MailDeliveryError, OutboxCipher, outbox_cipher
 from authz.store import tables as t
 from authz.store.interface import (
     AuditEntry,
@@ -94,6 +96,12 @@ def open_store(settings: Settings) -> SqlStore:
     """Open the store; an embedded SQLite database is brought up to date by itself."""
     from authz.store import migrate  # Alembic is imported only by what opens a store
 
+    try:
+        cipher: OutboxCipher | None = outbox_cipher(settings)
+        problem = None
+    except ConfigError as exc:
+        # Tools that send no mail (import, policy diff) still open the store; the server refuses to start.
+        cipher, problem = None, str(exc)
     engine = make_engine(settings.database_url)
     if engine.dialect.name == "sqlite":
         migrate.upgrade(engine)
@@ -103,19 +111,33 @@ def open_store(settings: Settings) -> SqlStore:
         raise ConfigError(
             f"the database schema is at {current!r}, not {migrate.head_revision()!r}: run `authz migrate` first"
         )
-    return SqlStore(engine)
+    return SqlStore(engine, outbox_cipher=cipher, outbox_problem=problem)
 
 
 class SqlStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, outbox_cipher: OutboxCipher | None = None, outbox_problem: str | None = None
+    ) -> None:
         self.engine = engine
+        self._secrets: dict[str, bytes] = {}
+        # Outbox bodies are sealed with this key (authz/mail.py). A store opened by hand with no key
+        # and no problem to report (tests, one process) gets a key of the process.
+        if outbox_cipher is None and outbox_problem is None:
+            outbox_cipher = OutboxCipher.ephemeral()
+        self.outbox_cipher = outbox_cipher
+        self._outbox_problem = outbox_problem
+
+    def require_outbox_key(self) -> None:
+        """Raise ConfigError when no outbox key is configured (the server calls it before it starts)."""
+        if self.outbox_cipher is None:
+            raise ConfigError(self._outbox_problem or "no outbox key")
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         try:
             with self.engine.begin() as connection:
                 _wait_no_longer_than_caller(connection)
-                yield SqlTransaction(connection)
+                yield SqlTransaction(connection, self.outbox_cipher, self._outbox_problem)
         except IntegrityError as exc:
             log.info("integrity error: %s", exc.orig)
             raise AlreadyExists("that change conflicts with data already stored") from exc
@@ -226,6 +248,35 @@ class SqlStore:
             for row in result:
                 yield row[:10], row[10]
 
+    # -- issue 9: secrets shared by every server of one deployment
+    def server_secret(self, name: str) -> bytes:
+        """A random 256-bit secret stored under `name`, created by the first server that asks.
+
+        Every server on one database reads the same value, so what one signs another accepts
+        (several servers behind one balancer). Read once per process, then kept in memory.
+        """
+        cached = self._secrets.get(name)
+        if cached is not None:
+            return cached
+        query = select(t.server_secrets.c.value).where(t.server_secrets.c.name == name)
+        with self._connect() as connection:
+            value = connection.execute(query).scalar()
+        if value is None:
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        t.server_secrets.insert().values(
+                            name=name, value=secrets.token_urlsafe(32), created_at=datetime.now(UTC)
+                        )
+                    )
+            except IntegrityError:
+                pass  # another server created it first: theirs is the one
+            with self._connect() as connection:
+                value = connection.execute(query).scalar_one()
+        secret = str(value).encode()
+        self._secrets[name] = secret
+        return secret
+
     # -- outbox, for authz.mail.OutboxRelay
     def pending_outbox(self, limit: int) -> list[OutboxRow]:
         with self._connect() as connection:
@@ -236,7 +287,23 @@ class SqlStore:
                 .order_by(t.outbox.c.created_at)
                 .limit(limit)
             )
-            return [OutboxRow(r.id, r.recipient, r.subject, r.body, r.attempts) for r in rows]
+            found = list(rows)
+        pending = []
+        for r in found:
+            try:
+                body = self._require_cipher().open(r.body)
+            except MailDeliveryError as exc:
+                # Another server's key, or a damaged row: counted as a failed attempt, left for an operator.
+                log.error("outbox %s: %s", r.id, exc)
+                self.mark_outbox_failed(r.id, str(exc))
+                continue
+            pending.append(OutboxRow(r.id, r.recipient, r.subject, body, r.attempts))
+        return pending
+
+    def _require_cipher(self) -> OutboxCipher:
+        self.require_outbox_key()
+        assert self.outbox_cipher is not None
+        return self.outbox_cipher
 
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None:
         with self.engine.begin() as connection:
@@ -323,8 +390,12 @@ def _date(value: date | str) -> date:
 class SqlTransaction:
     """The unit of work of one command, on one connection inside one transaction."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(
+        self, connection: Connection, outbox_cipher: OutboxCipher | None = None, outbox_problem: str | None = None
+    ) -> None:
         self.c = connection
+        self._outbox_cipher = outbox_cipher
+        self._outbox_problem = outbox_problem
 
     def bump_revision(self) -> int:
         # One row updated by every write: writers queue on its lock, so revisions
@@ -706,9 +777,13 @@ class SqlTransaction:
 
     # -- mail
     def enqueue_mail(self, row: OutboxRow, at: datetime) -> None:
+        if self._outbox_cipher is None:
+            raise ConfigError(self._outbox_problem or "no outbox key")
+        # Sealed before it reaches the database: its pages, WAL and old row versions never hold a code.
+        body = self._outbox_cipher.seal(row.body)
         self.c.execute(
             t.outbox.insert().values(
-                id=row.id, recipient=row.recipient, subject=row.subject, body=row.body, created_at=at, attempts=0
+                id=row.id, recipient=row.recipient, subject=row.subject, body=body, created_at=at, attempts=0
             )
         )
 

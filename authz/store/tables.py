@@ -250,3 +250,15 @@ store_revision = Table(
     Column("id", Integer, primary_key=True),
     Column("revision", BigInteger, nullable=False),
 )
+
+
+# -- issue 9: a secret every server of one deployment shares, created by the first to need it
+# (the page-token key when AUTHZ_PAGE_TOKEN_KEY is not set). Never the outbox key: that one
+# must not sit in the database it protects.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

@@ -88,8 +88,10 @@ def test_a_hostile_model_edit_repeated_for_ten_seconds_is_reported_once_per_dist
     assert len(refused) == 2, [r.getMessage() for r in refused]  # one per distinct edit, not per poll
     assert not [r for r in caplog.records if r.exc_info], "no traceback in the log"
     text = "\n".join(r.getMessage() for r in refused)
-    assert "model.conf:47: error: the matcher calls hold(), which does not exist (did you mean holds()?)" in text
-    assert "model.conf:47: error: unknown name 'true' in the matcher: write True" in text
+    # The line of the matcher both edits touch, as the file numbers it.
+    line = next(n for n, source in enumerate(shipped.splitlines(), 1) if '(p.via == "-" ||' in source)
+    assert f"model.conf:{line}: error: the matcher calls hold(), which does not exist (did you mean holds()?)" in text
+    assert f"model.conf:{line}: error: unknown name 'true' in the matcher: write True" in text
     assert [action for action, _ in audit_rows(server)] == ["policy_reload_refused"] * 2
 
     # A valid edit: serving again, at once healthy.

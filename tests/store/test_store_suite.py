@@ -363,3 +363,34 @@ def test_migration_0004_keeps_what_0002_held(tmp_path: Path) -> None:
         account = tx.get_legacy_account("old")
         assert account is not None and account.used_contact_ids == ("C1",)
     store.close()
+
+
+# -- issue 9: secrets every server of a deployment shares; outbox bodies sealed at rest
+
+
+def test_a_server_secret_is_created_once_and_shared_by_every_store_on_the_database(
+    store: SqlStore, database_url: str
+) -> None:
+    others = [SqlStore(make_engine(database_url)) for _ in range(4)]
+    try:
+        found: list[bytes] = []
+        threads = [threading.Thread(target=lambda s=s: found.append(s.server_secret("page_token"))) for s in others]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        mine = store.server_secret("page_token")
+        assert set(found) == {mine} and len(mine) >= 43
+        assert store.server_secret("another") != mine
+    finally:
+        for other in others:
+            other.close()
+
+
+def test_outbox_bodies_are_sealed_in_the_database_and_opened_for_the_relay(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.enqueue_mail(OutboxRow("M2", "c1@example.org", "Sujet", "Code de liaison : ABCD-EFGH"), T0)
+    with store.engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT body FROM outbox WHERE id = 'M2'").scalar_one()
+    assert stored.startswith("enc1:") and "ABCD" not in stored and "liaison" not in stored
+    assert [m.body for m in store.pending_outbox(10) if m.id == "M2"] == ["Code de liaison : ABCD-EFGH"]
