@@ -12,7 +12,7 @@ its status code; ``ValueError`` is raised, before any call, only for misuse of t
 (two grantees, no revocation scope, a naive datetime...).
 """
 
-from authz.v1.authz_pb2 import (
+from .v1.authz_pb2 import (
     AuthorizationRow,
     CheckAccessRequest,
     CheckAccessResponse,

@@ -10,7 +10,7 @@ from typing import Any, Self
 import grpc
 import grpc.aio
 
-from authz.v1 import authz_pb2, authz_pb2_grpc
+from .v1 import authz_pb2, authz_pb2_grpc
 
 from . import _requests as rq
 from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike
