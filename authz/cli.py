@@ -34,8 +34,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    from authz.server.logs import configure_logging
+
+    configure_logging(level, log_format)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -44,7 +46,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authz.server.auth import require_callers_beyond_loopback
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    try:
+        _configure_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        print(f"authz serve: {exc}", file=sys.stderr)
+        return 2
     # Before anything is opened or imported: an open listener without callers never gets that far.
     require_callers_beyond_loopback(settings)
     log.info("settings: %s", settings.describe())

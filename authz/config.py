@@ -46,6 +46,9 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: every caller must present a certificate this CA signed
+    # Observability (see authz/server/observability.py and logs.py).
+    metrics_listen: str = ""  # host:port of /metrics; empty = no listener
+    log_format: str = "text"  # text | json
     extra: Mapping[str, str] = field(default_factory=dict)
 
     _ENV: ClassVar[dict[str, str]] = {
@@ -63,6 +66,8 @@ class Settings:
         "tls_cert": "AUTHZ_TLS_CERT",
         "tls_key": "AUTHZ_TLS_KEY",
         "tls_client_ca": "AUTHZ_TLS_CLIENT_CA",
+        "metrics_listen": "AUTHZ_METRICS_LISTEN",
+        "log_format": "AUTHZ_LOG_FORMAT",
     }
 
     @classmethod
@@ -111,4 +116,5 @@ class Settings:
             # Paths only: the callers file holds token hashes, and the key file is never read here.
             "callers_file": str(self.callers_file or "(none: loopback only)"),
             "tls": "off" if self.tls_cert is None else ("mutual" if self.tls_client_ca else "server"),
+            "metrics_listen": self.metrics_listen or "(off)",
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +21,11 @@ from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.policytools.validate import load_checked
-from authz.server.auth import bind, server_interceptors
+from authz.server.auth import CallerAuthInterceptor, bind, server_interceptors
+from authz.server.observability import Observability, caller_namer
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
+from authz.server.tracing import tracing_from_env
 from authz.store import migrate
 from authz.store.sql import SqlStore, make_engine
 from authz.v1 import authz_pb2, authz_pb2_grpc
@@ -76,6 +79,12 @@ class AuthzApp:
             store=self.store, engine=self.engine, settings=settings, clock=clock, wake_mailer=self.relay.wake
         )
         self.health = health.HealthServicer()
+        # Observability first among the interceptors: calls the caller check refuses are counted and logged too.
+        self.observability = Observability(tracing=tracing_from_env(os.environ))
+        if self.observability.tracing is not None:
+            self.observability.tracing.trace_store(self.store.engine)
+        callers = next((i.callers for i in interceptors if isinstance(i, CallerAuthInterceptor)), None)
+        interceptors = [self.observability.interceptor(caller_namer(callers)), *interceptors]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-rpc"),
             interceptors=interceptors,
@@ -103,6 +112,9 @@ class AuthzApp:
             on_state=self._set_policy_health,
             clock=clock,
         )
+        self.observability.watch(
+            engine=self.engine, store=self.store, relay=self.relay, policy_status=lambda: self.policy_watcher.status
+        )
 
     @property
     def policy(self) -> Policy:
@@ -120,6 +132,7 @@ class AuthzApp:
         self._set_policy_health(True)
         self._monitor.start()
         self.policy_watcher.start()
+        self.observability.start(self.settings.metrics_listen)
         log.info("serving on %s (port %d)", self.settings.listen, self.port)
 
     def _set_health(self, serving: bool, store_up: bool) -> None:
@@ -158,6 +171,7 @@ class AuthzApp:
         self.health.enter_graceful_shutdown()
         self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
         self.relay.stop()
+        self.observability.stop()
         self.store.close()
 
     def wait(self) -> None:

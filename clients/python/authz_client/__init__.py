@@ -12,18 +12,7 @@ its status code; ``ValueError`` is raised, before any call, only for misuse of t
 (two grantees, no revocation scope, a naive datetime...).
 """
 
-from .v1.authz_pb2 import (
-    AuthorizationRow,
-    CheckAccessRequest,
-    CheckAccessResponse,
-    ContactRow,
-    NewContact,
-    Profile,
-    Right,
-    Role,
-    SubjectRight,
-)
-
+from ._connection import DEFAULT_RETRY, RetryPolicy, Tls
 from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike, check_request
 from .aio import AsyncAuthzClient
 from .client import DEFAULT_TIMEOUT, AuthzClient
@@ -38,8 +27,20 @@ from .errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from .v1.authz_pb2 import (
+    AuthorizationRow,
+    CheckAccessRequest,
+    CheckAccessResponse,
+    ContactRow,
+    NewContact,
+    Profile,
+    Right,
+    Role,
+    SubjectRight,
+)
 
 __all__ = [
+    "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
     "AlreadyExistsError",
     "AsyncAuthzClient",
@@ -57,12 +58,14 @@ __all__ = [
     "PermissionDeniedError",
     "Profile",
     "ResourceExhaustedError",
+    "RetryPolicy",
     "Right",
     "RightLike",
     "Role",
     "RoleLike",
     "SubjectRight",
     "SubjectRightLike",
+    "Tls",
     "UnauthenticatedError",
     "UnavailableError",
     "check_request",

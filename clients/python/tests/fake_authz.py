@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from authz_client.v1 import authz_pb2, authz_pb2_grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 from grpc_status import rpc_status
-
-from authz_client.v1 import authz_pb2, authz_pb2_grpc
 
 DETAILS_KEY = "grpc-status-details-bin"
 
