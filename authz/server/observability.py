@@ -112,7 +112,10 @@ class Metrics:
             registry=registry,
         )
         self.decisions = Counter(
-            "authz_decisions_total", "Access decisions answered, by RPC and outcome.", ("rpc", "outcome"), registry=registry
+            "authz_decisions_total",
+            "Access decisions answered, by RPC and outcome.",
+            ("rpc", "outcome"),
+            registry=registry,
         )
         self.link_attempts = Counter(
             "authz_link_attempts_total",
@@ -129,7 +132,9 @@ class Metrics:
         self.lag = gauge(
             "authz_engine_lag_revisions", "Revisions committed to the store that this process's engine has not applied."
         )
-        self.policy_info = gauge("authz_policy_info", "The policy being served (value 1), by content hash.", ("policy_hash",))
+        self.policy_info = gauge(
+            "authz_policy_info", "The policy being served (value 1), by content hash.", ("policy_hash",)
+        )
         self.policy_loaded = gauge("authz_policy_loaded_timestamp_seconds", "When the serving policy was loaded.")
         self.policy_valid = gauge(
             "authz_policy_valid_on_disk", "1 while the policy folder on disk is valid; 0 while an edit is refused."
@@ -375,7 +380,9 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 raise
             finish(method, context.code() or grpc.StatusCode.OK, started, None, details, context)
 
-        make = grpc.unary_stream_rpc_method_handler if kind == "server_stream" else grpc.stream_stream_rpc_method_handler
+        make = (
+            grpc.unary_stream_rpc_method_handler if kind == "server_stream" else grpc.stream_stream_rpc_method_handler
+        )
         return make(
             observed, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
         )
@@ -414,7 +421,9 @@ class Observability:
         self._http: Any = None
         self.port: int | None = None
 
-    def interceptor(self, caller_name: Callable[[Any, grpc.ServicerContext], str] | None = None) -> ObservabilityInterceptor:
+    def interceptor(
+        self, caller_name: Callable[[Any, grpc.ServicerContext], str] | None = None
+    ) -> ObservabilityInterceptor:
         return ObservabilityInterceptor(self.metrics, tracing=self.tracing, caller_name=caller_name)
 
     def watch(self, **sources: Any) -> None:

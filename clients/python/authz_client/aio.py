@@ -236,7 +236,9 @@ class AsyncAuthzClient:
         request = authz_pb2.LinkLegacyAccessRequest(
             account_id=account_id, legacy_username=legacy_username, legacy_password=legacy_password
         )
-        response: authz_pb2.LinkLegacyAccessResponse = await self._call(self._stub.LinkLegacyAccess, request, retry=False)
+        response: authz_pb2.LinkLegacyAccessResponse = await self._call(
+            self._stub.LinkLegacyAccess, request, retry=False
+        )
         return response
 
     async def list_profiles(self, account_id: str) -> authz_pb2.ListProfilesResponse:
