@@ -4,7 +4,9 @@ For each size: generate a data set, load it through the import path into a SQLit
 file, build the engine from the store as the server does, then time the engine and
 pycasbin (`Enforcer`, `FastEnforcer`) on the same checks and compare their answers.
 At the largest size, start the real server (`authz serve`) on that database, time its
-start-up and read its resident memory, and drive it from a separate client process.
+start-up and read its resident memory, and drive it from a separate client process; then
+again with observability on (/metrics served and scraped, JSON logs), so that the cost of
+metrics and logs on the check path is read side by side.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class BenchOptions:
     workdir: Path | None = None
     json_path: Path | None = Path("bench-results.json")
     seed: int = 1
+    observability: bool = True  # measure the server a second time with metrics and JSON logs on
 
 
 def _median_p99(values_ns: list[int]) -> tuple[float, float]:
@@ -170,13 +173,43 @@ def _time_enforcer(enforcer: Any, cases: Sequence[CheckCase]) -> tuple[list[bool
 
 _SERVING = re.compile(r"authz serving on (\S+)")
 _BUILT = re.compile(r"indexes built in ([0-9.]+)s")
+_METRICS = re.compile(r"metrics on http://([0-9.]+:[0-9]+)/metrics")
+
+
+def _scrape_checks(log_path: Path) -> float:
+    """CheckAccess calls the server counted, read from its /metrics: proof that metrics were on."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = _METRICS.search(log_path.read_text(encoding="utf-8"))
+    if found is None:
+        raise RuntimeError(f"the server did not log its metrics address; see {log_path}")
+    with urlopen(f"http://{found.group(1)}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "grpc_server_handled_total" and sample.labels.get("grpc_method") == "CheckAccess"
+    )
 
 
 def measure_server(
-    database: Path, dataset: DataSet, cases: list[CheckCase], options: BenchOptions, folder: Path, say: Printer
+    database: Path,
+    dataset: DataSet,
+    cases: list[CheckCase],
+    options: BenchOptions,
+    folder: Path,
+    say: Printer,
+    *,
+    observed: bool = False,
 ) -> dict[str, Any]:
-    """The real server on the largest database, driven from a separate client process."""
-    result: dict[str, Any] = {}
+    """The real server on the largest database, driven from a separate client process.
+
+    `observed`: with /metrics served (and scraped at the end) and JSON logs, as in production.
+    """
+    result: dict[str, Any] = {"observability": "metrics + JSON logs" if observed else "off"}
     env = dict(os.environ)
     env.update(
         {
@@ -184,9 +217,11 @@ def measure_server(
             "AUTHZ_LISTEN": "127.0.0.1:0",
             "AUTHZ_MAIL_URL": f"file://{folder / 'outbox'}",
             "AUTHZ_LOG_LEVEL": "INFO",
+            "AUTHZ_METRICS_LISTEN": "127.0.0.1:0" if observed else "",
+            "AUTHZ_LOG_FORMAT": "json" if observed else "text",
         }
     )
-    log_path = folder / "server.log"
+    log_path = folder / ("server-observed.log" if observed else "server.log")
     authz = [sys.executable, "-m", "authz.cli", "serve"]
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -204,7 +239,7 @@ def measure_server(
         gc_rss = _rss_kib(server.pid)
         result["rss_after_start_mb"] = gc_rss["VmRSS"] / 1024
         say(
-            f"server: serving on {target} after {result['start_s']:.1f}s "
+            f"server{' (metrics + JSON logs)' if observed else ''}: serving on {target} after {result['start_s']:.1f}s "
             f"(indexes built in {result['index_build_s']}s), resident {result['rss_after_start_mb']:.0f} MB"
         )
         spec = {
@@ -230,6 +265,8 @@ def measure_server(
             raise RuntimeError(f"bench client failed: {client.stderr[-2000:]}")
         result["grpc"] = json.loads(client.stdout)
         result["write_then_check"] = _write_then_check(target, dataset, options.grant_rounds)
+        if observed:
+            result["checks_counted_by_metrics"] = _scrape_checks(log_path)
         memory = _rss_kib(server.pid)
         result["rss_after_load_mb"] = memory["VmRSS"] / 1024
         result["rss_peak_mb"] = memory["VmHWM"] / 1024
@@ -304,7 +341,21 @@ class Bar:
     passed: bool | None  # None: not measured in this run
 
 
-def bars(sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None) -> list[Bar]:
+def _check_path_bars(grpc: dict[str, Any], suffix: str) -> list[Bar]:
+    sequential = grpc["sequential"]
+    ratio = sequential["check"]["p50_ms"] / sequential["baseline"]["p50_ms"]
+    found = [Bar(f"CheckAccess p50 / empty RPC p50{suffix}", f"{ratio:.3f}", "≤ 1.15", ratio <= 1.15)]
+    at32 = grpc["in_flight_32"]
+    ratio = at32["check"]["per_second"] / at32["baseline"]["per_second"]
+    found.append(
+        Bar(f"CheckAccess / empty RPC calls/s at 32 in flight{suffix}", f"{ratio:.3f}", "≥ 0.85", ratio >= 0.85)
+    )
+    return found
+
+
+def bars(
+    sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None, observed: dict[str, Any] | None = None
+) -> list[Bar]:
     found: list[Bar] = []
     largest = max(sizes)
     smallest = min(sizes)
@@ -325,13 +376,10 @@ def bars(sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None) -> lis
     found.append(Bar("decisions identical to pycasbin", f"{mismatches} different", "0", mismatches == 0))
     if server is None:
         return found
+    found += _check_path_bars(server["grpc"], "")
+    if observed is not None:
+        found += _check_path_bars(observed["grpc"], " (metrics + JSON logs on)")
     grpc = server["grpc"]
-    sequential = grpc["sequential"]
-    ratio = sequential["check"]["p50_ms"] / sequential["baseline"]["p50_ms"]
-    found.append(Bar("CheckAccess p50 / empty RPC p50", f"{ratio:.3f}", "≤ 1.15", ratio <= 1.15))
-    at32 = grpc["in_flight_32"]
-    ratio = at32["check"]["per_second"] / at32["baseline"]["per_second"]
-    found.append(Bar("CheckAccess / empty RPC calls/s at 32 in flight", f"{ratio:.3f}", "≥ 0.85", ratio >= 0.85))
     batch = max(value["checks_per_second"] for key, value in grpc.items() if key.startswith("batch_"))
     found.append(Bar("BatchCheckAccess checks/s (batches of 100)", f"{batch:,.0f}", "≥ 40,000", batch >= 40_000))
     build = server["index_build_s"]
@@ -382,20 +430,28 @@ def report_lines(results: dict[str, Any]) -> list[str]:
     server = results.get("server")
     if server:
         grpc = server["grpc"]
-        seq = grpc["sequential"]
         lines += ["", f"gRPC, client in a separate process; baseline = {grpc['baseline']}:"]
-        rows = [["", "p50", "p99", "calls/s at 8 in flight", "calls/s at 32 in flight"]]
-        for name, title in (("baseline", "empty RPC (health Check)"), ("check", "CheckAccess")):
-            rows.append(
-                [
-                    title,
-                    f"{seq[name]['p50_ms']:.3f} ms",
-                    f"{seq[name]['p99_ms']:.3f} ms",
-                    f"{grpc['in_flight_8'][name]['per_second']:,.0f}",
-                    f"{grpc['in_flight_32'][name]['per_second']:,.0f}",
-                ]
-            )
+        rows = [["", "observability", "p50", "p99", "calls/s at 8 in flight", "calls/s at 32 in flight"]]
+        runs = [("off", grpc)]
+        if results.get("server_observed"):
+            runs.append(("metrics + JSON logs", results["server_observed"]["grpc"]))
+        for label, figures in runs:
+            seq = figures["sequential"]
+            for name, title in (("baseline", "empty RPC (health Check)"), ("check", "CheckAccess")):
+                rows.append(
+                    [
+                        title,
+                        label,
+                        f"{seq[name]['p50_ms']:.3f} ms",
+                        f"{seq[name]['p99_ms']:.3f} ms",
+                        f"{figures['in_flight_8'][name]['per_second']:,.0f}",
+                        f"{figures['in_flight_32'][name]['per_second']:,.0f}",
+                    ]
+                )
         lines += _table(rows)
+        if results.get("server_observed"):
+            counted = results["server_observed"].get("checks_counted_by_metrics")
+            lines.append(f"CheckAccess calls counted by the observed server's /metrics: {counted:,.0f}")
         for key, value in grpc.items():
             if key.startswith("batch_"):
                 lines.append(
@@ -434,10 +490,17 @@ def run_bench(options: BenchOptions, say: Printer = print) -> dict[str, Any]:
             measured[size] = figures
             results["sizes"][str(size)] = figures
             if size == max(options.sizes) and options.server:
-                results["server"] = measure_server(Path(figures["database"]), dataset, cases, options, folder, say)
+                database = Path(figures["database"])
+                results["server"] = measure_server(database, dataset, cases, options, folder, say)
+                if options.observability:
+                    results["server_observed"] = measure_server(
+                        database, dataset, cases, options, folder, say, observed=True
+                    )
             del dataset, cases
             gc.collect()
-        results["bars"] = [bar.__dict__ for bar in bars(measured, results.get("server"))]
+        results["bars"] = [
+            bar.__dict__ for bar in bars(measured, results.get("server"), results.get("server_observed"))
+        ]
     finally:
         if options.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -22,7 +22,7 @@ from authz.engine.policy import Policy, default_policy_dir
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.policytools.validate import load_checked
 from authz.server.auth import CallerAuthInterceptor, bind, server_interceptors
-from authz.server.observability import Observability, caller_namer
+from authz.server.observability import Observability, caller_namer, multiprocess_dir
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
 from authz.server.tracing import tracing_from_env
@@ -80,7 +80,10 @@ class AuthzApp:
         )
         self.health = health.HealthServicer()
         # Observability first among the interceptors: calls the caller check refuses are counted and logged too.
-        self.observability = Observability(tracing=tracing_from_env(os.environ))
+        # Metrics are counted when someone can read them: a /metrics listener, or multiprocess files.
+        self.observability = Observability(
+            metrics=bool(settings.metrics_listen or multiprocess_dir()), tracing=tracing_from_env(os.environ)
+        )
         if self.observability.tracing is not None:
             self.observability.tracing.trace_store(self.store.engine)
         callers = next((i.callers for i in interceptors if isinstance(i, CallerAuthInterceptor)), None)

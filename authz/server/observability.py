@@ -158,6 +158,19 @@ class Metrics:
         self.pool_size = gauge("authz_store_pool_size", "Configured size of the store's connection pool.")
 
 
+class _Off:
+    """Stands for a metric child when metrics are off: the interceptor keeps one code path."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+_OFF = _Off()
+
+
 @dataclass
 class _Method:
     """Pre-bound label children of one RPC: no label look-up per call."""
@@ -180,18 +193,16 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(
         self,
-        metrics: Metrics,
+        metrics: Metrics | None,
         *,
         tracing: Tracing | None = None,
         caller_name: Callable[[Any, grpc.ServicerContext], str] | None = None,
     ) -> None:
-        self.metrics = metrics
+        self.metrics = metrics  # None: metrics off, calls are only logged (and traced)
         self.tracing = tracing
         self.caller_name = caller_name or (lambda _metadata, context: context.peer())
         self._methods: dict[str, _Method] = {}
         self._lock = threading.Lock()
-        self._allowed = {rpc: metrics.decisions.labels(rpc, "allowed") for rpc in ("CheckAccess", "BatchCheckAccess")}
-        self._denied = {rpc: metrics.decisions.labels(rpc, "denied") for rpc in ("CheckAccess", "BatchCheckAccess")}
 
     def _method(self, path: str, kind: str) -> _Method:
         found = self._methods.get(path)
@@ -199,15 +210,29 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return found
         service, name = _split_method(path)
         m = self.metrics
+        if m is None:
+            method = _Method(
+                name=name,
+                started=_OFF,
+                handling=_OFF,
+                handled=dict.fromkeys(grpc.StatusCode, _OFF),
+                quiet=path in QUIET_METHODS,
+                on_answer=None,
+                link=False,
+            )
+            with self._lock:
+                self._methods[path] = method
+            return method
         on_answer: Callable[[Any], None] | None = None
         if path == "/authz.v1.AuthzService/CheckAccess":
-            allowed, denied = self._allowed["CheckAccess"], self._denied["CheckAccess"]
+            allowed, denied = m.decisions.labels("CheckAccess", "allowed"), m.decisions.labels("CheckAccess", "denied")
 
             def on_answer(response: Any) -> None:
                 (allowed if response.allowed else denied).inc()
 
         elif path == "/authz.v1.AuthzService/BatchCheckAccess":
-            batch_allowed, batch_denied = self._allowed["BatchCheckAccess"], self._denied["BatchCheckAccess"]
+            batch_allowed = m.decisions.labels("BatchCheckAccess", "allowed")
+            batch_denied = m.decisions.labels("BatchCheckAccess", "denied")
 
             def on_answer(response: Any) -> None:
                 results = response.results
@@ -242,7 +267,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         elapsed = time.perf_counter() - started
         method.handling.observe(elapsed)
         method.handled[code].inc()
-        if method.link:
+        if method.link and self.metrics is not None:
             self.metrics.link_attempts.labels(method.name, _LINK_OUTCOMES.get(code, "error")).inc()
         level = logging.DEBUG if method.quiet and code is grpc.StatusCode.OK else logging.INFO
         if code is not grpc.StatusCode.OK and code is not grpc.StatusCode.INVALID_ARGUMENT:
@@ -405,7 +430,8 @@ class _BeforeScrape(Collector):
 class Observability:
     """The metrics of one server, their sources, the sampler thread and the /metrics listener."""
 
-    def __init__(self, *, tracing: Tracing | None = None, sample_interval: float = 5.0) -> None:
+    def __init__(self, *, metrics: bool = True, tracing: Tracing | None = None, sample_interval: float = 5.0) -> None:
+        self.metrics_on = metrics
         self.tracing = tracing
         self.sample_interval = sample_interval
         self.multiprocess = multiprocess_dir()
@@ -424,7 +450,9 @@ class Observability:
     def interceptor(
         self, caller_name: Callable[[Any, grpc.ServicerContext], str] | None = None
     ) -> ObservabilityInterceptor:
-        return ObservabilityInterceptor(self.metrics, tracing=self.tracing, caller_name=caller_name)
+        return ObservabilityInterceptor(
+            self.metrics if self.metrics_on else None, tracing=self.tracing, caller_name=caller_name
+        )
 
     def watch(self, **sources: Any) -> None:
         """Name the parts read for `authz_*`: engine, store, policy_status (callable), relay."""
@@ -516,6 +544,8 @@ class Observability:
 
     def start(self, listen: str) -> None:
         """Start the sampler and, when `listen` is set (`host:port`), the /metrics listener."""
+        if not self.metrics_on:
+            return
         self._stopping.clear()
         self._sampler = threading.Thread(target=self._run_sampler, name="authz-metrics-sampler", daemon=True)
         self._sampler.start()
