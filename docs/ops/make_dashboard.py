@@ -1,3 +1,10 @@
+"""Writes docs/ops/grafana-dashboard.json: `python docs/ops/make_dashboard.py` from the repository root.
+
+The dashboard is kept as code so that a panel is added by editing a few lines here; the
+JSON is committed, ready to import in Grafana (Dashboards → Import), and
+tests/unit/test_ops_docs.py checks that each query names metrics the server exports.
+"""
+
 import json
 from pathlib import Path
 
@@ -10,7 +17,9 @@ y = 0
 
 def row(title):
     global y
-    panels.append({"type": "row", "title": title, "collapsed": False, "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+    panels.append(
+        {"type": "row", "title": title, "collapsed": False, "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []}
+    )
     y += 1
 
 
@@ -38,23 +47,43 @@ def next_line(h=8):
 
 
 row("gRPC")
-panel("Calls per second by method", [(f"sum by (grpc_method) (rate(grpc_server_handled_total{{{SVC}}}[$__rate_interval]))", "{{grpc_method}}")], 0, unit="reqps")
+panel(
+    "Calls per second by method",
+    [(f"sum by (grpc_method) (rate(grpc_server_handled_total{{{SVC}}}[$__rate_interval]))", "{{grpc_method}}")],
+    0,
+    unit="reqps",
+)
 panel(
     "Server-side error ratio",
-    [(
-        f'sum(rate(grpc_server_handled_total{{{SVC},grpc_code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|DATA_LOSS|UNIMPLEMENTED"}}[$__rate_interval])) / sum(rate(grpc_server_handled_total{{{SVC}}}[$__rate_interval]))',
-        "errors",
-    )],
+    [
+        (
+            f'sum(rate(grpc_server_handled_total{{{SVC},grpc_code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|DATA_LOSS|UNIMPLEMENTED"}}[$__rate_interval])) / sum(rate(grpc_server_handled_total{{{SVC}}}[$__rate_interval]))',
+            "errors",
+        )
+    ],
     8,
     unit="percentunit",
     description="Failures of the service itself (alert AuthzServerErrors at 1%). Refusals of bad input, denials and throttling are answers.",
 )
-panel("Answers other than OK, by code", [(f'sum by (grpc_method, grpc_code) (rate(grpc_server_handled_total{{{SVC},grpc_code!="OK"}}[$__rate_interval]))', "{{grpc_method}} {{grpc_code}}")], 16, unit="reqps")
+panel(
+    "Answers other than OK, by code",
+    [
+        (
+            f'sum by (grpc_method, grpc_code) (rate(grpc_server_handled_total{{{SVC},grpc_code!="OK"}}[$__rate_interval]))',
+            "{{grpc_method}} {{grpc_code}}",
+        )
+    ],
+    16,
+    unit="reqps",
+)
 next_line()
 panel(
     "CheckAccess and BatchCheckAccess latency (server side)",
     [
-        (f'histogram_quantile({q}, sum by (grpc_method, le) (rate(grpc_server_handling_seconds_bucket{{{SVC},grpc_method=~"CheckAccess|BatchCheckAccess"}}[$__rate_interval])))', f"{{{{grpc_method}}}} p{int(q * 100)}")
+        (
+            f'histogram_quantile({q}, sum by (grpc_method, le) (rate(grpc_server_handling_seconds_bucket{{{SVC},grpc_method=~"CheckAccess|BatchCheckAccess"}}[$__rate_interval])))',
+            f"{{{{grpc_method}}}} p{int(q * 100)}",
+        )
         for q in (0.5, 0.99)
     ],
     0,
@@ -63,14 +92,25 @@ panel(
 )
 panel(
     "Write latency p99",
-    [(f'histogram_quantile(0.99, sum by (grpc_method, le) (rate(grpc_server_handling_seconds_bucket{{{SVC},grpc_method=~"GrantRelation|RevokeRelation|IssueLinkCode|RedeemLinkCode|LinkLegacyAccess"}}[$__rate_interval])))', "{{grpc_method}}")],
+    [
+        (
+            f'histogram_quantile(0.99, sum by (grpc_method, le) (rate(grpc_server_handling_seconds_bucket{{{SVC},grpc_method=~"GrantRelation|RevokeRelation|IssueLinkCode|RedeemLinkCode|LinkLegacyAccess"}}[$__rate_interval])))',
+            "{{grpc_method}}",
+        )
+    ],
     12,
     w=12,
     unit="s",
 )
 next_line()
 row("Decisions and links")
-panel("Decisions per second by outcome", [(f"sum by (rpc, outcome) (rate(authz_decisions_total{{{J}}}[$__rate_interval]))", "{{rpc}} {{outcome}}")], 0, w=12, unit="ops")
+panel(
+    "Decisions per second by outcome",
+    [(f"sum by (rpc, outcome) (rate(authz_decisions_total{{{J}}}[$__rate_interval]))", "{{rpc}} {{outcome}}")],
+    0,
+    w=12,
+    unit="ops",
+)
 panel(
     "Link attempts by outcome",
     [(f"sum by (rpc, outcome) (rate(authz_link_attempts_total{{{J}}}[$__rate_interval]))", "{{rpc}} {{outcome}}")],
@@ -86,7 +126,12 @@ panel(
     [(f"max(authz_store_revision{{{J}}})", "store"), (f"authz_engine_revision{{{J}}}", "engine {{instance}} {{pid}}")],
     0,
 )
-panel("Engine lag behind the store", [(f"authz_engine_lag_revisions{{{J}}}", "{{instance}} {{pid}}")], 8, description="Alert AuthzEngineLag when above 0 for 2 minutes.")
+panel(
+    "Engine lag behind the store",
+    [(f"authz_engine_lag_revisions{{{J}}}", "{{instance}} {{pid}}")],
+    8,
+    description="Alert AuthzEngineLag when above 0 for 2 minutes.",
+)
 panel(
     "Policy edits",
     [
@@ -109,12 +154,23 @@ panel(
 next_line(5)
 panel(
     "Calls in flight",
-    [(f"sum by (grpc_method) (grpc_server_started_total{{{SVC}}}) - sum by (grpc_method) (grpc_server_handled_total{{{SVC}}})", "{{grpc_method}}")],
+    [
+        (
+            f"sum by (grpc_method) (grpc_server_started_total{{{SVC}}}) - sum by (grpc_method) (grpc_server_handled_total{{{SVC}}})",
+            "{{grpc_method}}",
+        )
+    ],
     0,
     w=12,
     description="Started minus handled: calls the server is working on now (per scrape).",
 )
-panel("Age of the policy served", [(f"time() - authz_policy_loaded_timestamp_seconds{{{J}}}", "{{instance}} {{pid}}")], 12, w=12, unit="s")
+panel(
+    "Age of the policy served",
+    [(f"time() - authz_policy_loaded_timestamp_seconds{{{J}}}", "{{instance}} {{pid}}")],
+    12,
+    w=12,
+    unit="s",
+)
 next_line()
 row("Mail outbox and store")
 panel(
@@ -125,7 +181,13 @@ panel(
     ],
     0,
 )
-panel("Oldest waiting email", [(f"max(authz_outbox_oldest_pending_seconds{{{J}}})", "age")], 8, unit="s", description="Alert AuthzOutboxStuck above 5 minutes.")
+panel(
+    "Oldest waiting email",
+    [(f"max(authz_outbox_oldest_pending_seconds{{{J}}})", "age")],
+    8,
+    unit="s",
+    description="Alert AuthzOutboxStuck above 5 minutes.",
+)
 panel(
     "Mail sent and failed",
     [
@@ -179,4 +241,4 @@ dashboard = {
     "panels": [dict(p, id=i + 1) for i, p in enumerate(panels)],
 }
 Path("docs/ops/grafana-dashboard.json").write_text(json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n")
-print(len(panels), "panels")
+print(f"{len(panels)} panels written to docs/ops/grafana-dashboard.json")
