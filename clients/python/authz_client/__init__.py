@@ -7,9 +7,10 @@
             ...
 
 Methods take plain Python values and return the protobuf response messages of
-``authz.v1.authz_pb2``. A failed call raises an :class:`AuthzClientError` subclass chosen by
-its status code; ``ValueError`` is raised, before any call, only for misuse of the client
-(two grantees, no revocation scope, a naive datetime...).
+``authz_client.v1.authz_pb2`` (the package's own copy of the generated code). A failed call
+raises an :class:`AuthzClientError` subclass chosen by its status code, after retries of
+``UNAVAILABLE`` (:class:`RetryPolicy`); ``ValueError`` is raised, before any call, only for
+misuse of the client (two grantees, no revocation scope, a naive datetime...).
 """
 
 from ._connection import DEFAULT_RETRY, RetryPolicy, Tls
