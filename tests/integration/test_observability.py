@@ -284,3 +284,58 @@ def test_spans_per_rpc_with_the_callers_context_and_the_store_queries(
     assert any(q.name.startswith("INSERT") for q in queries)
     # Nothing on the check path touches the store: no statement under a check's span.
     assert not [s for s in spans if s.parent is not None and s.parent.span_id == joined.context.span_id]
+
+
+def start_process(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
+    log_path = tmp_path / f"{name}.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [AUTHZ, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True
+        )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "authz serving on" in line:
+            return process, log_path
+    raise AssertionError(log_path.read_text())
+
+
+def test_multiprocess_mode_serves_every_process_figures(tmp_path: Path) -> None:
+    """Two server processes writing to one PROMETHEUS_MULTIPROC_DIR; /metrics of one shows both."""
+    from authz_client import AuthzClient
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    base = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(folder), AUTHZ_MAIL_URL=f"file://{tmp_path / 'outbox'}")
+    base.pop("AUTHZ_DATABASE_URL", None)
+    ports = [free_port(), free_port()]
+    metrics_port = free_port()
+    processes = []
+    try:
+        # The first imports the demo data and serves /metrics; the second only writes its files.
+        subprocess.run([AUTHZ, "import", str(Path(__file__).parents[2] / "authz" / "demo" / "demo.json")],
+                       cwd=tmp_path, env=base, check=True, capture_output=True, timeout=60)  # fmt: skip
+        first = dict(base, AUTHZ_LISTEN=f"127.0.0.1:{ports[0]}", AUTHZ_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
+        processes.append(start_process(tmp_path, "first", first)[0])
+        processes.append(start_process(tmp_path, "second", dict(base, AUTHZ_LISTEN=f"127.0.0.1:{ports[1]}"))[0])
+        for port, calls in zip(ports, (3, 4), strict=True):
+            with AuthzClient(f"127.0.0.1:{port}", timeout=10) as client:
+                for _ in range(calls):
+                    assert client.allowed(PR, SQC, "relations", "write")
+        samples = scrape(metrics_port)
+        assert value(samples, "grpc_server_handled_total", **rpc("CheckAccess", "OK")) == 7  # summed over both
+        assert value(samples, "authz_decisions_total", rpc="CheckAccess", outcome="allowed") == 7
+        revisions = {
+            dict(labels)["pid"]: sample for (name, labels), sample in samples.items() if name == "authz_engine_revision"
+        }
+        assert set(revisions) == {str(process.pid) for process in processes}  # one series per live process
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def test_an_unknown_log_format_is_refused_at_start(tmp_path: Path) -> None:
+    env = dict(os.environ, AUTHZ_LOG_FORMAT="xml", AUTHZ_LISTEN="127.0.0.1:0")
+    done = subprocess.run([AUTHZ, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "AUTHZ_LOG_FORMAT='xml'" in done.stderr and "text, json" in done.stderr
