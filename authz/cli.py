@@ -44,10 +44,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authz.engine.policy import PolicyLoadError
     from authz.server.app import AuthzApp, open_store
     from authz.server.auth import require_callers_beyond_loopback
+    from authz.server.observability import Observability
 
     settings = _settings(args)
     try:
         _configure_logging(settings.log_level, settings.log_format)
+        Observability.check_listen(settings.metrics_listen)
     except ValueError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return 2

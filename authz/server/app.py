@@ -84,6 +84,7 @@ class AuthzApp:
         self.observability = Observability(
             metrics=bool(settings.metrics_listen or multiprocess_dir()), tracing=tracing_from_env(os.environ)
         )
+        self.observability.check_listen(settings.metrics_listen)
         if self.observability.tracing is not None:
             self.observability.tracing.trace_store(self.store.engine)
         callers = next((i.callers for i in interceptors if isinstance(i, CallerAuthInterceptor)), None)
@@ -129,13 +130,14 @@ class AuthzApp:
         self.health.set(POLICY_HEALTH_NAME, status.SERVING if valid_on_disk else status.NOT_SERVING)
 
     def start(self) -> None:
+        # First: a /metrics port already taken stops the start before anything else runs.
+        self.observability.start(self.settings.metrics_listen)
         self.server.start()
         self.relay.start()
         self._set_health(True, self.store.ping())
         self._set_policy_health(True)
         self._monitor.start()
         self.policy_watcher.start()
-        self.observability.start(self.settings.metrics_listen)
         log.info("serving on %s (port %d)", self.settings.listen, self.port)
 
     def _set_health(self, serving: bool, store_up: bool) -> None:

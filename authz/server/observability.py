@@ -542,19 +542,29 @@ class Observability:
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess)  # type: ignore[no-untyped-call]
         return registry
 
+    @staticmethod
+    def check_listen(listen: str) -> tuple[str, int] | None:
+        """`host:port` of the /metrics listener, None when empty; ValueError when malformed."""
+        if not listen:
+            return None
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"AUTHZ_METRICS_LISTEN={listen!r}: expected host:port (port 0 picks a free one)")
+        return host, int(port)
+
     def start(self, listen: str) -> None:
-        """Start the sampler and, when `listen` is set (`host:port`), the /metrics listener."""
+        """Start the /metrics listener when `listen` is set (`host:port`), then the sampler."""
         if not self.metrics_on:
             return
+        address = self.check_listen(listen)
+        if address is not None:
+            self._serve(*address)
         self._stopping.clear()
         self._sampler = threading.Thread(target=self._run_sampler, name="authz-metrics-sampler", daemon=True)
         self._sampler.start()
-        if not listen:
-            return
-        host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"AUTHZ_METRICS_LISTEN={listen!r}: expected host:port (port 0 picks a free one)")
-        self._http, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.serving_registry())
+
+    def _serve(self, host: str, port: int) -> None:
+        self._http, _thread = start_http_server(port, addr=host.strip("[]"), registry=self.serving_registry())
         self.port = int(self._http.server_port)
         log.info(
             "metrics on http://%s:%d/metrics%s",

@@ -339,3 +339,11 @@ def test_an_unknown_log_format_is_refused_at_start(tmp_path: Path) -> None:
     done = subprocess.run([AUTHZ, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "AUTHZ_LOG_FORMAT='xml'" in done.stderr and "text, json" in done.stderr
+
+
+def test_a_malformed_metrics_address_is_refused_at_start(tmp_path: Path) -> None:
+    env = dict(os.environ, AUTHZ_METRICS_LISTEN="9464", AUTHZ_LISTEN="127.0.0.1:0")
+    done = subprocess.run([AUTHZ, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "AUTHZ_METRICS_LISTEN='9464': expected host:port" in done.stderr
+    assert not (tmp_path / "authz.db").exists()  # refused before the store was opened
