@@ -149,16 +149,18 @@ def json_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, in
         process = subprocess.Popen(
             [AUTHZ, "serve", "--demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True
         )
-    assert process.stdout is not None
-    for line in process.stdout:  # the demo import's summary comes first
-        if "authz serving on" in line:
-            break
-    else:
-        raise AssertionError(log_path.read_text())
-    yield process, port, metrics_port, outbox
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the demo import's summary comes first
+            if "authz serving on" in line:
+                break
+        else:
+            raise AssertionError(log_path.read_text())
+        yield process, port, metrics_port, outbox
+    finally:  # a server that failed to start is not left behind either
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def mailed_codes(outbox: Path) -> list[str]:
@@ -296,6 +298,8 @@ def start_process(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[subpr
     for line in process.stdout:
         if "authz serving on" in line:
             return process, log_path
+    process.kill()
+    process.wait()
     raise AssertionError(log_path.read_text())
 
 
@@ -312,7 +316,9 @@ def test_multiprocess_mode_serves_every_process_figures(tmp_path: Path) -> None:
     processes = []
     try:
         # The first imports the demo data and serves /metrics; the second only writes its files.
-        subprocess.run([AUTHZ, "import", str(Path(__file__).parents[2] / "authz" / "demo" / "demo.json")],
+        demo = str(Path(__file__).parents[2] / "authz" / "demo" / "demo.json")
+        report = str(tmp_path / "import-report.json")  # not beside demo.json, in the source tree
+        subprocess.run([AUTHZ, "import", demo, "--report", report],
                        cwd=tmp_path, env=base, check=True, capture_output=True, timeout=60)  # fmt: skip
         first = dict(base, AUTHZ_LISTEN=f"127.0.0.1:{ports[0]}", AUTHZ_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
         processes.append(start_process(tmp_path, "first", first)[0])
