@@ -5,8 +5,9 @@ file, build the engine from the store as the server does, then time the engine a
 pycasbin (`Enforcer`, `FastEnforcer`) on the same checks and compare their answers.
 At the largest size, start the real server (`authz serve`) on that database, time its
 start-up and read its resident memory, and drive it from a separate client process; then
-again with observability on (/metrics served and scraped, JSON logs), so that the cost of
-metrics and logs on the check path is read side by side.
+next to a second server with observability on (/metrics served and scraped, JSON logs),
+the client interleaving its calls to both, so that the cost of metrics and logs on the
+check path is read side by side.
 """
 
 from __future__ import annotations
@@ -195,21 +196,8 @@ def _scrape_checks(log_path: Path) -> float:
     )
 
 
-def measure_server(
-    database: Path,
-    dataset: DataSet,
-    cases: list[CheckCase],
-    options: BenchOptions,
-    folder: Path,
-    say: Printer,
-    *,
-    observed: bool = False,
-) -> dict[str, Any]:
-    """The real server on the largest database, driven from a separate client process.
-
-    `observed`: with /metrics served (and scraped at the end) and JSON logs, as in production.
-    """
-    result: dict[str, Any] = {"observability": "metrics + JSON logs" if observed else "off"}
+def _start_server(database: Path, folder: Path, observed: bool) -> tuple[subprocess.Popen[str], str, Path, float]:
+    """`authz serve` on the database: the process, its target, its log, seconds until it served."""
     env = dict(os.environ)
     env.update(
         {
@@ -226,31 +214,63 @@ def measure_server(
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         server = subprocess.Popen(authz, env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=folder)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    match = _SERVING.search(line)
+    if match is None:
+        _stop(server)
+        raise RuntimeError(f"server did not start: {line!r}; see {log_path}")
+    return server, match.group(1), log_path, time.perf_counter() - started
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    server.terminate()
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = _SERVING.search(line)
-        if match is None:
-            raise RuntimeError(f"server did not start: {line!r}; see {log_path}")
-        target = match.group(1)
-        result["start_s"] = time.perf_counter() - started
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def measure_server(
+    database: Path, dataset: DataSet, cases: list[CheckCase], options: BenchOptions, folder: Path, say: Printer
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The real server on the largest database, driven from a separate client process.
+
+    With `options.observability`, a second server on the same database serves /metrics
+    (scraped at the end) and writes JSON logs, as in production. Both run at once and the
+    client interleaves its calls to the two, so that the load of a shared machine lands on
+    both alike: the figures of the two servers are read side by side.
+    """
+    result: dict[str, Any] = {"observability": "off"}
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        server, target, log_path, result["start_s"] = _start_server(database, folder, observed=False)
+        servers.append(server)
         built = _BUILT.search(log_path.read_text(encoding="utf-8"))
         result["index_build_s"] = float(built.group(1)) if built else None
-        gc_rss = _rss_kib(server.pid)
-        result["rss_after_start_mb"] = gc_rss["VmRSS"] / 1024
+        result["rss_after_start_mb"] = _rss_kib(server.pid)["VmRSS"] / 1024
         say(
-            f"server{' (metrics + JSON logs)' if observed else ''}: serving on {target} after {result['start_s']:.1f}s "
+            f"server: serving on {target} after {result['start_s']:.1f}s "
             f"(indexes built in {result['index_build_s']}s), resident {result['rss_after_start_mb']:.0f} MB"
         )
+        targets = [["", target]]
+        observed: dict[str, Any] | None = None
+        if options.observability:
+            watched, observed_target, observed_log, observed_start = _start_server(database, folder, observed=True)
+            servers.append(watched)
+            observed = {"observability": "metrics + JSON logs", "start_s": observed_start}
+            targets.append(["observed", observed_target])
+            say(f"server (metrics + JSON logs): serving on {observed_target} after {observed_start:.1f}s")
         spec = {
-            "target": target,
+            "targets": targets,
             "checks": [(c.contact_id, c.organization_id, c.subject, c.right) for c in cases[:20_000]],
             "sequential_calls": options.sequential_calls,
             "concurrent_calls": options.concurrent_calls,
             "windows": [8, 32],
             "batch_size": options.batch_size,
             "batch_calls": options.batch_calls,
-            "time_limit": 90,
+            "time_limit": 90 * len(targets),
         }
         spec_path = folder / "client-spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -258,26 +278,38 @@ def measure_server(
             [sys.executable, "-m", "authz.bench.client", str(spec_path)],
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=900 * len(targets),
             check=False,
         )
         if client.returncode != 0:
             raise RuntimeError(f"bench client failed: {client.stderr[-2000:]}")
-        result["grpc"] = json.loads(client.stdout)
+        figures = json.loads(client.stdout)
+        result["grpc"] = _figures_of(figures, "")
+        if observed is not None:
+            observed["grpc"] = _figures_of(figures, "observed")
+            observed["checks_counted_by_metrics"] = _scrape_checks(observed_log)
         result["write_then_check"] = _write_then_check(target, dataset, options.grant_rounds)
-        if observed:
-            result["checks_counted_by_metrics"] = _scrape_checks(log_path)
         memory = _rss_kib(server.pid)
         result["rss_after_load_mb"] = memory["VmRSS"] / 1024
         result["rss_peak_mb"] = memory["VmHWM"] / 1024
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return result
+        for running in servers:
+            _stop(running)
+    return result, observed
+
+
+def _figures_of(figures: dict[str, Any], label: str) -> dict[str, Any]:
+    """The client's figures for one target: its kinds of call named `kind@label` become `kind`."""
+    out: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, dict) and ("baseline" in value or f"baseline@{label}" in value):
+            if label:
+                out[key] = {n.removesuffix(f"@{label}"): v for n, v in value.items() if n.endswith(f"@{label}")}
+            else:
+                out[key] = {n: v for n, v in value.items() if "@" not in n}
+        elif not label:
+            out[key] = value  # batches and the rest: measured on the first target only
+    return out
 
 
 def _write_then_check(target: str, dataset: DataSet, rounds: int) -> dict[str, Any]:
@@ -490,12 +522,10 @@ def run_bench(options: BenchOptions, say: Printer = print) -> dict[str, Any]:
             measured[size] = figures
             results["sizes"][str(size)] = figures
             if size == max(options.sizes) and options.server:
-                database = Path(figures["database"])
-                results["server"] = measure_server(database, dataset, cases, options, folder, say)
-                if options.observability:
-                    results["server_observed"] = measure_server(
-                        database, dataset, cases, options, folder, say, observed=True
-                    )
+                server, observed = measure_server(Path(figures["database"]), dataset, cases, options, folder, say)
+                results["server"] = server
+                if observed is not None:
+                    results["server_observed"] = observed
             del dataset, cases
             gc.collect()
         results["bars"] = [
