@@ -7,14 +7,15 @@ PY := $(VENV)/bin/python
 AUTHZ := $(VENV)/bin/authz
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint proto proto-check bench migrate clean policy-check
+.PHONY: venv run test lint proto proto-check bench migrate clean policy-check dist
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The server with its dev tools, and the client (its own distribution, clients/python), both editable.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" -e ./clients/python
 	touch $(STAMP)
 
 ## Serve on the embedded SQLite database with the demo data (the worked example of DOMAIN.md).
@@ -34,15 +35,23 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy authz clients/python/authz_client
 
-## Regenerate authz/v1 from protos/ (never edit authz/v1 by hand).
+## Regenerate authz/v1 and the client's copy, clients/python/authz_client/v1, from protos/ (never edit them by hand).
 proto: venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
 		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. protos/authz/v1/authz.proto
+	$(PY) clients/python/generate_proto.py
 
-## Fails when the committed generated code does not match the proto.
+## Fails when either committed copy of the generated code does not match the proto.
 proto-check: venv
-	$(PY) -m pytest -q tests/unit/test_generated_code.py
+	$(PY) -m pytest -q tests/unit/test_generated_code.py tests/unit/test_client_generated_code.py
 
+## The two wheels, server and client, in dist/.
+dist: venv
+	rm -rf dist build clients/python/build
+	$(PY) -m build --wheel --no-isolation --outdir dist .
+	$(PY) -m build --wheel --no-isolation --outdir dist clients/python
+
+## The check path at 10k, 100k and 1M; the server is measured twice, with metrics and JSON logs off then on.
 bench: venv
 	$(AUTHZ) bench
 
@@ -50,4 +59,4 @@ migrate: venv
 	$(AUTHZ) migrate
 
 clean:
-	rm -rf $(VENV) authz.db authz.db-* outbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) authz.db authz.db-* outbox .pytest_cache .mypy_cache .ruff_cache dist build clients/python/build

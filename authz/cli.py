@@ -34,18 +34,26 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    from authz.server.logs import configure_logging
+
+    configure_logging(level, log_format)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from authz.engine.policy import PolicyLoadError
     from authz.server.app import AuthzApp
     from authz.server.auth import require_callers_beyond_loopback
+    from authz.server.observability import Observability
     from authz.store.sql import open_store
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    try:
+        _configure_logging(settings.log_level, settings.log_format)
+        Observability.check_listen(settings.metrics_listen)
+    except ValueError as exc:
+        print(f"authz serve: {exc}", file=sys.stderr)
+        return 2
     # Before anything is opened or imported: an open listener without callers never gets that far.
     require_callers_beyond_loopback(settings)
     log.info("settings: %s", settings.describe())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -62,6 +62,9 @@ class Settings:
     # unset: read from `outbox_key_file`, or from a file beside an SQLite database; required on PostgreSQL.
     outbox_key: str | None = field(default=None, repr=False)
     outbox_key_file: Path | None = None
+    # Observability (see authz/server/observability.py and logs.py).
+    metrics_listen: str = ""  # host:port of /metrics; empty = no listener
+    log_format: str = "text"  # text | json
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -82,6 +85,8 @@ class Settings:
         "page_token_key": "AUTHZ_PAGE_TOKEN_KEY",
         "outbox_key": "AUTHZ_OUTBOX_KEY",
         "outbox_key_file": "AUTHZ_OUTBOX_KEY_FILE",
+        "metrics_listen": "AUTHZ_METRICS_LISTEN",
+        "log_format": "AUTHZ_LOG_FORMAT",
     }
 
     @classmethod
@@ -108,6 +113,9 @@ class Settings:
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
     @property
     def outbox_dir(self) -> Path:
         """Where .eml files go by default: an outbox/ folder beside the SQLite file."""
@@ -132,4 +140,5 @@ class Settings:
             if self.outbox_key
             else str(self.outbox_key_file or "(a file beside the SQLite database)"),
             "page_token_key": "AUTHZ_PAGE_TOKEN_KEY" if self.page_token_key else "(kept in the database)",
+            "metrics_listen": self.metrics_listen or "(off)",
         }

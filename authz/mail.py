@@ -435,6 +435,9 @@ class OutboxRelay:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # Running totals, read by /metrics (authz_outbox_sent_total, authz_outbox_failures_total).
+        self.sent_count = 0
+        self.failure_count = 0
 
     def deliver_pending(self) -> int:
         """Send each pending message once; return how many were sent.
@@ -464,12 +467,14 @@ class OutboxRelay:
                         self._max_attempts,
                         error,
                     )
+                    self.failure_count += 1
                     self._store.mark_outbox_failed(message.id, error)
                     continue
                 # Only now: a crash before this line resends, which Message-ID makes harmless.
                 self._store.mark_outbox_sent(message.id, datetime.now(UTC))
                 logger.info("outbox %s sent to %s", message.id, message.recipient)
                 sent += 1
+                self.sent_count += 1
         return sent
 
     def start(self) -> None:

@@ -24,7 +24,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from authz.bench.runner import BenchOptions, run_bench
 
     logging.basicConfig(level="WARNING")
-    options = BenchOptions(json_path=Path(args.json) if args.json else None, seed=args.seed, server=not args.no_server)
+    options = BenchOptions(
+        json_path=Path(args.json) if args.json else None,
+        seed=args.seed,
+        server=not args.no_server,
+        observability=not args.no_observability,
+    )
     if args.quick:
         # A few seconds' worth: to see that everything runs, not to read figures.
         options.sizes = [2_000, 20_000]
@@ -53,6 +58,11 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--quick", action="store_true", help="small sizes and few calls: a smoke run")
     bench.add_argument("--json", default="bench-results.json", help="where to write the figures ('' for nowhere)")
     bench.add_argument("--no-server", action="store_true", help="engine and pycasbin only, no gRPC server")
+    bench.add_argument(
+        "--no-observability",
+        action="store_true",
+        help="measure the server once, without the second run with metrics and JSON logs on",
+    )
     bench.add_argument("--workdir", help="keep the databases and server log in this folder")
     bench.add_argument("--seed", type=int, default=1, help="data generator seed")
     bench.set_defaults(func=cmd_bench)

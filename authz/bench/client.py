@@ -101,40 +101,55 @@ def in_flight(start: Callable[[int], grpc.Future], window: int, count: int, time
     }
 
 
+def _kind(method: Any, request: Callable[[int], Any], timeout: float) -> tuple[Call, Callable[[int], grpc.Future]]:
+    """One kind of call: blocking, and started as a future."""
+
+    def call(i: int) -> Any:
+        return method(request(i), timeout=timeout)
+
+    def start(i: int) -> grpc.Future:
+        return method.future(request(i), timeout=timeout)
+
+    return call, start
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    channel = grpc.insecure_channel(spec["target"])
-    grpc.channel_ready_future(channel).result(timeout=30)
-    stub = authz_pb2_grpc.AuthzServiceStub(channel)
-    health = health_pb2_grpc.HealthStub(channel)
+    """Measure every target of the spec (`targets`: [label, host:port] pairs, or one `target`).
+
+    Kinds of call of a labelled target are named `baseline@label` and `check@label`; all
+    kinds alternate in the same loops, so a burst of load from elsewhere lands on each.
+    Batches go to the first target only.
+    """
+    targets = spec.get("targets") or [["", spec["target"]]]
     timeout = 30.0
     checks = [
         pb.CheckAccessRequest(principal_id=c, organization_id=o, subject=s, right=r) for c, o, s, r in spec["checks"]
     ]
     probe = health_pb2.HealthCheckRequest(service="")
     n = len(checks)
-
-    def check(i: int) -> Any:
-        return stub.CheckAccess(checks[i % n], timeout=timeout)
-
-    def baseline(i: int) -> Any:
-        return health.Check(probe, timeout=timeout)
+    channels = []
+    calls: dict[str, Call] = {}
+    starts: dict[str, Callable[[int], grpc.Future]] = {}
+    for label, target in targets:
+        channel = grpc.insecure_channel(target)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        channels.append(channel)
+        stub = authz_pb2_grpc.AuthzServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        suffix = f"@{label}" if label else ""
+        calls[f"baseline{suffix}"], starts[f"baseline{suffix}"] = _kind(health.Check, lambda i: probe, timeout)
+        calls[f"check{suffix}"], starts[f"check{suffix}"] = _kind(stub.CheckAccess, lambda i: checks[i % n], timeout)
+    stub = authz_pb2_grpc.AuthzServiceStub(channels[0])
 
     limit = float(spec.get("time_limit", 60))
     out: dict[str, Any] = {"baseline": "grpc.health.v1.Health/Check on the same server"}
-    sequential(
-        {"baseline": baseline, "check": check}, spec.get("warmup", 300), 100, limit
-    )  # warm both paths and the connection
-    out["sequential"] = sequential(
-        {"baseline": baseline, "check": check}, spec["sequential_calls"], spec.get("block", 50), limit
-    )
-    out["allowed"] = sum(check(i).allowed for i in range(min(n, 2000)))
+    sequential(calls, spec.get("warmup", 300), 100, limit)  # warm every path and connection
+    out["sequential"] = sequential(calls, spec["sequential_calls"], spec.get("block", 50), limit)
+    out["allowed"] = sum(stub.CheckAccess(checks[i], timeout=timeout).allowed for i in range(min(n, 2000)))
     for window in spec["windows"]:
-        # Alternating rounds of each kind, summed: a burst of noise lands on both.
-        starts: dict[str, Callable[[int], grpc.Future]] = {
-            "baseline": lambda i: health.Check.future(probe, timeout=timeout),
-            "check": lambda i: stub.CheckAccess.future(checks[i % n], timeout=timeout),
-        }
-        rounds = max(1, spec.get("rounds", 4))
+        # Alternating rounds of each kind, summed: a burst of noise lands on every kind.
+        # Finer rounds with more kinds to alternate: each kind's share of a burst stays small.
+        rounds = max(1, spec.get("rounds", 4 * len(targets)))
         totals = {name: {"calls": 0.0, "errors": 0.0, "seconds": 0.0} for name in starts}
         for round_number in range(rounds):
             order = list(starts) if round_number % 2 == 0 else list(reversed(starts))
@@ -156,7 +171,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         )
         result["checks_per_second"] = result["per_second"] * size
         out[f"batch_{size}_in_flight_{window}"] = result
-    channel.close()
+    for channel in channels:
+        channel.close()
     return out
 
 

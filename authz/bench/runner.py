@@ -4,7 +4,10 @@ For each size: generate a data set, load it through the import path into a SQLit
 file, build the engine from the store as the server does, then time the engine and
 pycasbin (`Enforcer`, `FastEnforcer`) on the same checks and compare their answers.
 At the largest size, start the real server (`authz serve`) on that database, time its
-start-up and read its resident memory, and drive it from a separate client process.
+start-up and read its resident memory, and drive it from a separate client process; then
+next to a second server with observability on (/metrics served and scraped, JSON logs),
+the client interleaving its calls to both, so that the cost of metrics and logs on the
+check path is read side by side.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class BenchOptions:
     workdir: Path | None = None
     json_path: Path | None = Path("bench-results.json")
     seed: int = 1
+    observability: bool = True  # measure the server a second time with metrics and JSON logs on
 
 
 def _median_p99(values_ns: list[int]) -> tuple[float, float]:
@@ -170,13 +174,30 @@ def _time_enforcer(enforcer: Any, cases: Sequence[CheckCase]) -> tuple[list[bool
 
 _SERVING = re.compile(r"authz serving on (\S+)")
 _BUILT = re.compile(r"indexes built in ([0-9.]+)s")
+_METRICS = re.compile(r"metrics on http://([0-9.]+:[0-9]+)/metrics")
 
 
-def measure_server(
-    database: Path, dataset: DataSet, cases: list[CheckCase], options: BenchOptions, folder: Path, say: Printer
-) -> dict[str, Any]:
-    """The real server on the largest database, driven from a separate client process."""
-    result: dict[str, Any] = {}
+def _scrape_checks(log_path: Path) -> float:
+    """CheckAccess calls the server counted, read from its /metrics: proof that metrics were on."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = _METRICS.search(log_path.read_text(encoding="utf-8"))
+    if found is None:
+        raise RuntimeError(f"the server did not log its metrics address; see {log_path}")
+    with urlopen(f"http://{found.group(1)}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "grpc_server_handled_total" and sample.labels.get("grpc_method") == "CheckAccess"
+    )
+
+
+def _start_server(database: Path, folder: Path, observed: bool) -> tuple[subprocess.Popen[str], str, Path, float]:
+    """`authz serve` on the database: the process, its target, its log, seconds until it served."""
     env = dict(os.environ)
     env.update(
         {
@@ -184,38 +205,72 @@ def measure_server(
             "AUTHZ_LISTEN": "127.0.0.1:0",
             "AUTHZ_MAIL_URL": f"file://{folder / 'outbox'}",
             "AUTHZ_LOG_LEVEL": "INFO",
+            "AUTHZ_METRICS_LISTEN": "127.0.0.1:0" if observed else "",
+            "AUTHZ_LOG_FORMAT": "json" if observed else "text",
         }
     )
-    log_path = folder / "server.log"
+    log_path = folder / ("server-observed.log" if observed else "server.log")
     authz = [sys.executable, "-m", "authz.cli", "serve"]
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         server = subprocess.Popen(authz, env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=folder)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    match = _SERVING.search(line)
+    if match is None:
+        _stop(server)
+        raise RuntimeError(f"server did not start: {line!r}; see {log_path}")
+    return server, match.group(1), log_path, time.perf_counter() - started
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    server.terminate()
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = _SERVING.search(line)
-        if match is None:
-            raise RuntimeError(f"server did not start: {line!r}; see {log_path}")
-        target = match.group(1)
-        result["start_s"] = time.perf_counter() - started
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def measure_server(
+    database: Path, dataset: DataSet, cases: list[CheckCase], options: BenchOptions, folder: Path, say: Printer
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The real server on the largest database, driven from a separate client process.
+
+    With `options.observability`, a second server on the same database serves /metrics
+    (scraped at the end) and writes JSON logs, as in production. Both run at once and the
+    client interleaves its calls to the two, so that the load of a shared machine lands on
+    both alike: the figures of the two servers are read side by side.
+    """
+    result: dict[str, Any] = {"observability": "off"}
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        server, target, log_path, result["start_s"] = _start_server(database, folder, observed=False)
+        servers.append(server)
         built = _BUILT.search(log_path.read_text(encoding="utf-8"))
         result["index_build_s"] = float(built.group(1)) if built else None
-        gc_rss = _rss_kib(server.pid)
-        result["rss_after_start_mb"] = gc_rss["VmRSS"] / 1024
+        result["rss_after_start_mb"] = _rss_kib(server.pid)["VmRSS"] / 1024
         say(
             f"server: serving on {target} after {result['start_s']:.1f}s "
             f"(indexes built in {result['index_build_s']}s), resident {result['rss_after_start_mb']:.0f} MB"
         )
+        targets = [["", target]]
+        observed: dict[str, Any] | None = None
+        if options.observability:
+            watched, observed_target, observed_log, observed_start = _start_server(database, folder, observed=True)
+            servers.append(watched)
+            observed = {"observability": "metrics + JSON logs", "start_s": observed_start}
+            targets.append(["observed", observed_target])
+            say(f"server (metrics + JSON logs): serving on {observed_target} after {observed_start:.1f}s")
         spec = {
-            "target": target,
+            "targets": targets,
             "checks": [(c.contact_id, c.organization_id, c.subject, c.right) for c in cases[:20_000]],
             "sequential_calls": options.sequential_calls,
             "concurrent_calls": options.concurrent_calls,
             "windows": [8, 32],
             "batch_size": options.batch_size,
             "batch_calls": options.batch_calls,
-            "time_limit": 90,
+            "time_limit": 90 * len(targets),
         }
         spec_path = folder / "client-spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -223,24 +278,38 @@ def measure_server(
             [sys.executable, "-m", "authz.bench.client", str(spec_path)],
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=900 * len(targets),
             check=False,
         )
         if client.returncode != 0:
             raise RuntimeError(f"bench client failed: {client.stderr[-2000:]}")
-        result["grpc"] = json.loads(client.stdout)
+        figures = json.loads(client.stdout)
+        result["grpc"] = _figures_of(figures, "")
+        if observed is not None:
+            observed["grpc"] = _figures_of(figures, "observed")
+            observed["checks_counted_by_metrics"] = _scrape_checks(observed_log)
         result["write_then_check"] = _write_then_check(target, dataset, options.grant_rounds)
         memory = _rss_kib(server.pid)
         result["rss_after_load_mb"] = memory["VmRSS"] / 1024
         result["rss_peak_mb"] = memory["VmHWM"] / 1024
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return result
+        for running in servers:
+            _stop(running)
+    return result, observed
+
+
+def _figures_of(figures: dict[str, Any], label: str) -> dict[str, Any]:
+    """The client's figures for one target: its kinds of call named `kind@label` become `kind`."""
+    out: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, dict) and ("baseline" in value or f"baseline@{label}" in value):
+            if label:
+                out[key] = {n.removesuffix(f"@{label}"): v for n, v in value.items() if n.endswith(f"@{label}")}
+            else:
+                out[key] = {n: v for n, v in value.items() if "@" not in n}
+        elif not label:
+            out[key] = value  # batches and the rest: measured on the first target only
+    return out
 
 
 def _write_then_check(target: str, dataset: DataSet, rounds: int) -> dict[str, Any]:
@@ -304,7 +373,21 @@ class Bar:
     passed: bool | None  # None: a figure printed beside the bars, not judged
 
 
-def bars(sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None) -> list[Bar]:
+def _check_path_bars(grpc: dict[str, Any], suffix: str) -> list[Bar]:
+    sequential = grpc["sequential"]
+    ratio = sequential["check"]["p50_ms"] / sequential["baseline"]["p50_ms"]
+    found = [Bar(f"CheckAccess p50 / empty RPC p50{suffix}", f"{ratio:.3f}", "≤ 1.15", ratio <= 1.15)]
+    at32 = grpc["in_flight_32"]
+    ratio = at32["check"]["per_second"] / at32["baseline"]["per_second"]
+    found.append(
+        Bar(f"CheckAccess / empty RPC calls/s at 32 in flight{suffix}", f"{ratio:.3f}", "≥ 0.85", ratio >= 0.85)
+    )
+    return found
+
+
+def bars(
+    sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None, observed: dict[str, Any] | None = None
+) -> list[Bar]:
     found: list[Bar] = []
     largest = max(sizes)
     smallest = min(sizes)
@@ -326,13 +409,10 @@ def bars(sizes: dict[int, dict[str, Any]], server: dict[str, Any] | None) -> lis
     found.append(Bar("decisions identical to pycasbin", f"{mismatches} different", "0", mismatches == 0))
     if server is None:
         return found
+    found += _check_path_bars(server["grpc"], "")
+    if observed is not None:
+        found += _check_path_bars(observed["grpc"], " (metrics + JSON logs on)")
     grpc = server["grpc"]
-    sequential = grpc["sequential"]
-    ratio = sequential["check"]["p50_ms"] / sequential["baseline"]["p50_ms"]
-    found.append(Bar("CheckAccess p50 / empty RPC p50", f"{ratio:.3f}", "≤ 1.15", ratio <= 1.15))
-    at32 = grpc["in_flight_32"]
-    ratio = at32["check"]["per_second"] / at32["baseline"]["per_second"]
-    found.append(Bar("CheckAccess / empty RPC calls/s at 32 in flight", f"{ratio:.3f}", "≥ 0.85", ratio >= 0.85))
     batch = max(value["checks_per_second"] for key, value in grpc.items() if key.startswith("batch_"))
     found.append(Bar("BatchCheckAccess checks/s (batches of 100)", f"{batch:,.0f}", "≥ 40,000", batch >= 40_000))
     build = server["index_build_s"]
@@ -383,20 +463,28 @@ def report_lines(results: dict[str, Any]) -> list[str]:
     server = results.get("server")
     if server:
         grpc = server["grpc"]
-        seq = grpc["sequential"]
         lines += ["", f"gRPC, client in a separate process; baseline = {grpc['baseline']}:"]
-        rows = [["", "p50", "p99", "calls/s at 8 in flight", "calls/s at 32 in flight"]]
-        for name, title in (("baseline", "empty RPC (health Check)"), ("check", "CheckAccess")):
-            rows.append(
-                [
-                    title,
-                    f"{seq[name]['p50_ms']:.3f} ms",
-                    f"{seq[name]['p99_ms']:.3f} ms",
-                    f"{grpc['in_flight_8'][name]['per_second']:,.0f}",
-                    f"{grpc['in_flight_32'][name]['per_second']:,.0f}",
-                ]
-            )
+        rows = [["", "observability", "p50", "p99", "calls/s at 8 in flight", "calls/s at 32 in flight"]]
+        runs = [("off", grpc)]
+        if results.get("server_observed"):
+            runs.append(("metrics + JSON logs", results["server_observed"]["grpc"]))
+        for label, figures in runs:
+            seq = figures["sequential"]
+            for name, title in (("baseline", "empty RPC (health Check)"), ("check", "CheckAccess")):
+                rows.append(
+                    [
+                        title,
+                        label,
+                        f"{seq[name]['p50_ms']:.3f} ms",
+                        f"{seq[name]['p99_ms']:.3f} ms",
+                        f"{figures['in_flight_8'][name]['per_second']:,.0f}",
+                        f"{figures['in_flight_32'][name]['per_second']:,.0f}",
+                    ]
+                )
         lines += _table(rows)
+        if results.get("server_observed"):
+            counted = results["server_observed"].get("checks_counted_by_metrics")
+            lines.append(f"CheckAccess calls counted by the observed server's /metrics: {counted:,.0f}")
         for key, value in grpc.items():
             if key.startswith("batch_"):
                 lines.append(
@@ -435,10 +523,15 @@ def run_bench(options: BenchOptions, say: Printer = print) -> dict[str, Any]:
             measured[size] = figures
             results["sizes"][str(size)] = figures
             if size == max(options.sizes) and options.server:
-                results["server"] = measure_server(Path(figures["database"]), dataset, cases, options, folder, say)
+                server, observed = measure_server(Path(figures["database"]), dataset, cases, options, folder, say)
+                results["server"] = server
+                if observed is not None:
+                    results["server_observed"] = observed
             del dataset, cases
             gc.collect()
-        results["bars"] = [bar.__dict__ for bar in bars(measured, results.get("server"))]
+        results["bars"] = [
+            bar.__dict__ for bar in bars(measured, results.get("server"), results.get("server_observed"))
+        ]
     finally:
         if options.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)

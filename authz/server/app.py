@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,11 +20,13 @@ from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
 from authz.engine.validation import load_checked
 from authz.mail import OutboxRelay, mailer_from_url
-from authz.server.auth import bind, server_interceptors
+from authz.server.auth import CallerAuthInterceptor, bind, server_interceptors
 from authz.server.errors import DecodeErrorInterceptor
+from authz.server.observability import Observability, caller_namer, multiprocess_dir
 from authz.server.reflection_v1 import enable_reflection
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
+from authz.server.tracing import tracing_from_env
 from authz.store.sql import SqlStore, open_store
 from authz.v1 import authz_pb2, authz_pb2_grpc
 
@@ -64,6 +67,16 @@ class AuthzApp:
             store=self.store, engine=self.engine, settings=settings, clock=clock, wake_mailer=self.relay.wake
         )
         self.health = health.HealthServicer()
+        # Observability first among the interceptors: calls the caller check refuses are counted and logged too.
+        # Metrics are counted when someone can read them: a /metrics listener, or multiprocess files.
+        self.observability = Observability(
+            metrics=bool(settings.metrics_listen or multiprocess_dir()), tracing=tracing_from_env(os.environ)
+        )
+        self.observability.check_listen(settings.metrics_listen)
+        if self.observability.tracing is not None:
+            self.observability.tracing.trace_store(self.store.engine)
+        callers = next((i.callers for i in interceptors if isinstance(i, CallerAuthInterceptor)), None)
+        interceptors = [self.observability.interceptor(caller_namer(callers)), *interceptors]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-rpc"),
             interceptors=interceptors,
@@ -88,6 +101,9 @@ class AuthzApp:
             on_state=self._set_policy_health,
             clock=clock,
         )
+        self.observability.watch(
+            engine=self.engine, store=self.store, relay=self.relay, policy_status=lambda: self.policy_watcher.status
+        )
 
     @property
     def policy(self) -> Policy:
@@ -99,6 +115,8 @@ class AuthzApp:
         self.health.set(POLICY_HEALTH_NAME, status.SERVING if valid_on_disk else status.NOT_SERVING)
 
     def start(self) -> None:
+        # First: a /metrics port already taken stops the start before anything else runs.
+        self.observability.start(self.settings.metrics_listen)
         self.server.start()
         self.relay.start()
         self._set_health(True, self.store.ping())
@@ -143,6 +161,7 @@ class AuthzApp:
         self.health.enter_graceful_shutdown()
         self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
         self.relay.stop()
+        self.observability.stop()
         self.store.close()
 
     def wait(self) -> None:

@@ -305,6 +305,24 @@ class SqlStore:
         assert self.outbox_cipher is not None
         return self.outbox_cipher
 
+    def outbox_backlog(self) -> tuple[int, datetime | None, int]:
+        """For /metrics: messages waiting, when the oldest of them was written, messages given up on."""
+        with self._connect() as connection:
+            waiting = t.outbox.c.sent_at.is_(None)
+            pending, oldest = connection.execute(
+                select(func.count(), func.min(t.outbox.c.created_at))
+                .select_from(t.outbox)
+                .where(waiting, t.outbox.c.attempts < OUTBOX_MAX_ATTEMPTS)
+            ).one()
+            abandoned = connection.execute(
+                select(func.count()).select_from(t.outbox).where(waiting, t.outbox.c.attempts >= OUTBOX_MAX_ATTEMPTS)
+            ).scalar_one()
+        if isinstance(oldest, str):  # SQLite's MIN() skips the column type: the stored text comes back
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(pending), oldest, int(abandoned)
+
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None:
         with self.engine.begin() as connection:
             connection.execute(

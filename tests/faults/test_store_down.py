@@ -91,7 +91,8 @@ def test_postgres_stops_during_a_check_load(
     server = start_server(private_postgres.fresh_database())
     port = server.app.port
     assert store_health(port) == SERVING
-    writer = AuthzClient(f"127.0.0.1:{port}", timeout=5)
+    # retry=None: the figure is the server's own time to UNAVAILABLE, not the client's retries on top of it.
+    writer = AuthzClient(f"127.0.0.1:{port}", timeout=5, retry=None)
     baseline = row_counts(server)
     with CheckLoad(server.client) as load:
         time.sleep(0.3)

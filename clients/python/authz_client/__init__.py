@@ -7,12 +7,28 @@
             ...
 
 Methods take plain Python values and return the protobuf response messages of
-``authz.v1.authz_pb2``. A failed call raises an :class:`AuthzClientError` subclass chosen by
-its status code; ``ValueError`` is raised, before any call, only for misuse of the client
-(two grantees, no revocation scope, a naive datetime...).
+``authz_client.v1.authz_pb2`` (the package's own copy of the generated code). A failed call
+raises an :class:`AuthzClientError` subclass chosen by its status code, after retries of
+``UNAVAILABLE`` (:class:`RetryPolicy`); ``ValueError`` is raised, before any call, only for
+misuse of the client (two grantees, no revocation scope, a naive datetime...).
 """
 
-from authz.v1.authz_pb2 import (
+from ._connection import DEFAULT_RETRY, RetryPolicy, Tls
+from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike, check_request
+from .aio import AsyncAuthzClient
+from .client import DEFAULT_TIMEOUT, AuthzClient
+from .errors import (
+    AlreadyExistsError,
+    AuthzClientError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from .v1.authz_pb2 import (
     AuthorizationRow,
     CheckAccessRequest,
     CheckAccessResponse,
@@ -28,22 +44,8 @@ from authz.v1.authz_pb2 import (
     SubjectRight,
 )
 
-from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike, check_request
-from .aio import AsyncAuthzClient
-from .client import DEFAULT_TIMEOUT, AuthzClient
-from .errors import (
-    AlreadyExistsError,
-    AuthzClientError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    UnauthenticatedError,
-    UnavailableError,
-)
-
 __all__ = [
+    "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
     "AlreadyExistsError",
     "AsyncAuthzClient",
@@ -65,12 +67,14 @@ __all__ = [
     "Profile",
     "RequestRow",
     "ResourceExhaustedError",
+    "RetryPolicy",
     "Right",
     "RightLike",
     "Role",
     "RoleLike",
     "SubjectRight",
     "SubjectRightLike",
+    "Tls",
     "UnauthenticatedError",
     "UnavailableError",
     "check_request",

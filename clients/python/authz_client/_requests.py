@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 from google.protobuf import timestamp_pb2
 
-from authz.v1 import authz_pb2
+from .v1 import authz_pb2
 
 RightLike: TypeAlias = "authz_pb2.Right.ValueType | str"
 """A ``Right`` value, or its name: ``"read"``, ``"write"``, ``"RIGHT_READ"``..."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -10,12 +12,12 @@ from typing import Any, Self
 import grpc
 import grpc.aio
 
-from authz.v1 import authz_pb2, authz_pb2_grpc
-
 from . import _requests as rq
+from ._connection import DEFAULT_RETRY, RetryPolicy, Tls, channel_credentials
 from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike
-from .client import DEFAULT_TIMEOUT, call_metadata, check_timeout
-from .errors import error_from_aio_rpc_error
+from .client import DEFAULT_TIMEOUT, call_metadata, check_target, check_timeout
+from .errors import deadline_passed, error_from_aio_rpc_error
+from .v1 import authz_pb2, authz_pb2_grpc
 
 __all__ = ["AsyncAuthzClient"]
 
@@ -23,11 +25,10 @@ __all__ = ["AsyncAuthzClient"]
 class AsyncAuthzClient:
     """Calls the authz service from asyncio code; one method per RPC, plain Python arguments, protobuf responses.
 
-    Give either ``target`` (``"host:port"``; the client opens the channel and ``close()``
-    closes it) or ``channel`` (yours: ``close()`` leaves it open). ``token`` is sent as
-    ``authorization: Bearer <token>`` on every call; ``timeout`` (seconds, ``None`` for
-    none) is the deadline of every call. A failed call raises an
-    :class:`~authz_client.AuthzClientError` subclass; a denied check is not an error.
+    The same options as :class:`~authz_client.AuthzClient`: ``target`` or ``channel``,
+    ``token``, ``tls``, ``timeout`` (every call's deadline, retries included) and ``retry``
+    (``UNAVAILABLE`` retried on reads, and on writes with a ``request_id``). A failed call
+    raises an :class:`~authz_client.AuthzClientError` subclass; a denied check is not an error.
     """
 
     def __init__(
@@ -36,21 +37,23 @@ class AsyncAuthzClient:
         *,
         channel: grpc.aio.Channel | None = None,
         token: str | None = None,
+        tls: Tls | bool = False,
         timeout: float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        if (target is None) == (channel is None):
-            raise ValueError("give exactly one of target or channel")
-        if channel is not None and credentials is not None:
-            raise ValueError("credentials only apply to a channel the client opens from target")
+        check_target(target, channel, tls, credentials)
         self._timeout = check_timeout(timeout)
         self._metadata = call_metadata(token)
+        self._retry = retry
         self._owns_channel = channel is None
         if channel is None:
+            assert target is not None
+            secure, options = channel_credentials(tls, credentials)
             channel = (
-                grpc.aio.insecure_channel(target)
-                if credentials is None
-                else grpc.aio.secure_channel(target, credentials)
+                grpc.aio.insecure_channel(target, options=options)
+                if secure is None
+                else grpc.aio.secure_channel(target, secure, options=options)
             )
         self._channel: grpc.aio.Channel = channel
         self._stub = authz_pb2_grpc.AuthzServiceStub(channel)
@@ -73,11 +76,25 @@ class AsyncAuthzClient:
     ) -> None:
         await self.close()
 
-    async def _call(self, method: Callable[..., Any], request: Any) -> Any:
-        try:
-            return await method(request, timeout=self._timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise error_from_aio_rpc_error(error) from error
+    async def _call(self, method: Callable[..., Any], request: Any, *, retry: bool = True) -> Any:
+        """One call, retried as the policy says when ``retry`` (reads; writes with a request id)."""
+        policy = self._retry if retry else None
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        attempt = 1
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise deadline_passed(attempt - 1)
+            try:
+                return await method(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as error:
+                if policy is None or attempt >= policy.max_attempts or error.code() not in policy.codes:
+                    raise error_from_aio_rpc_error(error) from error
+                pause = policy.pause(attempt)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise error_from_aio_rpc_error(error) from error
+                await asyncio.sleep(pause)
+                attempt += 1
 
     # -- checks --------------------------------------------------------------------------
 
@@ -151,7 +168,9 @@ class AsyncAuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.GrantRelationResponse = await self._call(self._stub.GrantRelation, request)
+        response: authz_pb2.GrantRelationResponse = await self._call(
+            self._stub.GrantRelation, request, retry=bool(request_id)
+        )
         return response
 
     async def revoke_relation(
@@ -185,7 +204,9 @@ class AsyncAuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.RevokeRelationResponse = await self._call(self._stub.RevokeRelation, request)
+        response: authz_pb2.RevokeRelationResponse = await self._call(
+            self._stub.RevokeRelation, request, retry=bool(request_id)
+        )
         return response
 
     # -- link codes and profiles ---------------------------------------------------------
@@ -201,13 +222,15 @@ class AsyncAuthzClient:
             request_id=request_id,
             attestation=rq.change_attestation(attest),  # the form's box: without it the server refuses
         )
-        response: authz_pb2.IssueLinkCodeResponse = await self._call(self._stub.IssueLinkCode, request)
+        response: authz_pb2.IssueLinkCodeResponse = await self._call(
+            self._stub.IssueLinkCode, request, retry=bool(request_id)
+        )
         return response
 
     async def redeem_link_code(self, account_id: str, code: str) -> authz_pb2.RedeemLinkCodeResponse:
         """Link ``account_id`` to the contact the code was issued for."""
         request = authz_pb2.RedeemLinkCodeRequest(account_id=account_id, code=code)
-        response: authz_pb2.RedeemLinkCodeResponse = await self._call(self._stub.RedeemLinkCode, request)
+        response: authz_pb2.RedeemLinkCodeResponse = await self._call(self._stub.RedeemLinkCode, request, retry=False)
         return response
 
     async def link_legacy_access(
@@ -224,7 +247,9 @@ class AsyncAuthzClient:
             legacy_password=legacy_password,
             contact_ids=rq.strings(contact_ids, "contact_ids"),
         )
-        response: authz_pb2.LinkLegacyAccessResponse = await self._call(self._stub.LinkLegacyAccess, request)
+        response: authz_pb2.LinkLegacyAccessResponse = await self._call(
+            self._stub.LinkLegacyAccess, request, retry=False
+        )
         return response
 
     async def list_profiles(self, account_id: str) -> authz_pb2.ListProfilesResponse:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
 
-from authz.v1 import authz_pb2, authz_pb2_grpc
-
 from . import _requests as rq
+from ._connection import DEFAULT_RETRY, RetryPolicy, Tls, channel_credentials
 from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike
-from .errors import error_from_rpc_error
+from .errors import deadline_passed, error_from_rpc_error
+from .v1 import authz_pb2, authz_pb2_grpc
 
-__all__ = ["DEFAULT_TIMEOUT", "AuthzClient"]
+__all__ = ["DEFAULT_TIMEOUT", "AuthzClient", "check_target"]
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds given to every call as its gRPC deadline unless the constructor says otherwise."""
@@ -36,13 +37,25 @@ def check_timeout(timeout: float | None) -> float | None:
     return timeout
 
 
+def check_target(
+    target: str | None, channel: object | None, tls: Tls | bool, credentials: grpc.ChannelCredentials | None
+) -> None:
+    if (target is None) == (channel is None):
+        raise ValueError("give exactly one of target or channel")
+    if channel is not None and (credentials is not None or tls):
+        raise ValueError("tls and credentials only apply to a channel the client opens from target")
+
+
 class AuthzClient:
     """Calls the authz service; one method per RPC, plain Python arguments, protobuf responses.
 
     Give either ``target`` (``"host:port"``; the client opens the channel and ``close()``
     closes it) or ``channel`` (yours: ``close()`` leaves it open). ``token`` is sent as
-    ``authorization: Bearer <token>`` on every call; ``timeout`` (seconds, ``None`` for
-    none) is the deadline of every call. A failed call raises an
+    ``authorization: Bearer <token>`` on every call; ``tls`` (``True`` for the system's
+    roots, or a :class:`~authz_client.Tls`) secures the channel, with a client certificate
+    for mutual TLS. ``timeout`` (seconds, ``None`` for none) is the deadline of every call,
+    retries included; ``retry`` (``None`` for none) says how ``UNAVAILABLE`` is retried:
+    reads always, writes only with a ``request_id``. A failed call raises an
     :class:`~authz_client.AuthzClientError` subclass; a denied check is not an error.
     """
 
@@ -52,18 +65,24 @@ class AuthzClient:
         *,
         channel: grpc.Channel | None = None,
         token: str | None = None,
+        tls: Tls | bool = False,
         timeout: float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        if (target is None) == (channel is None):
-            raise ValueError("give exactly one of target or channel")
-        if channel is not None and credentials is not None:
-            raise ValueError("credentials only apply to a channel the client opens from target")
+        check_target(target, channel, tls, credentials)
         self._timeout = check_timeout(timeout)
         self._metadata = call_metadata(token)
+        self._retry = retry
         self._owns_channel = channel is None
         if channel is None:
-            channel = grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
+            assert target is not None
+            secure, options = channel_credentials(tls, credentials)
+            channel = (
+                grpc.insecure_channel(target, options=options)
+                if secure is None
+                else grpc.secure_channel(target, secure, options=options)
+            )
         self._channel: grpc.Channel = channel
         self._stub = authz_pb2_grpc.AuthzServiceStub(channel)
 
@@ -85,11 +104,25 @@ class AuthzClient:
     ) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
-        try:
-            return method(request, timeout=self._timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise error_from_rpc_error(error) from error
+    def _call(self, method: Callable[..., Any], request: Any, *, retry: bool = True) -> Any:
+        """One call, retried as the policy says when ``retry`` (reads; writes with a request id)."""
+        policy = self._retry if retry else None
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        attempt = 1
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise deadline_passed(attempt - 1)
+            try:
+                return method(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as error:
+                if policy is None or attempt >= policy.max_attempts or error.code() not in policy.codes:
+                    raise error_from_rpc_error(error) from error
+                pause = policy.pause(attempt)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise error_from_rpc_error(error) from error
+                time.sleep(pause)
+                attempt += 1
 
     # -- checks --------------------------------------------------------------------------
 
@@ -163,7 +196,9 @@ class AuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.GrantRelationResponse = self._call(self._stub.GrantRelation, request)
+        response: authz_pb2.GrantRelationResponse = self._call(
+            self._stub.GrantRelation, request, retry=bool(request_id)
+        )
         return response
 
     def revoke_relation(
@@ -197,7 +232,9 @@ class AuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.RevokeRelationResponse = self._call(self._stub.RevokeRelation, request)
+        response: authz_pb2.RevokeRelationResponse = self._call(
+            self._stub.RevokeRelation, request, retry=bool(request_id)
+        )
         return response
 
     # -- link codes and profiles ---------------------------------------------------------
@@ -213,13 +250,16 @@ class AuthzClient:
             request_id=request_id,
             attestation=rq.change_attestation(attest),  # the form's box: without it the server refuses
         )
-        response: authz_pb2.IssueLinkCodeResponse = self._call(self._stub.IssueLinkCode, request)
+        response: authz_pb2.IssueLinkCodeResponse = self._call(
+            self._stub.IssueLinkCode, request, retry=bool(request_id)
+        )
         return response
 
     def redeem_link_code(self, account_id: str, code: str) -> authz_pb2.RedeemLinkCodeResponse:
         """Link ``account_id`` to the contact the code was issued for."""
         request = authz_pb2.RedeemLinkCodeRequest(account_id=account_id, code=code)
-        response: authz_pb2.RedeemLinkCodeResponse = self._call(self._stub.RedeemLinkCode, request)
+        # Never retried: no request id, and a code is single use.
+        response: authz_pb2.RedeemLinkCodeResponse = self._call(self._stub.RedeemLinkCode, request, retry=False)
         return response
 
     def link_legacy_access(
@@ -236,7 +276,7 @@ class AuthzClient:
             legacy_password=legacy_password,
             contact_ids=rq.strings(contact_ids, "contact_ids"),
         )
-        response: authz_pb2.LinkLegacyAccessResponse = self._call(self._stub.LinkLegacyAccess, request)
+        response: authz_pb2.LinkLegacyAccessResponse = self._call(self._stub.LinkLegacyAccess, request, retry=False)
         return response
 
     def list_profiles(self, account_id: str) -> authz_pb2.ListProfilesResponse:

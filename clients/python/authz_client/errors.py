@@ -24,6 +24,7 @@ __all__ = [
     "ResourceExhaustedError",
     "UnauthenticatedError",
     "UnavailableError",
+    "deadline_passed",
     "error_from_aio_rpc_error",
     "error_from_rpc_error",
 ]
@@ -54,8 +55,11 @@ class AuthzClientError(Exception):
 
     def _describe(self) -> str:
         text = f"{self.code.name}: {self.message}"
-        if self.field_violations:
-            text += " (" + "; ".join(f"{field}: {why}" for field, why in self.field_violations) + ")"
+        # The server's message often is the violation itself ("subject: unknown subject 'x'"):
+        # only what it does not already say is added.
+        extra = [f"{field}: {why}" for field, why in self.field_violations if f"{field}: {why}" not in self.message]
+        if extra:
+            text += " (" + "; ".join(extra) + ")"
         return text
 
     def __repr__(self) -> str:
@@ -107,6 +111,13 @@ _BY_CODE: dict[grpc.StatusCode, type[AuthzClientError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
 }
+
+
+def deadline_passed(attempts: int) -> AuthzClientError:
+    """The error of a call whose deadline passed between retries, before another attempt."""
+    return AuthzClientError(
+        grpc.StatusCode.DEADLINE_EXCEEDED, f"the deadline passed after {attempts} attempt(s), before another"
+    )
 
 
 def _make(code: grpc.StatusCode, message: str, status: status_pb2.Status | None) -> AuthzClientError:

@@ -1,5 +1,8 @@
-"""Make ``authz.v1`` (repository root) and ``authz_client`` (clients/python) importable from a clean
-checkout, then serve an in-process fake of the authz service for the client tests."""
+"""Serve an in-process fake of the authz service for the client tests.
+
+Only ``authz_client`` is needed (installed, or from this folder): these tests run in an
+environment with the client alone, as CI does after `pip install ./clients/python`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _CLIENT_ROOT = Path(__file__).resolve().parents[1]  # clients/python
-_REPO_ROOT = Path(__file__).resolve().parents[3]  # the repository: authz/v1
-for _path in (_REPO_ROOT, _CLIENT_ROOT):
+_TESTS = Path(__file__).resolve().parent
+for _path in (_CLIENT_ROOT, _TESTS):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 

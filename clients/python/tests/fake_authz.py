@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from authz_client.v1 import authz_pb2, authz_pb2_grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 from grpc_status import rpc_status
-
-from authz.v1 import authz_pb2, authz_pb2_grpc
 
 DETAILS_KEY = "grpc-status-details-bin"
 
@@ -37,6 +36,7 @@ class Failure:
     message: str
     violations: Sequence[tuple[str, str]] = ()
     raw_details: bytes | None = None  # sent as grpc-status-details-bin instead of a proper Status
+    times: int | None = None  # fail this many calls, then answer; None: fail every call
 
 
 @dataclass
@@ -73,8 +73,9 @@ class FakeAuthz(authz_pb2_grpc.AuthzServiceServicer):
         message: str,
         violations: Sequence[tuple[str, str]] = (),
         raw_details: bytes | None = None,
+        times: int | None = None,
     ) -> None:
-        self.failures[method] = Failure(code, message, violations, raw_details)
+        self.failures[method] = Failure(code, message, violations, raw_details, times)
 
     def requests(self, method: str) -> list[Any]:
         with self.lock:
@@ -92,7 +93,13 @@ class FakeAuthz(authz_pb2_grpc.AuthzServiceServicer):
             self.calls.append(Recorded(method, request, metadata, context.time_remaining()))
         if method in self.delays:
             time.sleep(self.delays[method])
-        failure = self.failures.get(method)
+        with self.lock:
+            failure = self.failures.get(method)
+            if failure is not None and failure.times is not None:
+                if failure.times <= 0:
+                    failure = None
+                else:
+                    failure.times -= 1
         if failure is not None:
             abort(context, failure)
 

@@ -25,9 +25,8 @@ from authz_client import (
     UnavailableError,
     check_request,
 )
+from authz_client.v1 import authz_pb2
 from fake_authz import FakeAuthz
-
-from authz.v1 import authz_pb2
 
 TOKEN = "s3cr3t-service-token"
 

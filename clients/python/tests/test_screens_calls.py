@@ -11,9 +11,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from authz_client import AsyncAuthzClient, AuthzClient, Right
+from authz_client.v1 import authz_pb2, authz_pb2_grpc
 from fake_authz import FakeAuthz
-
-from authz.v1 import authz_pb2, authz_pb2_grpc
 
 
 @dataclass
