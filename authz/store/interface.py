@@ -6,15 +6,20 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from authz.domain.model import Contact, Organization, Relation, RelationKind
+from authz.replication.changes import Change, ChangesPage
+
+if TYPE_CHECKING:
+    from authz.engine.index import IndexRow
 
 __all__ = [
     "AuditRecord",
     "LegacyAccount",
     "LinkCodeRecord",
     "OutboxRow",
+    "Snapshot",
     "Store",
     "Transaction",
 ]
@@ -62,6 +67,15 @@ class OutboxRow:
     subject: str
     body: str
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The store at one revision: the relations exactly as of `revision` (start-up)."""
+
+    revision: int
+    store_id: str
+    rows: Iterator[IndexRow]
 
 
 class Transaction(Protocol):
@@ -149,6 +163,15 @@ class Transaction(Protocol):
     # mail
     def enqueue_mail(self, row: OutboxRow, at: datetime) -> None: ...
 
+    # -- issue 10: replicas
+    def lock_revision(self) -> int:
+        """Lock the revision row until this transaction ends, and read the store's revision."""
+        ...
+
+    def append_change(self, change: Change) -> None: ...
+    def prune_changes(self, before: datetime) -> int: ...
+    def changes_after(self, revision: int, limit: int) -> ChangesPage: ...
+
 
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
@@ -161,3 +184,8 @@ class Store(Protocol):
     def pending_outbox(self, limit: int) -> list[OutboxRow]: ...
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None: ...
     def mark_outbox_failed(self, message_id: str, error: str) -> None: ...
+
+    # -- issue 10: replicas
+    def store_id(self) -> str: ...
+    def snapshot(self) -> AbstractContextManager[Snapshot]: ...
+    def changes_after(self, revision: int, limit: int, timeout: float | None = None) -> ChangesPage: ...
