@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from authz.calls import caller_name, remaining
 from authz.config import Settings
@@ -28,7 +28,11 @@ from authz.errors import (
     Unavailable,
 )
 from authz.replication.changes import Change, apply_changes
+from authz.replication.tokens import TokenFormat
 from authz.store.interface import AuditRecord, Store, Transaction
+
+if TYPE_CHECKING:
+    from authz.replication.follower import Follower
 
 __all__ = [
     "Attestation",
@@ -63,9 +67,9 @@ class Deps:
     # Writes are serialized in-process so the engine applies them in commit order.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     wake_mailer: Callable[[], None] = _noop
-    # -- issue 10: revision tokens ("<revision>.<store id>") and the follower's wake-up.
-    token: Callable[[int], str] = str
-    wake_follower: Callable[[], None] = _noop
+    # -- issue 10: revision tokens ("<revision>.<store id>") and this process's follower of the log.
+    tokens: TokenFormat | None = None
+    follower: Follower | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +195,7 @@ def run_write(
                 tx.prune_changes(now - timedelta(seconds=deps.settings.change_log_retention_seconds))
             tx.add_audit(dataclasses.replace(outcome.audit, caller=caller_name() or None), revision)
             if hasattr(outcome.result, "revision"):
-                outcome.result.revision = deps.token(revision)
+                outcome.result.revision = deps.tokens.token(revision) if deps.tokens else str(revision)
             if key and outcome.error is None:
                 tx.put_idempotent(key, operation, digest, dataclasses.asdict(outcome.result), now)
             _before_commit()
@@ -210,7 +214,8 @@ def _catch_up(deps: Deps, tx: Transaction, newest: int) -> None:
         page = tx.changes_after(engine.revision, _CATCH_UP_PAGE)
         if page.expired or not page.changes or not apply_changes(engine, page.changes):
             # Too far behind for the log (retention), or a bulk import: the follower reloads.
-            deps.wake_follower()
+            if deps.follower is not None:
+                deps.follower.wake()
             raise Unavailable(_RELOADING)
 
 

@@ -15,7 +15,15 @@ from grpc_status import rpc_status
 from authz import errors
 from authz.calls import deadline_scope
 
-__all__ = ["MAX_VIOLATIONS", "STATUS_OF", "DecodeErrorInterceptor", "abort_with", "handle_errors", "within_deadline"]
+__all__ = [
+    "MAX_VIOLATIONS",
+    "STATUS_OF",
+    "DecodeErrorInterceptor",
+    "abort_with",
+    "handle_errors",
+    "handle_stream_errors",
+    "within_deadline",
+]
 
 log = logging.getLogger("authz.server")
 
@@ -87,6 +95,22 @@ def handle_errors(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
+        except errors.AuthzError as error:
+            abort_with(context, error)
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; it was logged")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def handle_stream_errors(method: F) -> F:
+    """`handle_errors` for a server-streaming handler (a generator)."""
+
+    @wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
         except errors.AuthzError as error:
             abort_with(context, error)
         except Exception:

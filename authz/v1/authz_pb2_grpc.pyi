@@ -57,6 +57,12 @@ class AuthzServiceStub:
     """"Contacts de l'organisation". Needs read on the organization's `relations`."""
     ListAuthorizations: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListAuthorizationsRequest, _authz_pb2.ListAuthorizationsResponse]
     """"Autorisations". Needs read on the organization's `relations`."""
+    Watch: _grpc.UnaryStreamMultiCallable[_authz_pb2.WatchRequest, _authz_pb2.WatchResponse]
+    """-- issue 10: replicas
+    Committed writes from a revision on: one message per write, in commit order, exactly once;
+    a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
+    change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
+    """
 
 @_typing.type_check_only
 class AuthzServiceAsyncStub(AuthzServiceStub):
@@ -85,6 +91,12 @@ class AuthzServiceAsyncStub(AuthzServiceStub):
     """"Contacts de l'organisation". Needs read on the organization's `relations`."""
     ListAuthorizations: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListAuthorizationsRequest, _authz_pb2.ListAuthorizationsResponse]  # type: ignore[assignment]
     """"Autorisations". Needs read on the organization's `relations`."""
+    Watch: _aio.UnaryStreamMultiCallable[_authz_pb2.WatchRequest, _authz_pb2.WatchResponse]  # type: ignore[assignment]
+    """-- issue 10: replicas
+    Committed writes from a revision on: one message per write, in commit order, exactly once;
+    a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
+    change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
+    """
 
 class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may see and change what in the CCQ online services' files."""
@@ -170,5 +182,17 @@ class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.ListAuthorizationsResponse, _abc.Awaitable[_authz_pb2.ListAuthorizationsResponse]]:
         """"Autorisations". Needs read on the organization's `relations`."""
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _authz_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_authz_pb2.WatchResponse], _abc.AsyncIterator[_authz_pb2.WatchResponse]]:
+        """-- issue 10: replicas
+        Committed writes from a revision on: one message per write, in commit order, exactly once;
+        a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
+        change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
+        """
 
 def add_AuthzServiceServicer_to_server(servicer: AuthzServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
