@@ -31,11 +31,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_cert=Path(args.tls_cert) if getattr(args, "tls_cert", None) else None,
         tls_key=Path(args.tls_key) if getattr(args, "tls_key", None) else None,
         tls_client_ca=Path(args.tls_client_ca) if getattr(args, "tls_client_ca", None) else None,
+        processes=getattr(args, "processes", None),
     )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, *, with_pid: bool = False) -> None:
+    pid = " [%(process)d]" if with_pid else ""  # several worker processes write to one output
+    logging.basicConfig(level=level.upper(), format=f"%(asctime)s %(levelname)s{pid} %(name)s: %(message)s")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authz.store.sql import open_store
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, with_pid=settings.processes > 1)
     # Before anything is opened or imported: an open listener without callers never gets that far.
     require_callers_beyond_loopback(settings)
     log.info("settings: %s", settings.describe())
@@ -53,6 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if args.demo:
             _import(store, DEMO_FILE, settings, report_path=None)
+        if settings.processes > 1:
+            from authz.replication.supervisor import Supervisor
+
+            return Supervisor(settings, store).run()
         app = AuthzApp(settings, store=store)
     except PolicyLoadError as exc:
         # The same report as `authz policy validate`, rather than a traceback.
@@ -163,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (AUTHZ_LISTEN; default 127.0.0.1:50051)")
     serve.add_argument("--mail-url", help="file:///dir or smtp://host:port (AUTHZ_MAIL_URL)")
     serve.add_argument("--demo", action="store_true", help="import the demo data set first (idempotent)")
+    serve.add_argument(
+        "--processes", type=int, help="worker processes sharing the port, each following the store (AUTHZ_PROCESSES)"
+    )
     serve.add_argument("--callers-file", help="calling services and their RPCs (AUTHZ_CALLERS_FILE)")
     serve.add_argument("--tls-cert", help="server certificate, PEM (AUTHZ_TLS_CERT)")
     serve.add_argument("--tls-key", help="server private key, PEM (AUTHZ_TLS_KEY)")

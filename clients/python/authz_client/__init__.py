@@ -24,7 +24,7 @@ from authz.v1.authz_pb2 import (
     SubjectRight,
 )
 
-from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike, check_request
+from ._requests import FULLY_CONSISTENT, DateLike, RightLike, RoleLike, SubjectRightLike, check_request
 from .aio import AsyncAuthzClient
 from .client import DEFAULT_TIMEOUT, AuthzClient
 from .errors import (
@@ -41,6 +41,7 @@ from .errors import (
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "FULLY_CONSISTENT",
     "AlreadyExistsError",
     "AsyncAuthzClient",
     "AuthorizationRow",
