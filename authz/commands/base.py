@@ -199,7 +199,8 @@ def run_write(
             if key and outcome.error is None:
                 tx.put_idempotent(key, operation, digest, dataclasses.asdict(outcome.result), now)
             _before_commit()
-        deps.engine.apply(outcome.changed, revision)
+        if not deps.engine.apply(outcome.changed, revision) and deps.follower is not None:
+            deps.follower.wake()  # a reload moved the engine meanwhile: the follower brings this write in
     if outcome.error is not None:
         raise outcome.error
     for action in outcome.after_commit:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
-from authz_client import FULLY_CONSISTENT, InvalidArgumentError, Right, Role, check_request
+from authz_client import FULLY_CONSISTENT, AuthzClient, InvalidArgumentError, Right, Role, check_request
 
 from authz.replication.tokens import revision_of
 from authz.replication.watch import WatchChanges
@@ -124,3 +125,33 @@ def test_consistency_tokens_are_checked_and_fully_consistent_reads_the_store(
 def test_writes_of_every_kind_return_a_token(pg_running: Running) -> None:
     issued = pg_running.client.issue_link_code(MANAGER, ORG, "C-IND")
     assert revision_of(issued.revision) == revision_of(pg_running.client.check(MANAGER, ORG, "profil", 1).revision)
+
+
+def test_watch_is_guarded_like_every_rpc(start_server: Callable[..., Running], tmp_path: Path) -> None:
+    from ..security.test_callers import PORTAL_TOKEN, REPORT_TOKEN, write_callers
+
+    running = start_server(callers_file=write_callers(tmp_path / "callers.json"))
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.app.port}")
+    stub = authz_pb2_grpc.AuthzServiceStub(channel)
+    for token, code in (
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        ("not-a-token", grpc.StatusCode.UNAUTHENTICATED),
+        (REPORT_TOKEN, grpc.StatusCode.PERMISSION_DENIED),  # this caller may only check
+    ):
+        metadata = [("authorization", f"Bearer {token}")] if token else []
+        with pytest.raises(grpc.RpcError) as refused:
+            next(stub.Watch(pb.WatchRequest(), metadata=metadata, timeout=5))
+        assert refused.value.code() is code
+    portal = AuthzClient(f"127.0.0.1:{running.app.port}", token=PORTAL_TOKEN, timeout=5)
+    before = portal.check(MANAGER, ORG, "relations", Right.RIGHT_READ).revision
+    granted = portal.grant_relation(MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_INDIVIDU_AUTORISE, attest=True)
+    allowed = stub.Watch(
+        pb.WatchRequest(after_revision=before), metadata=[("authorization", f"Bearer {PORTAL_TOKEN}")], timeout=5
+    )
+    message = next(allowed)
+    while message.checkpoint:
+        message = next(allowed)
+    assert message.revision == granted.revision
+    allowed.cancel()
+    portal.close()
+    channel.close()
