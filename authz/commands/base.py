@@ -188,7 +188,8 @@ def run_write(
                     return result_type(**response)
             now = deps.clock()
             outcome = body(tx, now)
-            # Late in the transaction: the revision row's lock is held from here to commit only.
+            # The row is locked since lock_revision: the number taken here is the next one, and it
+            # becomes visible only with this commit, after every smaller one.
             revision = tx.bump_revision()
             tx.append_change(Change(revision, now, operation, tuple(outcome.changed)))
             if revision % _PRUNE_EVERY == 0:
