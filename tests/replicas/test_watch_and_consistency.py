@@ -155,3 +155,33 @@ def test_watch_is_guarded_like_every_rpc(start_server: Callable[..., Running], t
     allowed.cancel()
     portal.close()
     channel.close()
+
+
+def test_a_bulk_import_into_a_served_store_reaches_the_running_process(pg_running: Running, tmp_path: Path) -> None:
+    import json
+
+    from authz.commands.import_data import import_file
+    from authz.store.sql import SqlStore
+
+    data = {
+        "contacts": [{"id": "C-NEW", "first_name": "Nouvelle", "last_name": "Personne", "email": "n@example.org"}],
+        "relations": [
+            {
+                "id": "R-NEW",
+                "contact_id": "C-NEW",
+                "organization_id": ORG,
+                "role": "individu_autorise",
+                "start_date": "2020-01-01",
+                "subjects": [{"subject": "rapport_mensuel", "right": "write"}],
+            }
+        ],
+    }
+    path = tmp_path / "more.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    store = SqlStore.from_url(str(pg_running.store.engine.url.render_as_string(hide_password=False)))
+    report = import_file(store, path, pg_running.app.policy.subjects)  # another process's import, as `authz import`
+    store.close()
+    assert not report.refused
+    answer = pg_running.client.check("C-NEW", ORG, "rapport_mensuel", Right.RIGHT_WRITE, consistency=FULLY_CONSISTENT)
+    assert answer.allowed and revision_of(answer.revision) == report.revision
+    assert pg_running.app.follower.reloads == 1  # too big to list in the log: the process reloaded
