@@ -14,18 +14,20 @@ fresh), bounded by the caller's deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from authz.config import Settings
 from authz.engine.index import DecisionEngine
 from authz.errors import FieldViolation, InvalidArgument, Unavailable
-from authz.replication.changes import apply_changes
+from authz.replication.changes import ChangesPage, apply_changes
 from authz.store.sql import CHANGES_CHANNEL, SqlStore
 
 __all__ = ["Follower", "ReplicaStatus"]
@@ -66,6 +68,7 @@ class Follower:
         self._heard = threading.Condition()  # Watch streams wait on it for newer revisions
         self._threads: list[threading.Thread] = []
         self._notify = settings.follow_notify and store.engine.dialect.name == "postgresql"
+        self._reader: Connection | None = None  # used under self._pass only
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -82,6 +85,11 @@ class Follower:
             self._heard.notify_all()
         for thread in self._threads:
             thread.join(timeout=3)
+        if self._pass.acquire(timeout=3):
+            try:
+                self._close_reader()
+            finally:
+                self._pass.release()
 
     def wake(self) -> None:
         self._wake.set()
@@ -124,7 +132,7 @@ class Follower:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise Unavailable(_BEHIND)
-                page = self.store.changes_after(self.engine.revision, PAGE, left)
+                page = self._changes(self.engine.revision, left)
                 self._heard_of(page.newest)
                 if page.expired or not apply_changes(self.engine, page.changes):
                     self._reload()
@@ -140,6 +148,23 @@ class Follower:
                         break
         finally:
             self._pass.release()
+
+    def _changes(self, after: int, timeout: float | None) -> ChangesPage:
+        if timeout is not None:  # bounded by the caller's deadline: a pooled transaction with a statement timeout
+            return self.store.changes_after(after, PAGE, timeout)
+        try:
+            if self._reader is None:
+                self._reader = self.store.open_reader()
+            return self.store.read_changes(self._reader, after, PAGE)
+        except Unavailable:
+            self._close_reader()  # opened again on the next pass
+            raise
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                reader.close()
 
     def _reload(self) -> None:
         """The whole index again from one snapshot: the log no longer reaches back to this engine."""
