@@ -403,7 +403,12 @@ def run_replicas_bench(options: ReplicaBenchOptions, say: Printer = print) -> di
                     behind_latencies.append(time.perf_counter() - started)
                 results["check_token_behind"] = _percentiles(behind_latencies)
                 say(_line("CheckAccess, at_least_as_fresh (behind: catch-up)", results["check_token_behind"]))
+            # The write rates with no other server running, as the "before" figure is taken: every
+            # running follower reads the log on each write, and they would share the same cores.
+            stop_all()
+            a = serve(url, "a-alone")
             results["writes_one_server"] = _writes([a.target], options.writers, options.write_seconds)
+            b = serve(url, "b-alone")
             results["writes_two_servers"] = _writes([a.target, b.target], options.writers, options.write_seconds)
             say(_write_line("writes, change log, 1 server", results["writes_one_server"]))
             say(_write_line("writes, change log, 2 servers", results["writes_two_servers"]))
