@@ -48,7 +48,7 @@ MANAGER, ORG = "C-PR", "ORG-SQC"
 @dataclass
 class ReplicaBenchOptions:
     relations: int = 20_000
-    lag_rounds: int = 100
+    lag_rounds: int = 400
     poll_lag_rounds: int = 10
     fresh_checks: int = 2_000
     behind_rounds: int = 50
@@ -333,6 +333,20 @@ def _check_throughput(
     }
 
 
+def _load_demo(url: str, policy: Policy) -> None:
+    from authz.commands.import_data import import_file
+    from authz.store import migrate
+    from authz.store.sql import SqlStore, make_engine
+
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    store = SqlStore(engine)
+    try:
+        import_file(store, DEMO_FILE, policy.subjects)
+    finally:
+        store.close()
+
+
 def _load_data(url: str, options: ReplicaBenchOptions, policy: Policy, say: Printer) -> list[tuple[str, str, str, int]]:
     from authz.commands.import_data import import_data, import_file
     from authz.config import Settings
@@ -403,15 +417,6 @@ def run_replicas_bench(options: ReplicaBenchOptions, say: Printer = print) -> di
                     behind_latencies.append(time.perf_counter() - started)
                 results["check_token_behind"] = _percentiles(behind_latencies)
                 say(_line("CheckAccess, at_least_as_fresh (behind: catch-up)", results["check_token_behind"]))
-            # The write rates with no other server running, as the "before" figure is taken: every
-            # running follower reads the log on each write, and they would share the same cores.
-            stop_all()
-            a = serve(url, "a-alone")
-            results["writes_one_server"] = _writes([a.target], options.writers, options.write_seconds)
-            b = serve(url, "b-alone")
-            results["writes_two_servers"] = _writes([a.target, b.target], options.writers, options.write_seconds)
-            say(_write_line("writes, change log, 1 server", results["writes_one_server"]))
-            say(_write_line("writes, change log, 2 servers", results["writes_two_servers"]))
             stop_all()
             for processes in (1, 2):
                 server = serve(url, f"p{processes}", AUTHZ_PROCESSES=str(processes), AUTHZ_FOLLOW_POLL_SECONDS="1")
@@ -427,6 +432,21 @@ def run_replicas_bench(options: ReplicaBenchOptions, say: Printer = print) -> di
                     )
                 )
                 stop_all()
+        # Write rates: each on a fresh database holding the demo only (grants pile relations on one
+        # contact, so every figure starts from the same state), with no other server running (each
+        # running follower reads the log on every write, on the same cores).
+        with _database() as one_url:
+            _load_demo(one_url, policy)
+            a = serve(one_url, "writes-1")
+            results["writes_one_server"] = _writes([a.target], options.writers, options.write_seconds)
+            say(_write_line("writes, change log, 1 server", results["writes_one_server"]))
+            stop_all()
+        with _database() as two_url:
+            _load_demo(two_url, policy)
+            targets = [serve(two_url, "writes-2a").target, serve(two_url, "writes-2b").target]
+            results["writes_two_servers"] = _writes(targets, options.writers, options.write_seconds)
+            say(_write_line("writes, change log, 2 servers", results["writes_two_servers"]))
+            stop_all()
         if options.compare_with is not None:
             with _database() as before_url:
                 subprocess.run(
