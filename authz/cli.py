@@ -31,13 +31,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_cert=Path(args.tls_cert) if getattr(args, "tls_cert", None) else None,
         tls_key=Path(args.tls_key) if getattr(args, "tls_key", None) else None,
         tls_client_ca=Path(args.tls_client_ca) if getattr(args, "tls_client_ca", None) else None,
+        processes=getattr(args, "processes", None),
     )
 
 
-def _configure_logging(level: str, log_format: str = "text") -> None:
+def _configure_logging(level: str, log_format: str = "text", *, with_pid: bool = False) -> None:
     from authz.server.logs import configure_logging
 
-    configure_logging(level, log_format)
+    configure_logging(level, log_format, with_pid=with_pid)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -49,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        _configure_logging(settings.log_level, settings.log_format)
+        _configure_logging(settings.log_level, settings.log_format, with_pid=settings.processes > 1)
         Observability.check_listen(settings.metrics_listen)
     except ValueError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
@@ -61,6 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if args.demo:
             _import(store, DEMO_FILE, settings, report_path=None)
+        if settings.processes > 1:
+            from authz.replication.supervisor import Supervisor
+
+            return Supervisor(settings, store).run()
         app = AuthzApp(settings, store=store)
     except PolicyLoadError as exc:
         # The same report as `authz policy validate`, rather than a traceback.
@@ -171,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (AUTHZ_LISTEN; default 127.0.0.1:50051)")
     serve.add_argument("--mail-url", help="file:///dir or smtp://host:port (AUTHZ_MAIL_URL)")
     serve.add_argument("--demo", action="store_true", help="import the demo data set first (idempotent)")
+    serve.add_argument(
+        "--processes", type=int, help="worker processes sharing the port, each following the store (AUTHZ_PROCESSES)"
+    )
     serve.add_argument("--callers-file", help="calling services and their RPCs (AUTHZ_CALLERS_FILE)")
     serve.add_argument("--tls-cert", help="server certificate, PEM (AUTHZ_TLS_CERT)")
     serve.add_argument("--tls-key", help="server private key, PEM (AUTHZ_TLS_KEY)")

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["ConfigError", "Settings", "redact_url"]
 
 DEFAULT_DATABASE_FILE = "authz.db"
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class ConfigError(Exception):
@@ -65,6 +66,14 @@ class Settings:
     # Observability (see authz/server/observability.py and logs.py).
     metrics_listen: str = ""  # host:port of /metrics; empty = no listener
     log_format: str = "text"  # text | json
+    # Replicas (authz/replication/)
+    processes: int = 1  # worker processes sharing the port (SO_REUSEPORT)
+    follow_notify: bool = True  # PostgreSQL LISTEN/NOTIFY wakes the follower (a hint; polling is the guarantee)
+    follow_poll_seconds: float = 1.0  # the follower reads the change log at least this often
+    change_log_retention_seconds: int = 24 * 3600
+    watch_checkpoint_seconds: float = 5.0  # an idle Watch stream gets a checkpoint this often
+    watch_send_timeout_seconds: float = 10.0  # a Watch consumer that reads nothing for this long is cut off
+    max_watchers: int = 4  # Watch streams at once per process (each holds a worker thread)
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -87,6 +96,13 @@ class Settings:
         "outbox_key_file": "AUTHZ_OUTBOX_KEY_FILE",
         "metrics_listen": "AUTHZ_METRICS_LISTEN",
         "log_format": "AUTHZ_LOG_FORMAT",
+        "processes": "AUTHZ_PROCESSES",
+        "follow_notify": "AUTHZ_FOLLOW_NOTIFY",
+        "follow_poll_seconds": "AUTHZ_FOLLOW_POLL_SECONDS",
+        "change_log_retention_seconds": "AUTHZ_CHANGE_LOG_RETENTION_SECONDS",
+        "watch_checkpoint_seconds": "AUTHZ_WATCH_CHECKPOINT_SECONDS",
+        "watch_send_timeout_seconds": "AUTHZ_WATCH_SEND_TIMEOUT_SECONDS",
+        "max_watchers": "AUTHZ_MAX_WATCHERS",
     }
 
     @classmethod
@@ -106,12 +122,21 @@ class Settings:
                     values[name] = float(raw)
                 elif kind == "Path | None":
                     values[name] = Path(raw)
+                elif kind == "bool":
+                    if raw.lower() not in _BOOLEANS:
+                        raise ValueError(raw)
+                    values[name] = _BOOLEANS[raw.lower()]
                 else:
                     values[name] = raw
             except ValueError as exc:
                 raise ConfigError(f"{variable}={raw!r} is not a valid {kind}") from exc
         values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
+        settings = cls(**values)
+        if settings.processes < 1:
+            raise ConfigError(f"AUTHZ_PROCESSES={settings.processes}: at least 1")
+        if settings.follow_poll_seconds <= 0:
+            raise ConfigError("AUTHZ_FOLLOW_POLL_SECONDS must be positive")
+        return settings
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
@@ -132,6 +157,8 @@ class Settings:
             "mail_url": redact_url(self.mail_url) if self.mail_url else f"file://{self.outbox_dir}",
             "link_code_ttl_seconds": str(self.link_code_ttl_seconds),
             "max_workers": str(self.max_workers),
+            "processes": str(self.processes),
+            "follow": f"{'notify+' if self.follow_notify else ''}poll every {self.follow_poll_seconds}s",
             # Paths only: the callers file holds token hashes, and the key file is never read here.
             "callers_file": str(self.callers_file or "(none: loopback only)"),
             "tls": "off" if self.tls_cert is None else ("mutual" if self.tls_client_ca else "server"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,38 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _replicas(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The replicas section (PostgreSQL): run alone with --replicas, skipped with --no-replicas."""
+    from authz.bench.replicas import ReplicaBenchOptions, run_replicas_bench
+
+    options = ReplicaBenchOptions(compare_with=Path(args.compare_with) if args.compare_with else None)
+    if args.replica_size:
+        options.relations = args.replica_size
+    if args.quick:
+        options.relations = 2_000
+        options.lag_rounds = 20
+        options.poll_lag_rounds = 4
+        options.fresh_checks = 300
+        options.behind_rounds = 10
+        options.write_seconds = 1.0
+        options.check_seconds = 2.0
+    print("\nreplicas (PostgreSQL, real server processes):")
+    try:
+        return run_replicas_bench(options)
+    except Exception as exc:  # no PostgreSQL here: the rest of the bench still counts
+        print(f"replicas: not measured ({type(exc).__name__}: {exc})")
+        return None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from authz.bench.runner import BenchOptions, run_bench
 
     logging.basicConfig(level="WARNING")
+    if args.replicas:
+        replicas = _replicas(args)
+        if replicas is not None and args.json:
+            Path(args.json).write_text(json.dumps({"replicas": replicas}, indent=2) + "\n", encoding="utf-8")
+        return 0 if replicas is not None else 1
     options = BenchOptions(
         json_path=Path(args.json) if args.json else None,
         seed=args.seed,
@@ -45,6 +74,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.workdir:
         options.workdir = Path(args.workdir)
     results: dict[str, Any] = run_bench(options)
+    if not args.no_replicas:
+        results["replicas"] = _replicas(args)
+        if options.json_path is not None:
+            options.json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0 if all(bar["passed"] is not False for bar in results["bars"]) else 1
 
 
@@ -65,4 +98,10 @@ def register(subparsers: Any) -> None:
     )
     bench.add_argument("--workdir", help="keep the databases and server log in this folder")
     bench.add_argument("--seed", type=int, default=1, help="data generator seed")
+    bench.add_argument("--replicas", action="store_true", help="only the replicas section (PostgreSQL)")
+    bench.add_argument("--no-replicas", action="store_true", help="skip the replicas section")
+    bench.add_argument("--replica-size", type=int, help="generated relations for the replicas section (default 20000)")
+    bench.add_argument(
+        "--compare-with", help="a checkout of the code before the change log: its write rate is measured too"
+    )
     bench.set_defaults(func=cmd_bench)

@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, TypeVar
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from authz.calls import account_id, account_required, caller_name, remaining
 from authz.config import Settings
@@ -27,7 +27,12 @@ from authz.errors import (
     PermissionDenied,
     Unavailable,
 )
+from authz.replication.changes import Change, apply_changes
+from authz.replication.tokens import TokenFormat
 from authz.store.interface import AuditRecord, Store, Transaction
+
+if TYPE_CHECKING:
+    from authz.replication.follower import Follower
 
 __all__ = [
     "Attestation",
@@ -63,6 +68,9 @@ class Deps:
     # Writes are serialized in-process so the engine applies them in commit order.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     wake_mailer: Callable[[], None] = _noop
+    # -- issue 10: revision tokens ("<revision>.<store id>") and this process's follower of the log.
+    tokens: TokenFormat | None = None
+    follower: Follower | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,9 @@ def idempotency_key(request_id: str, actor_id: str) -> str:
 
 
 _DEADLINE_PASSED = "the caller's deadline passed before the write could be made; nothing was written"
+_RELOADING = "this process is reloading the store's state; nothing was written, try again"
+_CATCH_UP_PAGE = 500
+_PRUNE_EVERY = 256  # revisions between two retention passes over the change log
 _LOCK_BUSY = "the service is busy with other writes; nothing was written, try again"
 
 
@@ -149,18 +160,24 @@ def run_write(
 ) -> R:
     """The one path of every write: where it begins, commits, bumps the revision, audits and tells the engine.
 
-    In one transaction: the idempotency record of `request_id` (scoped by caller and actor),
-    the command's change, the audit record, the revision (the last statement, so that its
-    row lock, held until commit, orders writes). After commit, inside the write lock, the
-    engine learns the change through `DecisionEngine.apply`, so it applies writes in the
-    order the store committed them. A body may record something and still fail (a refused
-    guess is recorded and audited): it sets `WriteOutcome.error`, raised after commit.
+    In one transaction: the revision row's lock first, then this process's engine caught up
+    to the store's newest revision (so the body's permission checks see every write committed
+    by any process or host, and none can commit before this one ends); the idempotency record
+    of `request_id` (scoped by caller and actor), the command's change, the revision, the
+    change log row (the changed relations as they stand after the write, numbered by the
+    revision), the audit record. After commit, inside the write lock, the engine learns the
+    change through `DecisionEngine.apply`, so it applies writes in the order the store
+    committed them. A body may record something and still fail (a refused guess is recorded
+    and audited): it sets `WriteOutcome.error`, raised after commit.
     """
     digest = fingerprint(request) if request_id else ""
     key = idempotency_key(request_id, actor_id) if request_id else ""
     with write_lock_within_deadline(deps):
         outcome: WriteOutcome | None = None
         with deps.store.transaction() as tx:
+            # Early, not at bump_revision: held from here, no write of any process commits before
+            # this one, so the state caught up to now is the state this write decides on.
+            _catch_up(deps, tx, tx.lock_revision())
             if account_required():
                 _require_account_acts(tx, actor_id, request)
             if key:
@@ -174,15 +191,20 @@ def run_write(
                     return result_type(**response)
             now = deps.clock()
             outcome = body(tx, now)
-            # Late in the transaction: the revision row's lock is held from here to commit only.
+            # The row is locked since lock_revision: the number taken here is the next one, and it
+            # becomes visible only with this commit, after every smaller one.
             revision = tx.bump_revision()
+            tx.append_change(Change(revision, now, operation, tuple(outcome.changed)))
+            if revision % _PRUNE_EVERY == 0:
+                tx.prune_changes(now - timedelta(seconds=deps.settings.change_log_retention_seconds))
             tx.add_audit(dataclasses.replace(outcome.audit, caller=caller_name() or None), revision)
             if hasattr(outcome.result, "revision"):
-                outcome.result.revision = str(revision)
+                outcome.result.revision = deps.tokens.token(revision) if deps.tokens else str(revision)
             if key and outcome.error is None:
                 tx.put_idempotent(key, operation, digest, dataclasses.asdict(outcome.result), now)
             _before_commit()
-        deps.engine.apply(outcome.changed, revision)
+        if not deps.engine.apply(outcome.changed, revision) and deps.follower is not None:
+            deps.follower.wake()  # a reload moved the engine meanwhile: the follower brings this write in
     if outcome.error is not None:
         raise outcome.error
     for action in outcome.after_commit:
@@ -201,6 +223,18 @@ def _require_account_acts(tx: Transaction, actor_id: str, request: Any) -> None:
             raise PermissionDenied(f"{actor_id!r} is not a profile linked to the account that is acting")
     elif getattr(request, "account_id", account) != account:
         raise PermissionDenied("the request is for another account than the one that is acting")
+
+
+def _catch_up(deps: Deps, tx: Transaction, newest: int) -> None:
+    """Bring this process's engine to the store's revision `newest`, read through `tx`."""
+    engine = deps.engine
+    while engine.revision < newest:
+        page = tx.changes_after(engine.revision, _CATCH_UP_PAGE)
+        if page.expired or not page.changes or not apply_changes(engine, page.changes):
+            # Too far behind for the log (retention), or a bulk import: the follower reloads.
+            if deps.follower is not None:
+                deps.follower.wake()
+            raise Unavailable(_RELOADING)
 
 
 def require_attestation(attestation: Attestation) -> None:
@@ -239,7 +273,7 @@ def require_manager_remains(
     """
     scratch = DecisionEngine(deps.engine.policy)
     relations = tx.find_relations(organization_id=organization_id)
-    scratch.apply(relations, 0)
+    scratch.apply(relations, 1)  # the scratch engine is at revision 0: this is its next one
     contacts = {r.contact_id for r in relations if r.kind is RelationKind.CONTACT and r.contact_id}
     for moment in (now,) if at is None else (now, at):
         ts = moment.timestamp()

@@ -9,6 +9,7 @@ for `execute`, which explains and fails closed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from authz.domain.validation import is_plain_id
@@ -45,8 +46,9 @@ class CheckResult:
 
 
 class CheckAccess:
-    def __init__(self, engine: DecisionEngine) -> None:
+    def __init__(self, engine: DecisionEngine, token: Callable[[int], str] = str) -> None:
         self.engine = engine
+        self.token = token  # a revision as the revision token answers carry
 
     def plain(
         self, principal_id: str, organization_id: str, subject: str, right: int, at: float, policy: Policy
@@ -79,7 +81,7 @@ class CheckAccess:
 
     def execute(self, request: CheckRequest, *, log_fault: bool = True) -> CheckResult:
         engine = self.engine
-        revision = str(engine.revision)
+        revision = self.token(engine.revision)
         # Read once, before deciding: a reload swapping the policy meanwhile does not change
         # which policy this check is reported under.
         policy = engine.policy

@@ -18,6 +18,7 @@ from authz.commands.migration_issues import MigrationIssues
 from authz.domain.dates import local_date, parse_date, utc_now
 from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, OrganizationKind, RelationKind, Right, Role
 from authz.domain.validation import id_problem, self_authorization_problem
+from authz.replication.changes import Change
 from authz.store.interface import AuditRecord
 from authz.store.sql import SqlStore, bulk_insert, existing_keys
 
@@ -316,6 +317,8 @@ def import_data(
             bulk_insert(tx, table, batch)
         if any(report.accepted.values()):
             report.revision = tx.bump_revision()
+            # Too many relations to list in the change log: every running process reloads instead.
+            tx.append_change(Change(report.revision, now, "import", None))
             tx.add_audit(
                 AuditRecord(now, "import", "import", {"accepted": report.accepted, "refused": len(report.refused)}),
                 report.revision,

@@ -201,17 +201,41 @@ class DecisionEngine:
             else:
                 target[key] = (*_entries(found), entry)
 
-    def apply(self, relations: Iterable[Relation], revision: int) -> None:
-        """Reflect committed changes: each relation replaces its previous state."""
+    def apply(self, relations: Iterable[Relation], revision: int) -> bool:
+        """Reflect one committed revision: each relation replaces its previous state.
+
+        The single entry point of every change, from the write that made it and from the
+        follower of the change log alike (both may bring the same revision). Revisions are
+        taken once and in order: one at or below the engine's is already there (True); one
+        beyond the next is not applied (False: the caller catches up from the log first).
+
+        Atomic for readers: the new slots are computed aside, then each map takes them in one
+        `dict.update`, a single C call during which no other Python thread runs. (A revision
+        touching both maps is two such steps; no write today touches both.)
+        """
         with self._write_lock:
+            if revision <= self.revision:
+                return True
+            if revision != self.revision + 1:
+                return False
+            people: Index = {}
+            organizations: Index = {}
             for relation in relations:
                 row = index_row(relation)
-                index = self._organizations if relation.kind is RelationKind.ORGANIZATION else self._people
+                if relation.kind is RelationKind.ORGANIZATION:
+                    index, pending = self._organizations, organizations
+                else:
+                    index, pending = self._people, people
                 key = row[2] + _SEP + row[3]
-                kept = tuple(e for e in _entries(index.get(key)) if e[_ID] != relation.id)
-                index[key] = _slot((*kept, self._entry(row)))
-            if revision > self.revision:
-                self.revision = revision
+                current = pending[key] if key in pending else index.get(key)
+                kept = tuple(e for e in _entries(current) if e[_ID] != relation.id)
+                pending[key] = _slot((*kept, self._entry(row)))
+            if organizations:
+                self._organizations.update(organizations)
+            if people:
+                self._people.update(people)
+            self.revision = revision
+            return True
 
     def _entry(self, row: IndexRow) -> Entry:
         subjects = row[9]

@@ -8,7 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +22,8 @@ from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, default_policy_dir
 from authz.engine.validation import load_checked
 from authz.mail import OutboxRelay, mailer_from_url
+from authz.replication.follower import Follower
+from authz.replication.tokens import TokenFormat
 from authz.server.auth import CallerAuthInterceptor, bind, server_interceptors
 from authz.server.errors import DecodeErrorInterceptor
 from authz.server.observability import Observability, caller_namer, multiprocess_dir
@@ -30,7 +34,15 @@ from authz.server.tracing import tracing_from_env
 from authz.store.sql import SqlStore, open_store
 from authz.v1 import authz_pb2, authz_pb2_grpc
 
-__all__ = ["SERVICE_NAME", "STORE_HEALTH_NAME", "AuthzApp", "create_server"]
+__all__ = [
+    "REPLICA_HEALTH_NAME",
+    "SERVICE_NAME",
+    "STORE_HEALTH_NAME",
+    "AuthzApp",
+    "Prepared",
+    "create_server",
+    "prepare",
+]
 
 log = logging.getLogger("authz.server")
 
@@ -38,6 +50,56 @@ SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthzService"].full_name
 # A separate health entry for the store: checks keep answering while it is down.
 STORE_HEALTH_NAME = "authz.v1.AuthzService/store"
 PING_TIMEOUT = 3.0  # seconds a store ping may take before health calls the store down
+# This process's follower: SERVING while it keeps up with the store (see ReplicaHealth for the figures).
+REPLICA_HEALTH_NAME = "authz.v1.AuthzService/replica"
+
+
+@dataclass
+class Prepared:
+    """An engine built from one snapshot of the store, and the store's id: made once, before any fork."""
+
+    engine: DecisionEngine
+    store_id: str
+
+
+def prepare(settings: Settings, store: SqlStore) -> Prepared:
+    """Validate the policy, then build the index from the store at one revision."""
+    # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
+    engine = DecisionEngine(load_checked(settings.policy_dir))
+    started = time.perf_counter()
+    with store.snapshot() as snapshot:
+        engine.load_rows(snapshot.rows, snapshot.revision)
+    # "indexes built in" is what `authz bench` reads from the log.
+    log.info(
+        "indexes built in %.2fs at revision %d: %s", time.perf_counter() - started, engine.revision, engine.stats()
+    )
+    return Prepared(engine, snapshot.store_id)
+
+
+class ReplicaHealth(health.HealthServicer):  # type: ignore[misc]
+    """The standard health service; every answer also carries, as trailing metadata, where this
+    process stands: its pid, the revision its index holds, the newest it has heard of, how many
+    it is behind and how long since it was last caught up."""
+
+    def __init__(self, follower: Callable[[], Follower | None]) -> None:
+        super().__init__()
+        self._follower = follower
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
+        follower = self._follower()
+        if follower is not None:
+            status = follower.status()
+            context.set_trailing_metadata(
+                (
+                    ("authz-pid", str(status.pid)),
+                    ("authz-applied-revision", str(status.applied_revision)),
+                    ("authz-store-revision", str(status.store_revision)),
+                    ("authz-behind", str(status.behind)),
+                    ("authz-synced-ms-ago", str(int(status.synced_seconds_ago * 1000))),
+                    ("authz-listening", "1" if status.listening else "0"),
+                )
+            )
+        return super().Check(request, context)
 
 
 class AuthzApp:
@@ -49,24 +111,31 @@ class AuthzApp:
         *,
         store: SqlStore | None = None,
         clock: Callable[[], datetime] = utc_now,
+        prepared: Prepared | None = None,
     ) -> None:
         self.settings = settings
         # First: a listener beyond loopback without caller credentials must not start at all.
         interceptors = [*server_interceptors(settings), DecodeErrorInterceptor()]
         self.store = store or open_store(settings)
         self.store.require_outbox_key()  # issue 9: link codes are never queued in clear
-        # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
-        self.engine = DecisionEngine(load_checked(settings.policy_dir))
-        started = time.perf_counter()
-        self.engine.load_rows(self.store.load_index_rows(), self.store.revision())
-        log.info("indexes built in %.2fs: %s", time.perf_counter() - started, self.engine.stats())
+        # Given when a parent process built the index before forking this worker.
+        prepared = prepared or prepare(settings, self.store)
+        self.engine = prepared.engine
+        self.tokens = TokenFormat(prepared.store_id)
+        self.follower = Follower(self.store, self.engine, settings, prepared.store_id)
         self.relay = OutboxRelay(
             self.store, mailer_from_url(settings.mail_url, settings.outbox_dir), interval=settings.mail_interval_seconds
         )
         self.deps = Deps(
-            store=self.store, engine=self.engine, settings=settings, clock=clock, wake_mailer=self.relay.wake
+            store=self.store,
+            engine=self.engine,
+            settings=settings,
+            clock=clock,
+            wake_mailer=self.relay.wake,
+            tokens=self.tokens,
+            follower=self.follower,
         )
-        self.health = health.HealthServicer()
+        self.health = ReplicaHealth(lambda: self.follower)
         # Observability first among the interceptors: calls the caller check refuses are counted and logged too.
         # Metrics are counted when someone can read them: a /metrics listener, or multiprocess files.
         self.observability = Observability(
@@ -83,7 +152,8 @@ class AuthzApp:
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
+                # Several worker processes share one port (authz serve --processes N).
+                ("grpc.so_reuseport", 1 if settings.processes > 1 else 0),
             ],
         )
         authz_pb2_grpc.add_AuthzServiceServicer_to_server(AuthzServicer(self.deps), self.server)
@@ -117,6 +187,10 @@ class AuthzApp:
     def start(self) -> None:
         # First: a /metrics port already taken stops the start before anything else runs.
         self.observability.start(self.settings.metrics_listen)
+        # Caught up before answering: SERVING means this process holds at least the store's state
+        # as of now (the snapshot may be seconds old at a million relations, or a parent's index).
+        self.follower.catch_up()
+        self.follower.start()
         self.server.start()
         self.relay.start()
         self._set_health(True, self.store.ping())
@@ -131,6 +205,14 @@ class AuthzApp:
         self.health.set("", overall)
         self.health.set(SERVICE_NAME, overall)
         self.health.set(STORE_HEALTH_NAME, status.SERVING if serving and store_up else status.NOT_SERVING)
+        self._set_replica_health(serving)
+
+    def _set_replica_health(self, serving: bool) -> None:
+        # Behind by more than a few poll periods (store gone, follower stuck): not a replica to rely on.
+        state = self.follower.status()
+        fresh = state.behind == 0 or state.synced_seconds_ago < max(5.0, 3 * self.settings.follow_poll_seconds)
+        status = health_pb2.HealthCheckResponse
+        self.health.set(REPLICA_HEALTH_NAME, status.SERVING if serving and fresh else status.NOT_SERVING)
 
     def _watch_store(self) -> None:
         was_up = True
@@ -149,6 +231,7 @@ class AuthzApp:
             # Still stuck on an earlier ping: that is an answer too, and no second ping piles up behind it.
             pinging.join(PING_TIMEOUT)
             up = bool(answer) and answer[0]
+            self._set_replica_health(True)
             if up != was_up:
                 log.warning("store is %s", "reachable again" if up else "unreachable; checks answer from memory")
                 self._set_health(True, up)
@@ -159,6 +242,7 @@ class AuthzApp:
         self._stopping.set()
         self.policy_watcher.stop()
         self.health.enter_graceful_shutdown()
+        self.follower.stop()  # Watch streams waiting on it end now, before the drain
         self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
         self.relay.stop()
         self.observability.stop()

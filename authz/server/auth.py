@@ -29,7 +29,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,23 +210,41 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method = method_path.removeprefix(_PREFIX)
         token = _bearer(handler_call_details.invocation_metadata)
         account = _account(handler_call_details.invocation_metadata)
-        inner = handler.unary_unary
-        if inner is None:  # every AuthzService RPC is unary; anything else is refused
-            return None
 
-        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+        def admitted(context: grpc.ServicerContext) -> Caller:
             caller = self._authenticate(token, context)
             if not caller.may_call(method):
                 log.warning("caller %s may not call %s", caller.name, method)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, f"caller {caller.name!r} may not call {method}")
-            with caller_scope(caller.name), account_scope(account, required=caller.require_account):
-                return inner(request, context)
+            return caller
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+                caller = admitted(context)
+                with caller_scope(caller.name), account_scope(account, required=caller.require_account):
+                    return inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                guarded,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:  # Watch
+            streaming = handler.unary_stream
+
+            def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                caller = admitted(context)
+                with caller_scope(caller.name), account_scope(account, required=caller.require_account):
+                    yield from streaming(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return None  # no client-streaming RPC exists: anything else is refused
 
     def _authenticate(self, token: str | None, context: grpc.ServicerContext) -> Caller:
         common_name = _common_name(context)

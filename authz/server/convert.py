@@ -55,6 +55,10 @@ from authz.domain.validation import (
     instant_problem,
 )
 from authz.engine.policy import Policy
+from authz.replication.changes import Change
+from authz.replication.reads import ReadConsistency
+from authz.replication.tokens import TokenFormat
+from authz.replication.watch import Checkpoint
 from authz.store.interface import MigrationIssueRecord
 from authz.v1 import authz_pb2 as pb
 
@@ -65,6 +69,7 @@ __all__ = [
     "authorizations_response",
     "check_request",
     "check_response",
+    "consistency",
     "contact_response",
     "contacts_response",
     "get_contact_request",
@@ -95,6 +100,8 @@ __all__ = [
     "update_contact_response",
     "update_relation_request",
     "update_relation_response",
+    "watch_request",
+    "watch_response",
 ]
 
 MAX_DESIGNATED = 100  # contacts one legacy login may be asked to link at once
@@ -319,7 +326,9 @@ def issue_link_code_request(request: pb.IssueLinkCodeRequest) -> IssueLinkCodeRe
 
 
 def issue_link_code_response(result: IssueLinkCodeResult) -> pb.IssueLinkCodeResponse:
-    return pb.IssueLinkCodeResponse(expires_at=timestamp(datetime.fromisoformat(result.expires_at)))
+    return pb.IssueLinkCodeResponse(
+        expires_at=timestamp(datetime.fromisoformat(result.expires_at)), revision=result.revision
+    )
 
 
 def redeem_request(request: pb.RedeemLinkCodeRequest) -> RedeemLinkCodeRequest:
@@ -331,7 +340,9 @@ def redeem_request(request: pb.RedeemLinkCodeRequest) -> RedeemLinkCodeRequest:
 
 
 def redeem_response(result: RedeemLinkCodeResult) -> pb.RedeemLinkCodeResponse:
-    return pb.RedeemLinkCodeResponse(contact_id=result.contact_id, organization_id=result.organization_id)
+    return pb.RedeemLinkCodeResponse(
+        contact_id=result.contact_id, organization_id=result.organization_id, revision=result.revision
+    )
 
 
 def legacy_request(request: pb.LinkLegacyAccessRequest) -> LinkLegacyAccessRequest:
@@ -347,7 +358,7 @@ def legacy_request(request: pb.LinkLegacyAccessRequest) -> LinkLegacyAccessReque
 
 
 def legacy_response(result: LinkLegacyAccessResult) -> pb.LinkLegacyAccessResponse:
-    return pb.LinkLegacyAccessResponse(contact_ids=result.contact_ids)
+    return pb.LinkLegacyAccessResponse(contact_ids=result.contact_ids, revision=result.revision)
 
 
 # -- reads
@@ -621,3 +632,51 @@ def resolve_migration_issue_request(request: pb.ResolveMigrationIssueRequest) ->
 
 def resolve_migration_issue_response(result: ResolveMigrationIssueResult) -> pb.ResolveMigrationIssueResponse:
     return pb.ResolveMigrationIssueResponse(revision=result.revision)
+
+
+# -- issue 10: replicas
+def consistency(message: pb.Consistency, tokens: TokenFormat, field_path: str = "consistency") -> ReadConsistency:
+    """A read's consistency; a token that is malformed or from another store is INVALID_ARGUMENT."""
+    which = message.WhichOneof("requirement")
+    if which == "at_least_as_fresh":
+        path = f"{field_path}.at_least_as_fresh"
+        return ReadConsistency(at_least=tokens.parse(message.at_least_as_fresh, path), field_path=path)
+    if which == "fully_consistent" and message.fully_consistent:
+        return ReadConsistency(fully=True, field_path=f"{field_path}.fully_consistent")
+    return ReadConsistency()
+
+
+def watch_request(request: pb.WatchRequest, tokens: TokenFormat) -> int | None:
+    if not request.after_revision:
+        return None
+    return tokens.parse(request.after_revision, "after_revision")
+
+
+def watch_response(item: Change | Checkpoint, tokens: TokenFormat) -> pb.WatchResponse:
+    if isinstance(item, Checkpoint):
+        return pb.WatchResponse(revision=tokens.token(item.revision), checkpoint=True)
+    response = pb.WatchResponse(
+        revision=tokens.token(item.revision),
+        committed_at=timestamp(item.committed_at),
+        operation=item.operation,
+        reload=item.relations is None,
+    )
+    for relation in item.relations or ():
+        changed = response.relations.add(
+            relation_id=relation.id,
+            kind=relation.kind.value,
+            organization_id=relation.organization_id,
+            contact_id=relation.contact_id or "",
+            grantee_organization_id=relation.grantee_organization_id or "",
+            via_organization_id=relation.via_organization_id or "",
+            role=ROLE_TO_PB[relation.role],
+            start_date=relation.start_date.isoformat(),
+            end_date=relation.end_date.isoformat(),
+            subjects=[
+                pb.SubjectRight(subject=subject, right=int(right))  # type: ignore[arg-type]
+                for subject, right in sorted(relation.subjects.items())
+            ],
+        )
+        if relation.ended_at is not None:
+            changed.ended_at.CopyFrom(timestamp(relation.ended_at))
+    return response

@@ -16,7 +16,15 @@ from grpc_status import rpc_status
 from authz import errors
 from authz.calls import caller_name, deadline_scope
 
-__all__ = ["MAX_VIOLATIONS", "STATUS_OF", "DecodeErrorInterceptor", "abort_with", "handle_errors", "within_deadline"]
+__all__ = [
+    "MAX_VIOLATIONS",
+    "STATUS_OF",
+    "DecodeErrorInterceptor",
+    "abort_with",
+    "handle_errors",
+    "handle_stream_errors",
+    "within_deadline",
+]
 
 log = logging.getLogger("authz.server")
 
@@ -118,6 +126,22 @@ def handle_errors(method: F) -> F:
         except errors.AuthzError as error:
             if _WRITING.get():
                 _log_refused_write(method.__name__, request, error)
+            abort_with(context, error)
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; it was logged")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def handle_stream_errors(method: F) -> F:
+    """`handle_errors` for a server-streaming handler (a generator)."""
+
+    @wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+        except errors.AuthzError as error:
             abort_with(context, error)
         except Exception:
             log.exception("%s failed", method.__name__)

@@ -48,12 +48,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> None:
-    """Set the root logger up once for the process: `text` (the default) or `json`."""
+def configure_logging(
+    level: str, log_format: str = "text", stream: TextIO | None = None, *, with_pid: bool = False
+) -> None:
+    """Set the root logger up once for the process: `text` (the default) or `json`.
+
+    `with_pid`: several worker processes write to one output, so text lines name their process.
+    """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"AUTHZ_LOG_FORMAT={log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    text_format = TEXT_FORMAT.replace("%(levelname)s", "%(levelname)s [%(process)d]") if with_pid else TEXT_FORMAT
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(text_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     if log_format == "json":
         # Python's own stderr writers, turned into records so that they come out as JSON as well.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 
 from authz.commands.authorizations import ListAuthorizations
@@ -17,9 +19,11 @@ from authz.commands.requests import ListRequests
 from authz.commands.revoke import RevokeRelation
 from authz.commands.update_contact import UpdateContact
 from authz.commands.update_relation import UpdateRelation
+from authz.replication.reads import Freshness
+from authz.replication.watch import WatchChanges
 from authz.server import convert
 from authz.server.convert import Ids
-from authz.server.errors import handle_errors, within_deadline
+from authz.server.errors import handle_errors, handle_stream_errors, within_deadline
 from authz.v1 import authz_pb2 as pb
 from authz.v1 import authz_pb2_grpc
 
@@ -29,7 +33,12 @@ __all__ = ["AuthzServicer"]
 class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self._check = CheckAccess(deps.engine)
+        if deps.tokens is None or deps.follower is None:
+            raise ValueError("the servicer needs the revision tokens and the follower of its app (Deps)")
+        self._tokens = deps.tokens
+        self._fresh = Freshness(deps.engine, deps.follower)
+        self._watch = WatchChanges(deps.follower.store, deps.follower, deps.settings)
+        self._check = CheckAccess(deps.engine, self._tokens.token)
         self._grant = GrantRelation(deps)
         self._revoke = RevokeRelation(deps)
         self._issue = IssueLinkCode(deps)
@@ -49,6 +58,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     # -- checks
     @handle_errors
     def CheckAccess(self, request: pb.CheckAccessRequest, context: grpc.ServicerContext) -> pb.CheckAccessResponse:
+        if request.HasField("consistency"):
+            self._ensure(request.consistency, context)
         engine = self.deps.engine
         revision, policy = engine.revision, engine.policy  # read before deciding, as the command does
         if not request.explain:
@@ -57,7 +68,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
                 request.principal_id, request.organization_id, request.subject, request.right, at, policy
             )
             if allowed is not None:
-                return pb.CheckAccessResponse(allowed=allowed, revision=str(revision), policy_hash=policy.content_hash)
+                return pb.CheckAccessResponse(
+                    allowed=allowed, revision=self._tokens.token(revision), policy_hash=policy.content_hash
+                )
         ids = Ids()
         check = convert.check_request(request, ids, "", policy, self.deps.clock)
         ids.done()
@@ -72,12 +85,18 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         if len(request.checks) > limit:
             ids.add("checks", f"at most {limit} checks per batch")
             ids.done()
+        if request.HasField("consistency"):
+            self._ensure(request.consistency, context)
+        # Any item's own consistency is honoured too, before anything is decided.
+        for i, item in enumerate(request.checks):
+            if item.HasField("consistency"):
+                self._ensure(item.consistency, context, f"checks[{i}].consistency")
         # One pass, in this thread: every plain item straight to the engine, answers added in
         # place; the batch takes the general path only if some item needs it (to report all
         # violations at once, or to explain).
         engine = self.deps.engine
-        revision, policy = str(engine.revision), engine.policy
-        response = pb.BatchCheckAccessResponse()
+        revision, policy = self._tokens.token(engine.revision), engine.policy
+        response = pb.BatchCheckAccessResponse(revision=revision)
         add = response.results.add
         plain = self._check.plain
         clock = self.deps.clock
@@ -97,7 +116,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         ]
         ids.done()
         return pb.BatchCheckAccessResponse(
-            results=[convert.check_response(result) for result in self._check.execute_many(checks)]
+            results=[convert.check_response(result) for result in self._check.execute_many(checks)], revision=revision
         )
 
     # -- writes
@@ -139,19 +158,28 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     # -- reads
     @handle_errors
     def ListProfiles(self, request: pb.ListProfilesRequest, context: grpc.ServicerContext) -> pb.ListProfilesResponse:
-        return convert.profiles_response(self._profiles.execute(convert.list_profiles_request(request)))
+        revision = self._ensure(request.consistency, context)
+        response = convert.profiles_response(self._profiles.execute(convert.list_profiles_request(request)))
+        response.revision = revision
+        return response
 
     @handle_errors
     def ListContacts(self, request: pb.ListContactsRequest, context: grpc.ServicerContext) -> pb.ListContactsResponse:
-        return convert.contacts_response(self._contacts.execute(convert.list_contacts_request(request)))
+        revision = self._ensure(request.consistency, context)
+        response = convert.contacts_response(self._contacts.execute(convert.list_contacts_request(request)))
+        response.revision = revision
+        return response
 
     @handle_errors
     def ListAuthorizations(
         self, request: pb.ListAuthorizationsRequest, context: grpc.ServicerContext
     ) -> pb.ListAuthorizationsResponse:
-        return convert.authorizations_response(
+        revision = self._ensure(request.consistency, context)
+        response = convert.authorizations_response(
             self._authorizations.execute(convert.list_authorizations_request(request))
         )
+        response.revision = revision
+        return response
 
     # -- issue 13: the guide's other screens
     @handle_errors
@@ -192,3 +220,17 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         return convert.resolve_migration_issue_response(
             self._resolve_issue.execute(convert.resolve_migration_issue_request(request))
         )
+
+    # -- issue 10: replicas
+    def _ensure(
+        self, consistency: pb.Consistency, context: grpc.ServicerContext, field_path: str = "consistency"
+    ) -> str:
+        """Make this process fresh enough for the read (or raise); the token of the revision it reads at."""
+        self._fresh.ensure(convert.consistency(consistency, self._tokens, field_path), context.time_remaining())
+        return self._tokens.token(self.deps.engine.revision)
+
+    @handle_stream_errors
+    def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchResponse]:
+        after = convert.watch_request(request, self._tokens)
+        for item in self._watch.stream(after, context.is_active, context.cancel):
+            yield convert.watch_response(item, self._tokens)

@@ -6,9 +6,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from authz.domain.model import Contact, Organization, Relation, RelationKind
+from authz.replication.changes import Change, ChangesPage
+
+if TYPE_CHECKING:
+    from authz.engine.index import IndexRow
 
 __all__ = [
     "AuditEntry",
@@ -17,6 +21,7 @@ __all__ = [
     "LinkCodeRecord",
     "MigrationIssueRecord",
     "OutboxRow",
+    "Snapshot",
     "Store",
     "Transaction",
 ]
@@ -93,6 +98,15 @@ class MigrationIssueRecord:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     resolution: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The store at one revision: the relations exactly as of `revision` (start-up)."""
+
+    revision: int
+    store_id: str
+    rows: Iterator[IndexRow]
 
 
 class Transaction(Protocol):
@@ -219,6 +233,15 @@ class Transaction(Protocol):
         """Mark one contact of a legacy login linked; False if it already was."""
         ...
 
+    # -- issue 10: replicas
+    def lock_revision(self) -> int:
+        """Lock the revision row until this transaction ends, and read the store's revision."""
+        ...
+
+    def append_change(self, change: Change) -> None: ...
+    def prune_changes(self, before: datetime) -> int: ...
+    def changes_after(self, revision: int, limit: int) -> ChangesPage: ...
+
 
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
@@ -236,3 +259,8 @@ class Store(Protocol):
     def pending_outbox(self, limit: int) -> list[OutboxRow]: ...
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None: ...
     def mark_outbox_failed(self, message_id: str, error: str) -> None: ...
+
+    # -- issue 10: replicas
+    def store_id(self) -> str: ...
+    def snapshot(self) -> AbstractContextManager[Snapshot]: ...
+    def changes_after(self, revision: int, limit: int, timeout: float | None = None) -> ChangesPage: ...

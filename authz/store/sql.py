@@ -42,6 +42,7 @@ from authz.domain.model import (
 from authz.domain.text import search_key
 from authz.errors import AlreadyExists, Unavailable
 from authz.mail import MailDeliveryError, OutboxCipher, outbox_cipher
+from authz.replication.changes import Change, ChangesPage, relation_from_json, relation_to_json
 from authz.store import tables as t
 from authz.store.interface import (
     AuditEntry,
@@ -50,16 +51,18 @@ from authz.store.interface import (
     LinkCodeRecord,
     MigrationIssueRecord,
     OutboxRow,
+    Snapshot,
 )
 
 if TYPE_CHECKING:
     from authz.engine.index import IndexRow
 
-__all__ = ["SqlStore", "SqlTransaction", "make_engine", "open_store"]
+__all__ = ["CHANGES_CHANNEL", "SqlStore", "SqlTransaction", "make_engine", "open_store"]
 
 log = logging.getLogger("authz.store")
 
 OUTBOX_MAX_ATTEMPTS = 10
+CHANGES_CHANNEL = "authz_changes"  # LISTEN/NOTIFY channel: "a revision committed"
 _STORE_DOWN = "the store is unreachable; nothing was written, try again"
 _SENT_BODY = "(sent; the body is not kept)"
 
@@ -127,6 +130,11 @@ class SqlStore:
         self.outbox_cipher = outbox_cipher
         self._outbox_problem = outbox_problem
 
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        """A store on a URL with the default engine settings (tools and tests; the server uses open_store)."""
+        return cls(make_engine(url))
+
     def require_outbox_key(self) -> None:
         """Raise ConfigError when no outbox key is configured (the server calls it before it starts)."""
         if self.outbox_cipher is None:
@@ -176,7 +184,7 @@ class SqlStore:
         for row, granted in self._relation_rows():
             yield _relation(row, {subject: Right.parse(right) for subject, right in _split_grants(granted)})
 
-    def load_index_rows(self) -> Iterator[IndexRow]:
+    def load_index_rows(self, connection: Connection | None = None) -> Iterator[IndexRow]:
         """Every relation as the decision engine indexes it, in one pass (start-up).
 
         No domain objects are built: at a million relations, constructing `Relation`s
@@ -189,7 +197,7 @@ class SqlStore:
         rights = {right.code: int(right) for right in Right if right is not Right.NONE}
         no_end = float("inf")
         organization = RelationKind.ORGANIZATION.value
-        for row, granted in self._relation_rows():
+        for row, granted in self._relation_rows(connection):
             relation_id, kind, organization_id, contact_id, grantee_id, via_id, role, start, end, ended = row
             start_day = days.get(start)
             if start_day is None:
@@ -215,7 +223,7 @@ class SqlStore:
                 subjects,
             )
 
-    def _relation_rows(self) -> Iterator[tuple[Any, str | None]]:
+    def _relation_rows(self, connection: Connection | None = None) -> Iterator[tuple[Any, str | None]]:
         """(relation columns, "subject:right,..." or None) for every relation, streamed.
 
         One row per relation: the subjects in force are aggregated by the database
@@ -243,10 +251,69 @@ class SqlStore:
             r.ended_at,
             granted,
         )
+        if connection is not None:
+            yield from _stream(connection, query)
+            return
+        with self._connect() as own:
+            yield from _stream(own, query)
+
+    # -- issue 10: replicas
+    def store_id(self) -> str:
+        """The id made for this database at migration time; revision tokens carry it."""
         with self._connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=20_000).execute(query)
-            for row in result:
-                yield row[:10], row[10]
+            return str(
+                connection.execute(select(t.store_identity.c.store_id).where(t.store_identity.c.id == 1)).scalar_one()
+            )
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """The revision and every relation read in one snapshot (REPEATABLE READ, READ ONLY on
+        PostgreSQL; one read transaction on SQLite's WAL): an index built from `rows` is exactly
+        the state at `revision`, and following the log from there misses nothing."""
+        with self._connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with connection.begin():
+                if connection.dialect.name == "sqlite":
+                    # pysqlite starts no transaction for reads: without BEGIN each SELECT sees its own moment.
+                    connection.exec_driver_sql("BEGIN")
+                revision = int(
+                    connection.execute(
+                        select(t.store_revision.c.revision).where(t.store_revision.c.id == 1)
+                    ).scalar_one()
+                )
+                store_id = str(
+                    connection.execute(
+                        select(t.store_identity.c.store_id).where(t.store_identity.c.id == 1)
+                    ).scalar_one()
+                )
+                yield Snapshot(revision, store_id, self.load_index_rows(connection))
+
+    def open_reader(self) -> Connection:
+        """A connection of its own, in autocommit: a follower's frequent reads cost one round trip
+        each (no pool check-out and its ping, no BEGIN and COMMIT)."""
+        try:
+            return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except (OperationalError, DBAPIError) as exc:
+            raise Unavailable(_STORE_DOWN) from exc
+
+    def read_changes(self, reader: Connection, revision: int, limit: int) -> ChangesPage:
+        """`changes_after` on a connection from `open_reader`."""
+        try:
+            return _changes_after(reader, revision, limit)
+        except (OperationalError, DBAPIError) as exc:
+            raise Unavailable(_STORE_DOWN) from exc
+
+    def changes_after(self, revision: int, limit: int, timeout: float | None = None) -> ChangesPage:
+        """Committed changes after `revision`, in order (one range read); bounded by `timeout` seconds."""
+        try:
+            with self.engine.begin() as connection:
+                if timeout is not None and connection.dialect.name == "postgresql":
+                    milliseconds = max(1, int(timeout * 1000))
+                    connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+                return _changes_after(connection, revision, limit)
+        except (OperationalError, DBAPIError) as exc:
+            raise Unavailable(_STORE_DOWN) from exc
 
     # -- issue 9: secrets shared by every server of one deployment
     def server_secret(self, name: str) -> bytes:
@@ -341,6 +408,40 @@ class SqlStore:
             )
 
 
+def _stream(connection: Connection, query: Any) -> Iterator[tuple[Any, str | None]]:
+    result = connection.execution_options(stream_results=True, yield_per=20_000).execute(query)
+    for row in result:
+        yield row[:10], row[10]
+
+
+def _changes_after(connection: Connection, revision: int, limit: int) -> ChangesPage:
+    # One statement, so one snapshot and one round trip: the store's revision beside the log's
+    # rows after `revision` (or beside nothing, when there are none). Every change up to that
+    # revision is committed and visible in the same snapshot, and the log is dense (a revision is
+    # taken under the row lock of store_revision, held until commit): no row can be missing.
+    r, c = t.store_revision.c, t.change_log.c
+    rows = connection.execute(
+        select(r.revision.label("newest"), c.revision, c.committed_at, c.operation, c.relations)
+        .select_from(t.store_revision.outerjoin(t.change_log, c.revision > revision))
+        .where(r.id == 1)
+        .order_by(c.revision)
+        .limit(limit)
+    ).all()
+    newest = int(rows[0].newest)
+    changes = tuple(
+        Change(
+            int(row.revision),
+            row.committed_at,
+            row.operation,
+            None if row.relations is None else tuple(relation_from_json(item) for item in row.relations),
+        )
+        for row in rows
+        if row.revision is not None
+    )
+    expired = revision < newest and (not changes or changes[0].revision != revision + 1)
+    return ChangesPage(changes, expired, max(newest, changes[-1].revision if changes else 0))
+
+
 _RELATION_COLUMNS = (
     t.relations.c.id,
     t.relations.c.kind,
@@ -425,6 +526,50 @@ class SqlTransaction:
             .returning(t.store_revision.c.revision)
         ).scalar_one()
         return int(revision)
+
+    # -- issue 10: replicas
+    def lock_revision(self) -> int:
+        """Take the revision row's lock now (not at bump_revision), and read the store's revision.
+
+        A write that takes it first runs alone among writers of every process and host until it
+        commits: what it reads (permissions caught up from the log) stays the store's newest state.
+        """
+        if self.c.dialect.name == "postgresql":
+            value = self.c.execute(
+                select(t.store_revision.c.revision).where(t.store_revision.c.id == 1).with_for_update()
+            ).scalar_one()
+            return int(value)
+        self.lock()  # SQLite: the database write lock, for the whole transaction
+        return int(self.c.execute(select(t.store_revision.c.revision).where(t.store_revision.c.id == 1)).scalar_one())
+
+    def append_change(self, change: Change) -> None:
+        """The change log row of this write (same transaction), and on PostgreSQL a wake-up for followers."""
+        relations = None if change.relations is None else [relation_to_json(r) for r in change.relations]
+        self.c.execute(
+            t.change_log.insert().values(
+                revision=change.revision,
+                committed_at=change.committed_at,
+                operation=change.operation,
+                relations=relations,
+            )
+        )
+        if self.c.dialect.name == "postgresql":
+            # Delivered at commit, never before; a hint only (followers poll as well).
+            self.c.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": CHANGES_CHANNEL, "payload": str(change.revision)},
+            )
+
+    def prune_changes(self, before: datetime) -> int:
+        """Drop the log's prefix committed before `before` (retention); a prefix, so the log stays dense."""
+        c = t.change_log.c
+        last = self.c.execute(select(func.max(c.revision)).where(c.committed_at < before)).scalar()
+        if last is None:
+            return 0
+        return int(self.c.execute(t.change_log.delete().where(c.revision <= last)).rowcount)
+
+    def changes_after(self, revision: int, limit: int) -> ChangesPage:
+        return _changes_after(self.c, revision, limit)
 
     def lock(self, *keys: str) -> None:
         if self.c.dialect.name == "postgresql":

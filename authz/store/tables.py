@@ -262,3 +262,22 @@ server_secrets = Table(
     Column("value", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
 )
+
+# -- issue 10: replicas
+# One row per committed write, numbered by its revision: what every process follows.
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("revision", BigInteger, primary_key=True, autoincrement=False),
+    Column("committed_at", UtcDateTime(), nullable=False),
+    Column("operation", String(40), nullable=False),
+    Column("relations", JSON, nullable=True),  # the changed relations after the write; NULL = reload all
+)
+
+# A single row made at migration time: the id revision tokens carry.
+store_identity = Table(
+    "store_identity",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("store_id", String(32), nullable=False),
+)

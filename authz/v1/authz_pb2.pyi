@@ -124,6 +124,7 @@ class CheckAccessRequest(_message.Message):
     RIGHT_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     EXPLAIN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     principal_id: _builtins.str
     """contact id (the profile the user acts under)"""
     organization_id: _builtins.str
@@ -137,6 +138,10 @@ class CheckAccessRequest(_message.Message):
     def at(self) -> _timestamp_pb2.Timestamp:
         """unset = now"""
 
+    @_builtins.property
+    def consistency(self) -> Global___Consistency:
+        """unset = minimize_latency"""
+
     def __init__(
         self,
         *,
@@ -146,10 +151,11 @@ class CheckAccessRequest(_message.Message):
         right: Global___Right.ValueType = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         explain: _builtins.bool = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "explain", b"explain", "organization_id", b"organization_id", "principal_id", b"principal_id", "right", b"right", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "consistency", b"consistency", "explain", b"explain", "organization_id", b"organization_id", "principal_id", b"principal_id", "right", b"right", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -197,16 +203,22 @@ class BatchCheckAccessRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHECKS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckAccessRequest]: ...
+    @_builtins.property
+    def consistency(self) -> Global___Consistency:
+        """for the whole batch (an item's own is honoured too)"""
+
     def __init__(
         self,
         *,
         checks: _abc.Iterable[Global___CheckAccessRequest] | None = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "consistency", b"consistency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -217,6 +229,9 @@ class BatchCheckAccessResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.str
+    """the revision the batch was decided at"""
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckAccessResponse]:
         """same order as the checks"""
@@ -225,10 +240,11 @@ class BatchCheckAccessResponse(_message.Message):
         self,
         *,
         results: _abc.Iterable[Global___CheckAccessResponse] | None = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -537,6 +553,8 @@ class IssueLinkCodeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.str
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """never the code itself"""
@@ -545,10 +563,11 @@ class IssueLinkCodeResponse(_message.Message):
         self,
         *,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -583,17 +602,20 @@ class RedeemLinkCodeResponse(_message.Message):
 
     CONTACT_ID_FIELD_NUMBER: _builtins.int
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     contact_id: _builtins.str
     organization_id: _builtins.str
+    revision: _builtins.str
     def __init__(
         self,
         *,
         contact_id: _builtins.str = ...,
         organization_id: _builtins.str = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "organization_id", b"organization_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "organization_id", b"organization_id", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -637,16 +659,19 @@ class LinkLegacyAccessResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTACT_IDS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.str
     @_builtins.property
     def contact_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         contact_ids: _abc.Iterable[_builtins.str] | None = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_ids", b"contact_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_ids", b"contact_ids", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -657,15 +682,19 @@ class ListProfilesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    @_builtins.property
+    def consistency(self) -> Global___Consistency: ...
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "consistency", b"consistency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -708,16 +737,20 @@ class ListProfilesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROFILES_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.str
+    """the revision the answer was decided at"""
     @_builtins.property
     def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]: ...
     def __init__(
         self,
         *,
         profiles: _abc.Iterable[Global___Profile] | None = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["profiles", b"profiles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profiles", b"profiles", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -733,6 +766,7 @@ class ListContactsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     CONTACT_ID_FIELD_NUMBER: _builtins.int
     QUERY_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     organization_id: _builtins.str
     page_size: _builtins.int
@@ -742,6 +776,8 @@ class ListContactsRequest(_message.Message):
     """filter, optional"""
     query: _builtins.str
     """name search, accent- and case-insensitive, optional"""
+    @_builtins.property
+    def consistency(self) -> Global___Consistency: ...
     def __init__(
         self,
         *,
@@ -751,10 +787,11 @@ class ListContactsRequest(_message.Message):
         page_token: _builtins.str = ...,
         contact_id: _builtins.str = ...,
         query: _builtins.str = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "contact_id", b"contact_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "contact_id", b"contact_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -814,7 +851,9 @@ class ListContactsResponse(_message.Message):
 
     CONTACTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    revision: _builtins.str
     @_builtins.property
     def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactRow]: ...
     def __init__(
@@ -822,10 +861,11 @@ class ListContactsResponse(_message.Message):
         *,
         contacts: _abc.Iterable[Global___ContactRow] | None = ...,
         next_page_token: _builtins.str = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "next_page_token", b"next_page_token", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -840,6 +880,7 @@ class ListAuthorizationsRequest(_message.Message):
     CONTACT_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     organization_id: _builtins.str
     contact_id: _builtins.str
@@ -847,6 +888,8 @@ class ListAuthorizationsRequest(_message.Message):
     page_size: _builtins.int
     """0 = 100; at most 1,000"""
     page_token: _builtins.str
+    @_builtins.property
+    def consistency(self) -> Global___Consistency: ...
     def __init__(
         self,
         *,
@@ -855,10 +898,11 @@ class ListAuthorizationsRequest(_message.Message):
         contact_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "contact_id", b"contact_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "contact_id", b"contact_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -922,7 +966,9 @@ class ListAuthorizationsResponse(_message.Message):
 
     AUTHORIZATIONS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    revision: _builtins.str
     @_builtins.property
     def authorizations(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorizationRow]: ...
     def __init__(
@@ -930,14 +976,176 @@ class ListAuthorizationsResponse(_message.Message):
         *,
         authorizations: _abc.Iterable[Global___AuthorizationRow] | None = ...,
         next_page_token: _builtins.str = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorizations", b"authorizations", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorizations", b"authorizations", "next_page_token", b"next_page_token", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuthorizationsResponse: _TypeAlias = ListAuthorizationsResponse  # noqa: Y015
+
+@_typing.final
+class Consistency(_message.Message):
+    """-- issue 10: replicas
+
+    How fresh a read must be. Unset = minimize_latency.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINIMIZE_LATENCY_FIELD_NUMBER: _builtins.int
+    AT_LEAST_AS_FRESH_FIELD_NUMBER: _builtins.int
+    FULLY_CONSISTENT_FIELD_NUMBER: _builtins.int
+    minimize_latency: _builtins.bool
+    """answer from this process's memory now"""
+    at_least_as_fresh: _builtins.str
+    """the `revision` a write returned: never answer from older state"""
+    fully_consistent: _builtins.bool
+    """at least as fresh as the store's newest committed write"""
+    def __init__(
+        self,
+        *,
+        minimize_latency: _builtins.bool = ...,
+        at_least_as_fresh: _builtins.str = ...,
+        fully_consistent: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at_least_as_fresh", b"at_least_as_fresh", "fully_consistent", b"fully_consistent", "minimize_latency", b"minimize_latency", "requirement", b"requirement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_least_as_fresh", b"at_least_as_fresh", "fully_consistent", b"fully_consistent", "minimize_latency", b"minimize_latency", "requirement", b"requirement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_requirement: _TypeAlias = _typing.Literal["minimize_latency", "at_least_as_fresh", "fully_consistent"]  # noqa: Y015
+    _WhichOneofArgType_requirement: _TypeAlias = _typing.Literal["requirement", b"requirement"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_requirement) -> _WhichOneofReturnType_requirement | None: ...
+
+Global___Consistency: _TypeAlias = Consistency  # noqa: Y015
+
+@_typing.final
+class WatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_REVISION_FIELD_NUMBER: _builtins.int
+    after_revision: _builtins.str
+    """a revision token; empty = from now"""
+    def __init__(
+        self,
+        *,
+        after_revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
+
+@_typing.final
+class WatchResponse(_message.Message):
+    """One committed write (or, with `checkpoint`, none: the stream is alive and has sent
+    everything up to `revision`).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    COMMITTED_AT_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    RELATIONS_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    RELOAD_FIELD_NUMBER: _builtins.int
+    revision: _builtins.str
+    """a token: resume with it as after_revision"""
+    operation: _builtins.str
+    """e.g. "grant_relation", "revoke_relation", "import" """
+    checkpoint: _builtins.bool
+    reload: _builtins.bool
+    """a bulk import: too much to list; read the state again"""
+    @_builtins.property
+    def committed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def relations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChangedRelation]:
+        """the relations the write changed, as they stand after it"""
+
+    def __init__(
+        self,
+        *,
+        revision: _builtins.str = ...,
+        committed_at: _timestamp_pb2.Timestamp | None = ...,
+        operation: _builtins.str = ...,
+        relations: _abc.Iterable[Global___ChangedRelation] | None = ...,
+        checkpoint: _builtins.bool = ...,
+        reload: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["committed_at", b"committed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "committed_at", b"committed_at", "operation", b"operation", "relations", b"relations", "reload", b"reload", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchResponse: _TypeAlias = WatchResponse  # noqa: Y015
+
+@_typing.final
+class ChangedRelation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    GRANTEE_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    VIA_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    relation_id: _builtins.str
+    kind: _builtins.str
+    """"contact", "organization" or "delegation" """
+    organization_id: _builtins.str
+    """the organization the rights are on"""
+    contact_id: _builtins.str
+    """contact relations and delegations"""
+    grantee_organization_id: _builtins.str
+    """organization-to-organization"""
+    via_organization_id: _builtins.str
+    """delegations"""
+    role: Global___Role.ValueType
+    start_date: _builtins.str
+    """YYYY-MM-DD"""
+    end_date: _builtins.str
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp:
+        """set once removed"""
+
+    @_builtins.property
+    def subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]:
+        """the subjects in force on it now"""
+
+    def __init__(
+        self,
+        *,
+        relation_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        grantee_organization_id: _builtins.str = ...,
+        via_organization_id: _builtins.str = ...,
+        role: Global___Role.ValueType = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+        subjects: _abc.Iterable[Global___SubjectRight] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "end_date", b"end_date", "ended_at", b"ended_at", "grantee_organization_id", b"grantee_organization_id", "kind", b"kind", "organization_id", b"organization_id", "relation_id", b"relation_id", "role", b"role", "start_date", b"start_date", "subjects", b"subjects", "via_organization_id", b"via_organization_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangedRelation: _TypeAlias = ChangedRelation  # noqa: Y015
 
 @_typing.final
 class GetContactRequest(_message.Message):

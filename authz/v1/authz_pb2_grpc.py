@@ -115,6 +115,11 @@ class AuthzServiceStub:
                 request_serializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueRequest.SerializeToString,
                 response_deserializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/authz.v1.AuthzService/Watch',
+                request_serializer=authz_dot_v1_dot_authz__pb2.WatchRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.WatchResponse.FromString,
+                _registered_method=True)
 
 
 class AuthzServiceServicer:
@@ -235,6 +240,16 @@ class AuthzServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """-- issue 10: replicas
+        Committed writes from a revision on: one message per write, in commit order, exactly once;
+        a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
+        change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthzServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +332,11 @@ def add_AuthzServiceServicer_to_server(servicer, server):
                     servicer.ResolveMigrationIssue,
                     request_deserializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueRequest.FromString,
                     response_serializer=authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.WatchRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -752,6 +772,33 @@ class AuthzService:
             '/authz.v1.AuthzService/ResolveMigrationIssue',
             authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueRequest.SerializeToString,
             authz_dot_v1_dot_authz__pb2.ResolveMigrationIssueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/authz.v1.AuthzService/Watch',
+            authz_dot_v1_dot_authz__pb2.WatchRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

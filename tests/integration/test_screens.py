@@ -25,6 +25,7 @@ from authz_client import (
 from authz.commands.import_data import import_data
 from authz.domain.dates import local_date
 from authz.engine.policy import Policy
+from authz.replication.tokens import revision_of
 from authz.v1 import authz_pb2 as pb
 from authz.v1 import authz_pb2_grpc
 
@@ -92,7 +93,7 @@ def test_a_migrated_contact_without_email_gets_one_then_a_code(demo_any: Running
         attest=True,
     )
     assert list(updated.changed_fields) == ["email", "phone_type"]
-    assert updated.confirmation_sent and updated.link_code_sent and int(updated.revision) > 0
+    assert updated.confirmation_sent and updated.link_code_sent and revision_of(updated.revision) > 0
     again = client.get_contact(LOC_DIR, LOCAL, GERARD)
     assert again.email == "gerard.theriault@example.org"
     assert [(p.type, p.number) for p in again.phones] == [("cellulaire", "514 555-1234")]

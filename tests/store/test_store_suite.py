@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from authz.domain.model import END_OF_TIME, Contact, Organization, OrganizationKind, Relation, RelationKind, Right, Role
 from authz.errors import AlreadyExists
+from authz.replication.changes import Change
 from authz.store import migrate
 from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, MigrationIssueRecord, OutboxRow
 from authz.store.sql import SqlStore, make_engine
@@ -394,3 +395,50 @@ def test_outbox_bodies_are_sealed_in_the_database_and_opened_for_the_relay(store
         stored = connection.exec_driver_sql("SELECT body FROM outbox WHERE id = 'M2'").scalar_one()
     assert stored.startswith("enc1:") and "ABCD" not in stored and "liaison" not in stored
     assert [m.body for m in store.pending_outbox(10) if m.id == "M2"] == ["Code de liaison : ABCD-EFGH"]
+
+
+# -- issue 10: replicas
+def _logged_write(store: SqlStore, relation: Relation, at: datetime = T0) -> int:
+    with store.transaction() as tx:
+        tx.lock_revision()
+        tx.add_relation(relation, at, None)
+        revision = tx.bump_revision()
+        tx.append_change(Change(revision, at, "grant_relation", (relation,)))
+    return revision
+
+
+def test_the_change_log_is_dense_in_commit_order_and_round_trips_relations(store: SqlStore) -> None:
+    start = store.revision()
+    relations = [contact_relation(f"R{n}", ended_at=T0 if n == 2 else None) for n in range(1, 4)]
+    revisions = [_logged_write(store, relation) for relation in relations]
+    assert revisions == [start + 1, start + 2, start + 3]
+    page = store.changes_after(start, 100)
+    assert not page.expired and page.newest == start + 3
+    assert [c.revision for c in page.changes] == revisions
+    assert [c.relations for c in page.changes] == [(r,) for r in relations]
+    assert page.changes[0].committed_at == T0 and page.changes[0].operation == "grant_relation"
+    assert [c.revision for c in store.changes_after(start + 1, 1).changes] == [start + 2]  # paged
+    assert store.changes_after(start + 3, 100).changes == ()
+
+
+def test_a_cursor_before_the_log_is_expired(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.bump_revision()  # a write from before the log existed: not in it
+    cursor = store.revision() - 1
+    _logged_write(store, contact_relation())
+    assert store.changes_after(cursor, 100).expired
+    assert not store.changes_after(cursor + 1, 100).expired
+    with store.transaction() as tx:
+        assert tx.prune_changes(T0 + timedelta(days=2)) == 1
+    assert store.changes_after(cursor + 1, 100).expired  # pruned by retention
+    assert not store.changes_after(store.revision(), 100).expired  # at the newest: nothing missing
+
+
+def test_a_snapshot_reads_the_revision_and_the_relations_at_one_moment(store: SqlStore) -> None:
+    _logged_write(store, contact_relation("R1"))
+    with store.snapshot() as snapshot:
+        _logged_write(store, contact_relation("R2"))  # committed while the snapshot is open
+        ids = sorted(row[1] for row in snapshot.rows)
+        assert snapshot.store_id == store.store_id() and len(snapshot.store_id) == 16
+    assert ids == ["R1"]
+    assert snapshot.revision == store.revision() - 1

@@ -14,7 +14,7 @@ misuse of the client (two grantees, no revocation scope, a naive datetime...).
 """
 
 from ._connection import DEFAULT_RETRY, RetryPolicy, Tls
-from ._requests import DateLike, RightLike, RoleLike, SubjectRightLike, check_request
+from ._requests import FULLY_CONSISTENT, DateLike, RightLike, RoleLike, SubjectRightLike, check_request
 from .aio import AsyncAuthzClient
 from .client import DEFAULT_TIMEOUT, AuthzClient
 from .errors import (
@@ -47,6 +47,7 @@ from .v1.authz_pb2 import (
 __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
+    "FULLY_CONSISTENT",
     "AlreadyExistsError",
     "AsyncAuthzClient",
     "AuthorizationRow",

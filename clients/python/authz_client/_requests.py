@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from google.protobuf import timestamp_pb2
 
@@ -107,6 +107,19 @@ def attestation(attest: bool) -> authz_pb2.Attestation:
     return authz_pb2.Attestation()
 
 
+FULLY_CONSISTENT = "fully_consistent"  # as `consistency=`: at least as fresh as the store's newest write
+
+
+def set_consistency(request: Any, consistency: str | None) -> Any:
+    """``consistency``: None (answer from memory now), a write's ``revision`` (never older than it)
+    or FULLY_CONSISTENT."""
+    if consistency == FULLY_CONSISTENT:
+        request.consistency.fully_consistent = True
+    elif consistency:
+        request.consistency.at_least_as_fresh = consistency
+    return request
+
+
 def check_request(
     principal_id: str,
     organization_id: str,
@@ -115,6 +128,7 @@ def check_request(
     *,
     at: _dt.datetime | None = None,
     explain: bool = False,
+    consistency: str | None = None,
 ) -> authz_pb2.CheckAccessRequest:
     """A ``CheckAccessRequest``, e.g. to build the list given to ``batch_check``."""
     request = authz_pb2.CheckAccessRequest(
@@ -126,14 +140,16 @@ def check_request(
     )
     if at is not None:
         request.at.CopyFrom(timestamp(at))
-    return request
+    return set_consistency(request, consistency)  # type: ignore[no-any-return]
 
 
-def batch_check_request(checks: Sequence[authz_pb2.CheckAccessRequest]) -> authz_pb2.BatchCheckAccessRequest:
+def batch_check_request(
+    checks: Sequence[authz_pb2.CheckAccessRequest], consistency: str | None = None
+) -> authz_pb2.BatchCheckAccessRequest:
     for check in checks:
         if not isinstance(check, authz_pb2.CheckAccessRequest):
             raise ValueError(f"batch_check takes CheckAccessRequest messages (see check_request), got {check!r}")
-    return authz_pb2.BatchCheckAccessRequest(checks=checks)
+    return set_consistency(authz_pb2.BatchCheckAccessRequest(checks=checks), consistency)  # type: ignore[no-any-return]
 
 
 def grant_relation_request(

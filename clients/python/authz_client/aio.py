@@ -107,9 +107,12 @@ class AsyncAuthzClient:
         *,
         at: _dt.datetime | None = None,
         explain: bool = False,
+        consistency: str | None = None,
     ) -> authz_pb2.CheckAccessResponse:
         """May ``principal_id`` exercise ``right`` on ``subject`` of ``organization_id`` (at ``at``, default now)?"""
-        request = rq.check_request(principal_id, organization_id, subject, right, at=at, explain=explain)
+        request = rq.check_request(
+            principal_id, organization_id, subject, right, at=at, explain=explain, consistency=consistency
+        )
         response: authz_pb2.CheckAccessResponse = await self._call(self._stub.CheckAccess, request)
         return response
 
@@ -121,13 +124,16 @@ class AsyncAuthzClient:
         right: RightLike,
         *,
         at: _dt.datetime | None = None,
+        consistency: str | None = None,
     ) -> bool:
         """``check(...).allowed``."""
-        return (await self.check(principal_id, organization_id, subject, right, at=at)).allowed
+        return (await self.check(principal_id, organization_id, subject, right, at=at, consistency=consistency)).allowed
 
-    async def batch_check(self, checks: Sequence[authz_pb2.CheckAccessRequest]) -> list[authz_pb2.CheckAccessResponse]:
+    async def batch_check(
+        self, checks: Sequence[authz_pb2.CheckAccessRequest], *, consistency: str | None = None
+    ) -> list[authz_pb2.CheckAccessResponse]:
         """Many checks (build them with :func:`authz_client.check_request`); answers in the same order."""
-        request = rq.batch_check_request(checks)
+        request = rq.batch_check_request(checks, consistency)
         response: authz_pb2.BatchCheckAccessResponse = await self._call(self._stub.BatchCheckAccess, request)
         return list(response.results)
 
@@ -252,9 +258,9 @@ class AsyncAuthzClient:
         )
         return response
 
-    async def list_profiles(self, account_id: str) -> authz_pb2.ListProfilesResponse:
+    async def list_profiles(self, account_id: str, *, consistency: str | None = None) -> authz_pb2.ListProfilesResponse:
         """The profiles ``account_id`` may act under."""
-        request = authz_pb2.ListProfilesRequest(account_id=account_id)
+        request = rq.set_consistency(authz_pb2.ListProfilesRequest(account_id=account_id), consistency)
         response: authz_pb2.ListProfilesResponse = await self._call(self._stub.ListProfiles, request)
         return response
 
@@ -269,16 +275,20 @@ class AsyncAuthzClient:
         page_token: str = "",
         contact_id: str = "",
         query: str = "",
+        consistency: str | None = None,
     ) -> authz_pb2.ListContactsResponse:
         """One page of the organization's contacts (of ``contact_id``, or whose name holds ``query``,
         accents and case aside); see :meth:`iter_contacts` for all of them."""
-        request = authz_pb2.ListContactsRequest(
-            actor_id=actor_id,
-            organization_id=organization_id,
-            page_size=page_size,
-            page_token=page_token,
-            contact_id=contact_id,
-            query=query,
+        request = rq.set_consistency(
+            authz_pb2.ListContactsRequest(
+                actor_id=actor_id,
+                organization_id=organization_id,
+                page_size=page_size,
+                page_token=page_token,
+                contact_id=contact_id,
+                query=query,
+            ),
+            consistency,
         )
         response: authz_pb2.ListContactsResponse = await self._call(self._stub.ListContacts, request)
         return response
@@ -311,14 +321,18 @@ class AsyncAuthzClient:
         contact_id: str = "",
         page_size: int = 0,
         page_token: str = "",
+        consistency: str | None = None,
     ) -> authz_pb2.ListAuthorizationsResponse:
         """One page of the organization's authorizations (of ``contact_id`` only, if given)."""
-        request = authz_pb2.ListAuthorizationsRequest(
-            actor_id=actor_id,
-            organization_id=organization_id,
-            contact_id=contact_id,
-            page_size=page_size,
-            page_token=page_token,
+        request = rq.set_consistency(
+            authz_pb2.ListAuthorizationsRequest(
+                actor_id=actor_id,
+                organization_id=organization_id,
+                contact_id=contact_id,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            consistency,
         )
         response: authz_pb2.ListAuthorizationsResponse = await self._call(self._stub.ListAuthorizations, request)
         return response

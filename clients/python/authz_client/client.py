@@ -135,9 +135,12 @@ class AuthzClient:
         *,
         at: _dt.datetime | None = None,
         explain: bool = False,
+        consistency: str | None = None,
     ) -> authz_pb2.CheckAccessResponse:
         """May ``principal_id`` exercise ``right`` on ``subject`` of ``organization_id`` (at ``at``, default now)?"""
-        request = rq.check_request(principal_id, organization_id, subject, right, at=at, explain=explain)
+        request = rq.check_request(
+            principal_id, organization_id, subject, right, at=at, explain=explain, consistency=consistency
+        )
         response: authz_pb2.CheckAccessResponse = self._call(self._stub.CheckAccess, request)
         return response
 
@@ -149,13 +152,16 @@ class AuthzClient:
         right: RightLike,
         *,
         at: _dt.datetime | None = None,
+        consistency: str | None = None,
     ) -> bool:
         """``check(...).allowed``."""
-        return self.check(principal_id, organization_id, subject, right, at=at).allowed
+        return self.check(principal_id, organization_id, subject, right, at=at, consistency=consistency).allowed
 
-    def batch_check(self, checks: Sequence[authz_pb2.CheckAccessRequest]) -> list[authz_pb2.CheckAccessResponse]:
+    def batch_check(
+        self, checks: Sequence[authz_pb2.CheckAccessRequest], *, consistency: str | None = None
+    ) -> list[authz_pb2.CheckAccessResponse]:
         """Many checks (build them with :func:`authz_client.check_request`); answers in the same order."""
-        request = rq.batch_check_request(checks)
+        request = rq.batch_check_request(checks, consistency)
         response: authz_pb2.BatchCheckAccessResponse = self._call(self._stub.BatchCheckAccess, request)
         return list(response.results)
 
@@ -279,9 +285,9 @@ class AuthzClient:
         response: authz_pb2.LinkLegacyAccessResponse = self._call(self._stub.LinkLegacyAccess, request, retry=False)
         return response
 
-    def list_profiles(self, account_id: str) -> authz_pb2.ListProfilesResponse:
+    def list_profiles(self, account_id: str, *, consistency: str | None = None) -> authz_pb2.ListProfilesResponse:
         """The profiles ``account_id`` may act under."""
-        request = authz_pb2.ListProfilesRequest(account_id=account_id)
+        request = rq.set_consistency(authz_pb2.ListProfilesRequest(account_id=account_id), consistency)
         response: authz_pb2.ListProfilesResponse = self._call(self._stub.ListProfiles, request)
         return response
 
@@ -296,16 +302,20 @@ class AuthzClient:
         page_token: str = "",
         contact_id: str = "",
         query: str = "",
+        consistency: str | None = None,
     ) -> authz_pb2.ListContactsResponse:
         """One page of the organization's contacts (of ``contact_id``, or whose name holds ``query``,
         accents and case aside); see :meth:`iter_contacts` for all of them."""
-        request = authz_pb2.ListContactsRequest(
-            actor_id=actor_id,
-            organization_id=organization_id,
-            page_size=page_size,
-            page_token=page_token,
-            contact_id=contact_id,
-            query=query,
+        request = rq.set_consistency(
+            authz_pb2.ListContactsRequest(
+                actor_id=actor_id,
+                organization_id=organization_id,
+                page_size=page_size,
+                page_token=page_token,
+                contact_id=contact_id,
+                query=query,
+            ),
+            consistency,
         )
         response: authz_pb2.ListContactsResponse = self._call(self._stub.ListContacts, request)
         return response
@@ -337,14 +347,18 @@ class AuthzClient:
         contact_id: str = "",
         page_size: int = 0,
         page_token: str = "",
+        consistency: str | None = None,
     ) -> authz_pb2.ListAuthorizationsResponse:
         """One page of the organization's authorizations (of ``contact_id`` only, if given)."""
-        request = authz_pb2.ListAuthorizationsRequest(
-            actor_id=actor_id,
-            organization_id=organization_id,
-            contact_id=contact_id,
-            page_size=page_size,
-            page_token=page_token,
+        request = rq.set_consistency(
+            authz_pb2.ListAuthorizationsRequest(
+                actor_id=actor_id,
+                organization_id=organization_id,
+                contact_id=contact_id,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            consistency,
         )
         response: authz_pb2.ListAuthorizationsResponse = self._call(self._stub.ListAuthorizations, request)
         return response

@@ -2,7 +2,7 @@
 the migration's refused rows kept per organization.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01 12:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from authz.domain.text import search_key
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -71,6 +71,12 @@ class AuthzServiceStub:
     """The legacy rows the migration could not establish, for the organization's managers."""
     ResolveMigrationIssue: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ResolveMigrationIssueRequest, _authz_pb2.ResolveMigrationIssueResponse]
     """"Rétablir ou valider": a manager marks a migration issue resolved."""
+    Watch: _grpc.UnaryStreamMultiCallable[_authz_pb2.WatchRequest, _authz_pb2.WatchResponse]
+    """-- issue 10: replicas
+    Committed writes from a revision on: one message per write, in commit order, exactly once;
+    a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
+    change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
+    """
 
 @_typing.type_check_only
 class AuthzServiceAsyncStub(AuthzServiceStub):
@@ -113,6 +119,12 @@ class AuthzServiceAsyncStub(AuthzServiceStub):
     """The legacy rows the migration could not establish, for the organization's managers."""
     ResolveMigrationIssue: _aio.UnaryUnaryMultiCallable[_authz_pb2.ResolveMigrationIssueRequest, _authz_pb2.ResolveMigrationIssueResponse]  # type: ignore[assignment]
     """"Rétablir ou valider": a manager marks a migration issue resolved."""
+    Watch: _aio.UnaryStreamMultiCallable[_authz_pb2.WatchRequest, _authz_pb2.WatchResponse]  # type: ignore[assignment]
+    """-- issue 10: replicas
+    Committed writes from a revision on: one message per write, in commit order, exactly once;
+    a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
+    change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
+    """
 
 class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may see and change what in the CCQ online services' files."""
@@ -248,5 +260,17 @@ class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.ResolveMigrationIssueResponse, _abc.Awaitable[_authz_pb2.ResolveMigrationIssueResponse]]:
         """"Rétablir ou valider": a manager marks a migration issue resolved."""
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _authz_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_authz_pb2.WatchResponse], _abc.AsyncIterator[_authz_pb2.WatchResponse]]:
+        """-- issue 10: replicas
+        Committed writes from a revision on: one message per write, in commit order, exactly once;
+        a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
+        change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
+        """
 
 def add_AuthzServiceServicer_to_server(servicer: AuthzServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
