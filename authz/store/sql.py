@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ from authz.domain.model import (
 )
 from authz.errors import AlreadyExists, Unavailable
 from authz.store import tables as t
-from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, OutboxRow
+from authz.store.interface import AuditRecord, ImportBatch, ImportKind, LegacyAccount, LinkCodeRecord, OutboxRow
 
 if TYPE_CHECKING:
     from authz.engine.index import IndexRow
@@ -319,6 +320,7 @@ class SqlTransaction:
 
     def __init__(self, connection: Connection) -> None:
         self.c = connection
+        self._dates: dict[date, Any] = {}  # bulk import: each distinct date converted for the driver once
 
     def bump_revision(self) -> int:
         # One row updated by every write: writers queue on its lock, so revisions
@@ -692,6 +694,156 @@ class SqlTransaction:
             )
         )
 
+    # -- issue 8: bulk import (authz import)
+    def stored_keys(self, kind: ImportKind, keys: Collection[str]) -> set[str]:
+        column = _IMPORT_KEYS[kind]
+        quote = self.c.dialect.identifier_preparer.quote
+        found: set[str] = set()
+        for chunk in _chunks(list(keys), _IN_CHUNK):
+            # Plain SQL: SQLAlchemy's expansion of a thousand-item IN costs more than the lookup.
+            marks = ", ".join(self._mark for _ in chunk)
+            query = (
+                f"SELECT {quote(column.name)} FROM {quote(column.table.name)} WHERE {quote(column.name)} IN ({marks})"
+            )
+            found.update(row[0] for row in self.c.exec_driver_sql(query, tuple(chunk)))
+        return found
+
+    def stored_as_added(
+        self, kind: ImportKind, keys: Collection[str]
+    ) -> dict[str, Organization | Contact | Relation | LegacyAccount]:
+        found: dict[str, Organization | Contact | Relation | LegacyAccount] = {}
+        for chunk in _chunks(list(keys), _IN_CHUNK):
+            if kind == "organizations":
+                for row in self.c.execute(select(t.organizations).where(t.organizations.c.id.in_(chunk))):
+                    found[row.id] = Organization(row.id, row.name, OrganizationKind(row.kind))
+            elif kind == "contacts":
+                for row in self.c.execute(select(t.contacts).where(t.contacts.c.id.in_(chunk))):
+                    found[row.id] = Contact(row.id, row.first_name, row.last_name, row.email, row.language, row.phone)
+            elif kind == "relations":
+                found.update(self._relations_as_added(chunk))
+            else:
+                found.update(self._legacy_accounts_as_added(chunk))
+        return found
+
+    def _relations_as_added(self, ids: list[str]) -> dict[str, Relation]:
+        r, s = t.relations, t.relation_subjects
+        granted: dict[str, dict[str, Right]] = {relation_id: {} for relation_id in ids}
+        # The subjects granted with the relation share its created_at; later grants and removals are history.
+        for row in self.c.execute(
+            select(s.c.relation_id, s.c.subject, s.c.right)
+            .join(r, r.c.id == s.c.relation_id)
+            .where(r.c.id.in_(ids))
+            .where(s.c.granted_at == r.c.created_at)
+        ):
+            granted[row.relation_id][row.subject] = Right.parse(row.right)
+        return {
+            row.id: replace(_relation(row, granted[row.id]), ended_at=None)
+            for row in self.c.execute(select(*_RELATION_COLUMNS).where(r.c.id.in_(ids)))
+        }
+
+    def _legacy_accounts_as_added(self, usernames: list[str]) -> dict[str, LegacyAccount]:
+        a, links = t.legacy_accounts, t.legacy_account_contacts
+        linked: dict[str, list[str]] = {username: [] for username in usernames}
+        for row in self.c.execute(select(links.c.username, links.c.contact_id).where(links.c.username.in_(usernames))):
+            linked[row.username].append(row.contact_id)
+        return {
+            row.username: LegacyAccount(row.username, row.password_hash, tuple(sorted(linked[row.username])))
+            for row in self.c.execute(select(a.c.username, a.c.password_hash).where(a.c.username.in_(usernames)))
+        }
+
+    def add_batch(self, batch: ImportBatch, at: datetime, created_by: str) -> None:
+        # Plain tuples to the driver: SQLAlchemy's per-row parameter processing costs more than the insert.
+        day = self._date_value
+        stamp = self._bind(t.relations.c.created_at, at)
+        self._insert(t.organizations, [(o.id, o.name, o.kind.value, stamp) for o in batch.organizations])
+        self._insert(
+            t.contacts,
+            [(c.id, c.first_name, c.last_name, c.email, c.language, c.phone, stamp) for c in batch.contacts],
+        )
+        self._insert(
+            t.relations,
+            [
+                (
+                    r.id,
+                    r.kind.value,
+                    r.organization_id,
+                    r.contact_id,
+                    r.grantee_organization_id,
+                    r.via_organization_id,
+                    r.role.value if r.role is not None else None,
+                    day(r.start_date),
+                    day(r.end_date),
+                    None if r.ended_at is None else self._bind(t.relations.c.ended_at, r.ended_at),
+                    stamp,
+                    created_by,
+                )
+                for r in batch.relations
+            ],
+            (
+                "id",
+                "kind",
+                "organization_id",
+                "contact_id",
+                "grantee_organization_id",
+                "via_organization_id",
+                "role",
+                "start_date",
+                "end_date",
+                "ended_at",
+                "created_at",
+                "created_by",
+            ),
+        )
+        self._insert(
+            t.relation_subjects,
+            [(r.id, subject, right.code, stamp) for r in batch.relations for subject, right in r.subjects.items()],
+            ("relation_id", "subject", "right", "granted_at"),
+        )
+        self._insert(
+            t.legacy_accounts,
+            [(a.username, a.password_hash) for a in batch.legacy_accounts],
+            ("username", "password_hash"),
+        )
+        self._insert(
+            t.legacy_account_contacts,
+            [(a.username, contact_id) for a in batch.legacy_accounts for contact_id in a.contact_ids],
+        )
+
+    @property
+    def _mark(self) -> str:
+        """The driver's placeholder, for plain SQL."""
+        return "?" if self.c.dialect.paramstyle == "qmark" else "%s"
+
+    def _bind(self, column: Any, value: Any) -> Any:
+        """`value` as the driver takes it for `column` (what SQLAlchemy would send)."""
+        process = column.type.bind_processor(self.c.dialect)
+        return value if process is None else process(value)
+
+    def _date_value(self, value: date) -> Any:
+        found = self._dates.get(value)
+        if found is None:
+            found = self._dates[value] = self._bind(t.relations.c.start_date, value)
+        return found
+
+    def _insert(self, table: Any, rows: Sequence[tuple[Any, ...]], columns: Sequence[str] | None = None) -> None:
+        if not rows:
+            return
+        names = list(columns) if columns is not None else [column.name for column in table.columns]
+        quote = self.c.dialect.identifier_preparer.quote
+        column_list = ", ".join(quote(name) for name in names)
+        if self.c.dialect.name == "postgresql":
+            # COPY: the bulk path of PostgreSQL, inside this transaction, on the same connection.
+            cursor = self.c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            finally:
+                cursor.close()
+            return
+        marks = ", ".join(self._mark for _ in names)
+        self.c.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({column_list}) VALUES ({marks})", list(rows))
+
 
 def _jsonable(value: Any) -> Any:
     """Audit changes as JSON: dates and enums as their text."""
@@ -708,29 +860,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# -- bulk loading, for `authz import` (authz.commands.import_data)
-BULK_TABLES = {
-    "organizations": t.organizations,
-    "contacts": t.contacts,
-    "relations": t.relations,
-    "relation_subjects": t.relation_subjects,
-    "legacy_accounts": t.legacy_accounts,
-    "legacy_account_contacts": t.legacy_account_contacts,
+# -- issue 8: bulk import
+_IMPORT_KEYS = {
+    "organizations": t.organizations.c.id,
+    "contacts": t.contacts.c.id,
+    "relations": t.relations.c.id,
+    "legacy_accounts": t.legacy_accounts.c.username,
 }
-_KEY_COLUMN = {
-    "organizations": "id",
-    "contacts": "id",
-    "relations": "id",
-    "legacy_accounts": "username",
-}
+_IN_CHUNK = 1000  # keys per IN (...): well under SQLite's and PostgreSQL's limits on parameters
 
 
-def existing_keys(tx: SqlTransaction, table: str) -> set[str]:
-    column = BULK_TABLES[table].c[_KEY_COLUMN[table]]
-    return {row[0] for row in tx.c.execute(select(column))}
-
-
-def bulk_insert(tx: SqlTransaction, table: str, rows: list[dict[str, Any]], chunk: int = 5000) -> None:
-    target = BULK_TABLES[table]
-    for start in range(0, len(rows), chunk):
-        tx.c.execute(target.insert(), rows[start : start + chunk])
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

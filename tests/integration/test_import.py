@@ -110,21 +110,22 @@ def test_bad_rows_are_reported_not_dropped(tmp_path: Path, sqlite_url: str, caps
     output = capsys.readouterr().out
     report = json.loads(report_path.read_text(encoding="utf-8"))
     refused = {(row["section"], row["id"]): row["reason"] for row in report["refused"]}
+    roles = "dirigeant, representant, membre_du_personnel, personne_responsable, individu_autorise"
     assert refused == {
-        ("organizations", "ORG-3"): "bad kind 'club'",
-        ("organizations", "bad id"): "id may hold only ASCII letters, digits and - _ . : @",
-        ("contacts", "C-2"): "bad language 'de' (fr or en)",
-        ("contacts", "C-3"): "first_name is missing",
-        ("relations", "R-2"): "unknown contact 'C-404'",
-        ("relations", "R-3"): "bad role 'president'",
-        ("relations", "R-4"): "bad start_date '2020-02-31' (YYYY-MM-DD)",
-        ("relations", "R-5"): "end_date is before start_date",
-        ("relations", "R-6"): "unknown subject 'cafeteria'",
-        ("relations", "R-7"): "bad right 'admin' (read or write)",
-        ("organization_relations", "OR-2"): "no subject",
-        ("delegations", "D-2"): "unknown organization 'ORG-404'",
-        ("legacy_accounts", "old-2"): "password_hash is not pbkdf2_sha256$iterations$salt$hash",
-        ("legacy_accounts", "old-3"): "unknown contact 'C-404'",
+        ("organizations", "ORG-3"): "kind: 'club' is not one of association, local, establishment, employer, individual",
+        ("organizations", "bad id"): "id: may hold only ASCII letters, digits and - _ . : @",
+        ("contacts", "C-2"): 'language: must be "fr" or "en"',
+        ("contacts", "C-3"): "first_name: must not be empty",
+        ("relations", "R-2"): "contact_id: unknown contact 'C-404'",
+        ("relations", "R-3"): f"role: 'president' is not one of {roles}",
+        ("relations", "R-4"): "start_date: must be a date YYYY-MM-DD",
+        ("relations", "R-5"): "end_date: must not be before start_date",
+        ("relations", "R-6"): "subjects[0].subject: unknown subject 'cafeteria'",
+        ("relations", "R-7"): "subjects[0].right: must be read or write (RIGHT_READ or RIGHT_WRITE)",
+        ("organization_relations", "OR-2"): "subjects: must name at least one subject",
+        ("delegations", "D-2"): "via_organization_id: unknown organization 'ORG-404'",
+        ("legacy_accounts", "old-2"): "password_hash: is not pbkdf2_sha256$iterations$salt$hash",
+        ("legacy_accounts", "old-3"): "contact_ids: unknown contact 'C-404'",
         ("widgets", None): "unknown section 'widgets' ignored",
     }
     assert report["accepted"] == {
