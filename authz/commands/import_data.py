@@ -78,12 +78,13 @@ _NOUN: dict[ImportKind, str] = {
     "legacy_accounts": "legacy account",
 }
 
-CHUNK = 2_000  # rows checked against the store and written together
+CHUNK = 5_000  # rows checked against the store and written together
 # A row is an object (1) holding lists (2) of objects (3): nothing legitimate nests deeper than this.
 MAX_ROW_DEPTH = 6
 # Values in one row (a subject list is tens at most): past this the row is refused, not built.
 MAX_ROW_VALUES = 10_000
 _SHOWN = 64  # characters of a bad value quoted in a reason
+_RIGHTS = {right.code: right for right in (Right.READ, Right.WRITE)}  # the usual spelling, without Right.parse
 
 
 @dataclass
@@ -309,14 +310,19 @@ class _Checker:
             return {}
         pairs: list[tuple[Any, Any]] = []
         for index, item in enumerate(raw):
-            if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("subject", "right")):
+            subject = right_text = None
+            if type(item) is dict:
+                subject, right_text = item.get("subject"), item.get("right")
+            if type(subject) is not str or type(right_text) is not str:
                 self.v.add(f"subjects[{index}]", 'must be an object with a "subject" and a "right" (text)')
                 continue
-            try:
-                right = Right.parse(item["right"])
-            except KeyError:
-                right = Right.NONE
-            pairs.append((item["subject"], right))
+            right = _RIGHTS.get(right_text)
+            if right is None:
+                try:
+                    right = Right.parse(right_text)
+                except KeyError:
+                    right = Right.NONE
+            pairs.append((subject, right))
         if len(pairs) < len(raw):
             return {}
         return self.v.subjects(pairs, self.catalogue)
@@ -478,30 +484,38 @@ class _Importer:
             for _, ref_kind, key in candidate.refs:
                 wanted.setdefault(ref_kind, set()).add(key)
         stored_refs = {ref_kind: self.tx.stored_keys(ref_kind, keys) for ref_kind, keys in wanted.items()}
-        taken = self.tx.stored_as_added(kind, {candidate.key for candidate in pending})
+        taken = self.tx.stored_keys(kind, {candidate.key for candidate in pending})
+        before_now = self.tx.stored_as_added(kind, taken) if taken else {}
         batch = ImportBatch()
         added = getattr(batch, kind)
         key_field = _KEY_FIELD.get(name, "id")
+        refuse = self.report.refuse
+        accepted = skipped = 0
         for candidate in pending:
-            missing = next((ref for ref in candidate.refs if ref[2] not in stored_refs[ref[1]]), None)
+            missing = None
+            for ref in candidate.refs:
+                if ref[2] not in stored_refs[ref[1]]:
+                    missing = ref
+                    break
             if missing is not None:
                 field_name, ref_kind, key = missing
-                reason = f"{field_name}: unknown {_NOUN[ref_kind]} {_shown(key)}"
-                self.report.refuse(name, candidate.index, candidate.row, reason)
+                refuse(name, candidate.index, candidate.row, f"{field_name}: unknown {_NOUN[ref_kind]} {_shown(key)}")
                 continue
-            before = taken.get(candidate.key)
+            before = before_now.get(candidate.key)
             if before is None:
-                taken[candidate.key] = candidate.value  # a second row with this key in the chunk meets it here
+                before_now[candidate.key] = candidate.value  # a second row with this key in the chunk meets it here
                 added.append(candidate.value)
-                self.report.accepted[name] += 1
+                accepted += 1
             elif before == candidate.value:
-                self.report.skipped[name] += 1
+                skipped += 1
             else:
                 reason = (
                     f"{key_field}: {_shown(candidate.key)} is already taken by a different {_NOUN[kind]} "
                     "(stored before, or earlier in this file)"
                 )
-                self.report.refuse(name, candidate.index, candidate.row, reason)
+                refuse(name, candidate.index, candidate.row, reason)
+        self.report.accepted[name] += accepted
+        self.report.skipped[name] += skipped
         self.tx.add_batch(batch, self.now, "import")
 
     def finish(self) -> ImportReport:

@@ -760,17 +760,20 @@ class SqlTransaction:
             t.contacts,
             [(c.id, c.first_name, c.last_name, c.email, c.language, c.phone, stamp) for c in batch.contacts],
         )
+        # Enum values looked up once (their properties are slow at a million rows).
+        kinds, roles = _ENUM_VALUES
+        rights = _RIGHT_CODES
         self._insert(
             t.relations,
             [
                 (
                     r.id,
-                    r.kind.value,
+                    kinds[r.kind],
                     r.organization_id,
                     r.contact_id,
                     r.grantee_organization_id,
                     r.via_organization_id,
-                    r.role.value if r.role is not None else None,
+                    roles[r.role],
                     day(r.start_date),
                     day(r.end_date),
                     None if r.ended_at is None else self._bind(t.relations.c.ended_at, r.ended_at),
@@ -779,24 +782,11 @@ class SqlTransaction:
                 )
                 for r in batch.relations
             ],
-            (
-                "id",
-                "kind",
-                "organization_id",
-                "contact_id",
-                "grantee_organization_id",
-                "via_organization_id",
-                "role",
-                "start_date",
-                "end_date",
-                "ended_at",
-                "created_at",
-                "created_by",
-            ),
+            _RELATION_INSERT,
         )
         self._insert(
             t.relation_subjects,
-            [(r.id, subject, right.code, stamp) for r in batch.relations for subject, right in r.subjects.items()],
+            [(r.id, subject, rights[right], stamp) for r in batch.relations for subject, right in r.subjects.items()],
             ("relation_id", "subject", "right", "granted_at"),
         )
         self._insert(
@@ -867,6 +857,25 @@ _IMPORT_KEYS = {
     "relations": t.relations.c.id,
     "legacy_accounts": t.legacy_accounts.c.username,
 }
+_RELATION_INSERT = (
+    "id",
+    "kind",
+    "organization_id",
+    "contact_id",
+    "grantee_organization_id",
+    "via_organization_id",
+    "role",
+    "start_date",
+    "end_date",
+    "ended_at",
+    "created_at",
+    "created_by",
+)
+_ENUM_VALUES: tuple[dict[RelationKind, str], dict[Role | None, str | None]] = (
+    {kind: kind.value for kind in RelationKind},
+    {None: None, **{role: role.value for role in Role}},
+)
+_RIGHT_CODES = {right: right.code for right in Right}
 _IN_CHUNK = 1000  # keys per IN (...): well under SQLite's and PostgreSQL's limits on parameters
 
 
