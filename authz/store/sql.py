@@ -823,11 +823,16 @@ class SqlTransaction:
         column_list = ", ".join(quote(name) for name in names)
         if self.c.dialect.name == "postgresql":
             # COPY: the bulk path of PostgreSQL, inside this transaction, on the same connection.
+            statement = f"COPY {quote(table.name)} ({column_list}) FROM STDIN"
+            driver = self.c.dialect.loaded_dbapi
             cursor = self.c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                with cursor.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
+                with cursor.copy(statement) as copy:
                     for row in rows:
                         copy.write_row(row)
+            except driver.Error as exc:
+                # As SQLAlchemy would have wrapped it: the store maps IntegrityError and the rest once.
+                raise DBAPIError.instance(statement, None, exc, driver.Error) from exc
             finally:
                 cursor.close()
             return
