@@ -171,7 +171,7 @@ def _value(events: Iterator[tuple[str, Any]], event: str, value: Any) -> tuple[A
         elif problem is None:
             count += 1
             if count > MAX_ROW_VALUES:
-                problem = f"holds more than {MAX_ROW_VALUES:,} values"
+                problem = f"larger than {MAX_ROW_VALUES:,} values"
             elif type(current) is dict:
                 current[key] = value
             else:
@@ -582,6 +582,10 @@ def import_file(store: Store, path: Path, catalogue: Iterable[str], now: datetim
     except ImportFileError as exc:
         raise ImportFileError(f"{path}: {exc}; nothing was imported") from exc
     except (ijson.JSONError, UnicodeDecodeError) as exc:
-        raise ImportFileError(f"{path}: cannot be read as JSON ({exc}); nothing was imported") from exc
+        detail = exc.args[0] if exc.args else ""
+        if isinstance(detail, bytes):  # yajl's messages come as bytes, with the faulty text and a caret below
+            detail = detail.decode("utf-8", "replace")
+        first_line = (str(detail).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ImportFileError(f"{path}: cannot be read as JSON ({first_line}); nothing was imported") from exc
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot be read ({exc.strerror or exc}); nothing was imported") from exc
