@@ -88,9 +88,7 @@ def _window(rng: random.Random, today: date) -> tuple[str, str]:
     return start.isoformat(), (today + timedelta(days=rng.randint(0, 60))).isoformat()
 
 
-def _subjects(
-    rng: random.Random, low: int, high: int, catalogue: tuple[str, ...] = SUBJECTS
-) -> list[dict[str, str]]:
+def _subjects(rng: random.Random, low: int, high: int, catalogue: tuple[str, ...] = SUBJECTS) -> list[dict[str, str]]:
     picked = rng.sample(catalogue, rng.randint(low, high))
     return [{"subject": s, "right": rng.choice(_RIGHTS)} for s in picked]
 
