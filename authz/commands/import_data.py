@@ -15,7 +15,9 @@ taken by different content is refused, never silently skipped.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -530,6 +532,20 @@ class _Importer:
         return report
 
 
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """An import allocates millions of small acyclic objects (rows, checks, tuples) that reference
+    counting frees; the cycle collector's passes over them cost a third of the time and free
+    nothing. It is paused for the import and restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _in_memory(rows: Any) -> Iterator[_Row]:
     for index, row in enumerate(rows):
         yield _Row(index, row, None)
@@ -539,7 +555,7 @@ def import_data(
     store: Store, data: Mapping[str, Any], catalogue: Iterable[str], now: datetime | None = None
 ) -> ImportReport:
     """Import a document already in memory (generated data sets, tests): the same checks and writes."""
-    with store.transaction() as tx:
+    with _without_cycle_collection(), store.transaction() as tx:
         importer = _Importer(tx, catalogue, now or utc_now())
         for name in _SECTIONS:
             rows = data.get(name)
@@ -558,7 +574,7 @@ def import_file(store: Store, path: Path, catalogue: Iterable[str], now: datetim
     """Import a JSON file, streamed: one pass when sections come in the order of API.md (the usual
     case), one more pass for each section that came before a section it refers to."""
     try:
-        with store.transaction() as tx:
+        with _without_cycle_collection(), store.transaction() as tx:
             importer = _Importer(tx, catalogue, now or utc_now())
             done: set[str] = set()
             later: list[str] = []
