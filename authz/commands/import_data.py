@@ -42,6 +42,7 @@ from authz.domain.validation import (
     Violations,
     email_problem,
     id_problem,
+    is_plain_id,
     language_problem,
     legacy_hash_problem,
     management_subject_problem,
@@ -86,6 +87,9 @@ MAX_ROW_DEPTH = 6
 # Values in one row (a subject list is tens at most): past this the row is refused, not built.
 MAX_ROW_VALUES = 10_000
 _SHOWN = 64  # characters of a bad value quoted in a reason
+_BY_VALUE: dict[type[Role] | type[OrganizationKind], dict[str, Any]] = {
+    options: {option.value: option for option in options} for options in (Role, OrganizationKind)
+}
 _RIGHTS = {right.code: right for right in (Right.READ, Right.WRITE)}  # the usual spelling, without Right.parse
 
 
@@ -259,23 +263,23 @@ class _Checker:
     def text(self, key: str) -> str | None:
         """The field as text ("" when absent or null), or None after recording a wrong type."""
         value = self.row.get(key)
+        if type(value) is str:
+            return value
         if value is None:
             return ""
-        if not isinstance(value, str):
-            self.v.add(key, f"must be text, not {_shown(value)}")
-            return None
-        return value
+        self.v.add(key, f"must be text, not {_shown(value)}")
+        return None
 
     def id(self, key: str, refers_to: ImportKind | None = None) -> str:
         value = self.text(key)
-        if value is None:
-            return ""
         if not value:
-            self.v.add(key, "is missing")
-        else:
+            if value is not None:
+                self.v.add(key, "is missing")
+            return ""
+        if not is_plain_id(value):  # the rule's own fast test; id_problem says why
             self.v.check(key, id_problem(value))
-            if refers_to is not None:
-                self.refs.append((key, refers_to, value))
+        elif refers_to is not None:
+            self.refs.append((key, refers_to, value))
         return value
 
     def checked(self, key: str, problem: Callable[[str], str | None]) -> str:
@@ -289,12 +293,11 @@ class _Checker:
         value = self.text(key)
         if value is None or (not value and not required):
             return None
-        try:
-            return options(value)
-        except ValueError:
+        found = _BY_VALUE[options].get(value)
+        if found is None:
             names = ", ".join(option.value for option in options)
             self.v.add(key, f"{_shown(value)} is not one of {names}")
-            return None
+        return found
 
     def window(self, today: date) -> tuple[date, date]:
         start, end = self.text("start_date"), self.text("end_date")

@@ -806,7 +806,7 @@ class SqlTransaction:
 
     def _bind(self, column: Any, value: Any) -> Any:
         """`value` as the driver takes it for `column` (what SQLAlchemy would send)."""
-        process = column.type.bind_processor(self.c.dialect)
+        process = column.type.dialect_impl(self.c.dialect).bind_processor(self.c.dialect)
         return value if process is None else process(value)
 
     def _date_value(self, value: date) -> Any:
