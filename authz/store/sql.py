@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -110,7 +110,11 @@ class SqlStore:
         try:
             with self.engine.begin() as connection:
                 _wait_no_longer_than_caller(connection)
-                yield SqlTransaction(connection)
+                tx = SqlTransaction(connection)
+                try:
+                    yield tx
+                finally:
+                    tx.restore_settings()
         except IntegrityError as exc:
             log.info("integrity error: %s", exc.orig)
             raise AlreadyExists("that change conflicts with data already stored") from exc
@@ -321,6 +325,14 @@ class SqlTransaction:
     def __init__(self, connection: Connection) -> None:
         self.c = connection
         self._dates: dict[date, Any] = {}  # bulk import: each distinct date converted for the driver once
+        self._cache_size: int | None = None  # SQLite's page cache before a bulk write widened it
+
+    def restore_settings(self) -> None:
+        """Put back what a bulk write changed on this (pooled) connection."""
+        if self._cache_size is not None:
+            with suppress(DBAPIError):  # a broken connection is discarded by the pool anyway
+                self.c.exec_driver_sql(f"PRAGMA cache_size = {int(self._cache_size)}")
+            self._cache_size = None
 
     def bump_revision(self) -> int:
         # One row updated by every write: writers queue on its lock, so revisions
@@ -752,6 +764,11 @@ class SqlTransaction:
         }
 
     def add_batch(self, batch: ImportBatch, at: datetime, created_by: str) -> None:
+        if self.c.dialect.name == "sqlite" and self._cache_size is None:
+            # A million relations grow five indexes at random places: with SQLite's default 2 MB of
+            # cache most inserts read a page back from the OS. 128 MiB cut the writes' time by a fifth.
+            self._cache_size = int(self.c.exec_driver_sql("PRAGMA cache_size").scalar_one())
+            self.c.exec_driver_sql(f"PRAGMA cache_size = -{_BULK_CACHE_KIB}")
         # Plain tuples to the driver: SQLAlchemy's per-row parameter processing costs more than the insert.
         day = self._date_value
         stamp = self._bind(t.relations.c.created_at, at)
@@ -881,6 +898,7 @@ _ENUM_VALUES: tuple[dict[RelationKind, str], dict[Role | None, str | None]] = (
     {None: None, **{role: role.value for role in Role}},
 )
 _RIGHT_CODES = {right: right.code for right in Right}
+_BULK_CACHE_KIB = 128 * 1024
 _IN_CHUNK = 1000  # keys per IN (...): well under SQLite's and PostgreSQL's limits on parameters
 
 

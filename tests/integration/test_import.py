@@ -475,3 +475,10 @@ def test_a_file_that_is_not_a_json_object_changes_nothing(
     assert code == 2 and report == {}
     assert message in stderr and "nothing was imported" in stderr and "Traceback" not in stderr, stderr
     assert _stored(sqlite_url)["organizations"] == set()  # the rows read before the fault were rolled back
+
+
+def test_the_parser_is_yajl_in_c() -> None:
+    """The pure-Python backends are ten times slower: a wheel without the C parser must not pass unseen."""
+    import ijson  # type: ignore[import-untyped]
+
+    assert ijson.backend == "yajl2_c"

@@ -303,3 +303,16 @@ def test_bulk_lookups_take_more_keys_than_one_query_holds(store: SqlStore) -> No
         wanted = [f"K{i}" for i in range(0, 5_000, 2)]
         assert tx.stored_keys("contacts", wanted) == {f"K{i}" for i in range(0, 2_500, 2)}
         assert len(tx.stored_as_added("contacts", wanted)) == 1_250
+
+
+def test_a_bulk_write_leaves_its_pooled_connection_as_it_found_it(store: SqlStore) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite's page cache is widened for a bulk write")
+    with store.transaction() as tx:
+        connection = tx.c.connection.dbapi_connection
+        before = tx.c.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        tx.add_batch(ImportBatch(contacts=[Contact("K1", "Prénom", "Nom", "", "fr")]), T0, "import")
+        assert tx.c.exec_driver_sql("PRAGMA cache_size").scalar_one() != before
+    with store.transaction() as tx:
+        assert tx.c.connection.dbapi_connection is connection  # the same pooled connection, back
+        assert tx.c.exec_driver_sql("PRAGMA cache_size").scalar_one() == before
