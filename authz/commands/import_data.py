@@ -164,8 +164,12 @@ def _value(events: Iterator[tuple[str, Any]], event: str, value: Any) -> tuple[A
             depth += 1
             if problem is not None:
                 continue
+            count += 1  # an empty list is a value too: a million of them is not a small row
             if depth > MAX_ROW_DEPTH:
                 problem = f"nested deeper than {MAX_ROW_DEPTH} levels"
+                continue
+            if count > MAX_ROW_VALUES:
+                problem = f"larger than {MAX_ROW_VALUES:,} values"
                 continue
             new: Any = {} if event == "start_map" else []
             if type(current) is dict:

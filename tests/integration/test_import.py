@@ -312,9 +312,15 @@ def test_deep_nesting_refuses_its_row_and_costs_nothing(tmp_path: Path, sqlite_u
 
 def test_a_row_with_too_many_values_is_refused(tmp_path: Path, sqlite_url: str) -> None:
     huge = {**CONTACT, "id": "C-2", "tags": list(range(MAX_ROW_VALUES + 1))}
-    code, report, stderr = _import(tmp_path, sqlite_url, json.dumps({"contacts": [CONTACT, huge]}))
+    hollow = {**CONTACT, "id": "C-3", "tags": [[]] * (MAX_ROW_VALUES + 1)}
+    wide = {**CONTACT, "id": "C-4", **{f"k{i}": {} for i in range(MAX_ROW_VALUES + 1)}}
+    fine = {**CONTACT, "id": "C-5", "tags": [[]] * (MAX_ROW_VALUES - 20)}  # unknown fields are ignored
+    rows = [CONTACT, huge, hollow, wide, fine]
+    code, report, stderr = _import(tmp_path, sqlite_url, json.dumps({"contacts": rows}))
     assert code == 0, stderr
-    assert _reasons(report) == {("contacts", 1): f"the row is larger than {MAX_ROW_VALUES:,} values"}
+    too_large = f"the row is larger than {MAX_ROW_VALUES:,} values"
+    assert _reasons(report) == {("contacts", 1): too_large, ("contacts", 2): too_large, ("contacts", 3): too_large}
+    assert _stored(sqlite_url)["contacts"] == {"C-1", "C-5"}
 
 
 def test_control_characters_and_absurd_work_factors_are_refused(tmp_path: Path, sqlite_url: str) -> None:
