@@ -81,9 +81,6 @@ class ImportBatch:
     relations: list[Relation] = field(default_factory=list)
     legacy_accounts: list[LegacyAccount] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.organizations) + len(self.contacts) + len(self.relations) + len(self.legacy_accounts)
-
 
 class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all."""
