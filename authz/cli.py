@@ -11,8 +11,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from authz.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from authz.store.interface import Store
 
 __all__ = ["main"]
 
@@ -96,12 +100,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(store: object, path: Path, settings: Settings, report_path: Path | None) -> int:
+def _import(store: Store, path: Path, settings: Settings, report_path: Path | None) -> int:
     from authz.commands.import_data import import_file
     from authz.engine.policy import Policy
 
     policy = Policy.load(settings.policy_dir)
-    report = import_file(store, path, policy.subjects)  # type: ignore[arg-type]
+    report = import_file(store, path, policy.subjects)
     summary = report.as_dict()
     accepted = ", ".join(f"{count} {name}" for name, count in report.accepted.items() if count) or "nothing new"
     print(f"imported {path.name}: {accepted}; {len(report.refused)} row(s) refused")

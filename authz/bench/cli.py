@@ -45,9 +45,11 @@ def _replicas(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="WARNING")
+    if args.import_only:
+        return _import_bench(args)
     from authz.bench.runner import BenchOptions, run_bench
 
-    logging.basicConfig(level="WARNING")
     if args.replicas:
         replicas = _replicas(args)
         if replicas is not None and args.json:
@@ -81,6 +83,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if all(bar["passed"] is not False for bar in results["bars"]) else 1
 
 
+def _import_bench(args: argparse.Namespace) -> int:
+    from authz.bench.import_bench import IMPORT_AIMS, run_import_bench
+
+    sizes = args.sizes or ([2_000, 20_000] if args.quick else [200_000, 1_000_000])
+    figures = run_import_bench(sizes, workdir=Path(args.workdir) if args.workdir else None, seed=args.seed)
+    return 0 if all(f.meets(IMPORT_AIMS[f.relations]) for f in figures if f.relations in IMPORT_AIMS) else 1
+
+
 def register(subparsers: Any) -> None:
     """Add `authz bench` to the `authz` command."""
     bench = subparsers.add_parser(
@@ -103,5 +113,11 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--replica-size", type=int, help="generated relations for the replicas section (default 20000)")
     bench.add_argument(
         "--compare-with", help="a checkout of the code before the change log: its write rate is measured too"
+    )
+    bench.add_argument(
+        "--import",
+        dest="import_only",
+        action="store_true",
+        help="measure `authz import` instead (time and peak memory of a child process; sizes default 200000,1000000)",
     )
     bench.set_defaults(func=cmd_bench)

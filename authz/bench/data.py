@@ -30,6 +30,9 @@ SUBJECTS = (
     "scrutin_syndical",
     "relations",
 )
+# Management is never held through another organization (DOMAIN.md rule 2): what an organization
+# gives another, or delegates, never includes `relations`.
+_SHARED_SUBJECTS = tuple(s for s in SUBJECTS if s != "relations")
 _ROLES = (
     (Role.MEMBRE_DU_PERSONNEL.value, 50),
     (Role.REPRESENTANT.value, 15),
@@ -85,8 +88,8 @@ def _window(rng: random.Random, today: date) -> tuple[str, str]:
     return start.isoformat(), (today + timedelta(days=rng.randint(0, 60))).isoformat()
 
 
-def _subjects(rng: random.Random, low: int, high: int) -> list[dict[str, str]]:
-    picked = rng.sample(SUBJECTS, rng.randint(low, high))
+def _subjects(rng: random.Random, low: int, high: int, catalogue: tuple[str, ...] = SUBJECTS) -> list[dict[str, str]]:
+    picked = rng.sample(catalogue, rng.randint(low, high))
     return [{"subject": s, "right": rng.choice(_RIGHTS)} for s in picked]
 
 
@@ -124,7 +127,7 @@ def generate(relations: int, *, seed: int = 1, today: date | None = None) -> Dat
                 "role": "representant",
                 "start_date": start,
                 "end_date": end,
-                "subjects": _subjects(rng, 1, 4),
+                "subjects": _subjects(rng, 1, 4, _SHARED_SUBJECTS),
             }
         )
         authorized.setdefault(grantee, []).append(grantor)
@@ -186,7 +189,7 @@ def generate(relations: int, *, seed: int = 1, today: date | None = None) -> Dat
                 "role": "membre_du_personnel",
                 "start_date": start,
                 "end_date": end,
-                "subjects": _subjects(rng, 0, 3),  # none = everything the association holds there
+                "subjects": _subjects(rng, 0, 3, _SHARED_SUBJECTS),  # none = everything the association holds there
             }
         )
         delegated.append((contact_id, target))

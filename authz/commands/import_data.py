@@ -1,30 +1,98 @@
 """`authz import FILE`: the legacy migration and the way to load any data set (API.md's format).
 
-Every row that cannot be taken goes to the report with its reason; the rest goes in, in
-one transaction. A row whose id is already stored is skipped, so a second import of the
-same file changes nothing.
+The file is streamed (ijson on yajl's C parser): rows are read one at a time, checked with the
+rules of authz/domain/validation.py, and written a chunk at a time through the store's bulk
+methods (authz/store/interface.py), so memory stays flat whatever the size of the file. Whether
+a referenced contact or organization exists, or a key is already taken, is asked of the store
+per chunk, not kept in memory.
+
+Every row that cannot be taken goes to the report with its reason, whatever it holds (wrong
+types, nesting, control characters): the rest goes in, in one transaction, and a file that
+turns out not to be JSON halfway changes nothing. A row whose key is already stored with the
+same content is skipped, so a second import of the same file changes nothing; a key already
+taken by different content is refused, never silently skipped.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import ijson  # type: ignore[import-untyped]
 
 from authz.commands.migration_issues import MigrationIssues
-from authz.domain.dates import local_date, parse_date, utc_now
-from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, OrganizationKind, RelationKind, Right, Role
-from authz.domain.validation import id_problem, self_authorization_problem
+from authz.domain.dates import local_date, utc_now
+from authz.domain.model import (
+    END_OF_TIME,
+    WILDCARD_SUBJECT,
+    Contact,
+    Organization,
+    OrganizationKind,
+    Relation,
+    RelationKind,
+    Right,
+    Role,
+)
+from authz.domain.validation import (
+    MAX_ORGANIZATION_NAME,
+    Violations,
+    email_problem,
+    id_problem,
+    is_plain_id,
+    language_problem,
+    legacy_hash_problem,
+    management_subject_problem,
+    name_problem,
+    phone_problem,
+    self_authorization_problem,
+    username_problem,
+)
 from authz.replication.changes import Change
-from authz.store.interface import AuditRecord
-from authz.store.sql import SqlStore, bulk_insert, existing_keys
+from authz.store.interface import AuditRecord, ImportBatch, ImportKind, LegacyAccount, Store, Transaction
 
-__all__ = ["ImportReport", "import_data", "import_file"]
+__all__ = ["CHUNK", "MAX_ROW_DEPTH", "MAX_ROW_VALUES", "ImportFileError", "ImportReport", "import_data", "import_file"]
 
 _SECTIONS = ("organizations", "contacts", "relations", "organization_relations", "delegations", "legacy_accounts")
+# The sections whose rows a section refers to: those must be read first.
+_NEEDS = {
+    "organizations": (),
+    "contacts": (),
+    "relations": ("organizations", "contacts"),
+    "organization_relations": ("organizations",),
+    "delegations": ("organizations", "contacts"),
+    "legacy_accounts": ("contacts",),
+}
+_KIND: dict[str, ImportKind] = {
+    "organizations": "organizations",
+    "contacts": "contacts",
+    "relations": "relations",
+    "organization_relations": "relations",
+    "delegations": "relations",
+    "legacy_accounts": "legacy_accounts",
+}
+_KEY_FIELD = {"legacy_accounts": "username"}  # the others are keyed by "id"
+_NOUN: dict[ImportKind, str] = {
+    "organizations": "organization",
+    "contacts": "contact",
+    "relations": "relation",
+    "legacy_accounts": "legacy account",
+}
+
+CHUNK = 5_000  # rows checked against the store and written together
+# A row is an object (1) holding lists (2) of objects (3): nothing legitimate nests deeper than this.
+MAX_ROW_DEPTH = 6
+# Values in one row (a subject list is tens at most): past this the row is refused, not built.
+MAX_ROW_VALUES = 10_000
+_SHOWN = 64  # characters of a bad value quoted in a reason
+_BY_VALUE: dict[type[Role] | type[OrganizationKind], dict[str, Any]] = {
+    options: {option.value: option for option in options} for options in (Role, OrganizationKind)
+}
+_RIGHTS = {right.code: right for right in (Right.READ, Right.WRITE)}  # the usual spelling, without Right.parse
 
 
 @dataclass
@@ -35,7 +103,10 @@ class ImportReport:
     revision: int = 0
 
     def refuse(self, section: str, index: int, row: Any, reason: str) -> None:
-        identifier = row.get("id") or row.get("username") if isinstance(row, dict) else None
+        identifier = None
+        if isinstance(row, dict):
+            value = row.get(_KEY_FIELD.get(section, "id"))
+            identifier = value[:200] if isinstance(value, str) else None
         self.refused.append({"section": section, "index": index, "id": identifier, "reason": reason})
 
     def as_dict(self) -> dict[str, Any]:
@@ -46,281 +117,511 @@ class _Refused(Exception):
     pass
 
 
-def _id(row: dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    if not isinstance(value, str):
-        raise _Refused(f"{key} is missing")
-    problem = id_problem(value)
-    if problem:
-        raise _Refused(f"{key} {problem}")
-    return value
+class ImportFileError(ValueError):
+    """The file cannot be imported at all (not JSON, not an object, unreadable): nothing was written."""
 
 
-def _text(row: dict[str, Any], key: str, *, required: bool = True, limit: int = 300) -> str:
-    value = row.get(key, "")
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise _Refused(f"{key} must be text")
-    if required and not value.strip():
-        raise _Refused(f"{key} is missing")
-    if len(value) > limit:
-        raise _Refused(f"{key} is longer than {limit} characters")
-    return value
+def _shown(value: Any) -> str:
+    """A bad value as a reason quotes it: text cut short, anything else by its JSON type."""
+    if isinstance(value, str):
+        return repr(value[:_SHOWN] + ("…" if len(value) > _SHOWN else ""))
+    return {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def _date(row: dict[str, Any], key: str, default: date) -> date:
-    value = row.get(key)
-    if value in (None, ""):
-        return default
+# -- reading: one row at a time
+
+
+@dataclass(slots=True)
+class _Row:
+    index: int
+    value: Any  # what the file holds (None when it was not built)
+    problem: str | None  # why it was not built (too deep or too large)
+
+
+def _value(events: Iterator[tuple[str, Any]], event: str, value: Any) -> tuple[Any, str | None]:
+    """The JSON value that starts with (event, value), built from the parser's events.
+
+    Past MAX_ROW_DEPTH levels or MAX_ROW_VALUES values the rest is read and dropped, not
+    built: a hostile row costs the time to read it, never memory or recursion.
+    """
+    if event == "start_map":
+        root: Any = {}
+    elif event == "start_array":
+        root = []
+    else:
+        return value, None
+    stack: list[tuple[Any, Any]] = []
+    current, key = root, None
+    depth, count, problem = 1, 0, None
+    for event, value in events:
+        if event == "map_key":
+            key = value
+        elif event == "end_map" or event == "end_array":
+            depth -= 1
+            if depth == 0:
+                break
+            if problem is None:
+                current, key = stack.pop()
+        elif event == "start_map" or event == "start_array":
+            depth += 1
+            if problem is not None:
+                continue
+            count += 1  # an empty list is a value too: a million of them is not a small row
+            if depth > MAX_ROW_DEPTH:
+                problem = f"nested deeper than {MAX_ROW_DEPTH} levels"
+                continue
+            if count > MAX_ROW_VALUES:
+                problem = f"larger than {MAX_ROW_VALUES:,} values"
+                continue
+            new: Any = {} if event == "start_map" else []
+            if type(current) is dict:
+                current[key] = new
+            else:
+                current.append(new)
+            stack.append((current, key))
+            current = new
+        elif problem is None:
+            count += 1
+            if count > MAX_ROW_VALUES:
+                problem = f"larger than {MAX_ROW_VALUES:,} values"
+            elif type(current) is dict:
+                current[key] = value
+            else:
+                current.append(value)
+    return (None, problem) if problem is not None else (root, None)
+
+
+class _Section:
+    """One top-level member of the file, read as it streams by."""
+
+    def __init__(self, name: str, events: Iterator[tuple[str, Any]], event: str, value: Any) -> None:
+        self.name = name
+        self.is_list = event == "start_array"
+        self._events = events
+        self._first = (event, value)
+        self._done = False
+
+    def rows(self) -> Iterator[_Row]:
+        assert self.is_list and not self._done
+        # _value reads each row's inner events from the same iterator: this loop sees one event per row.
+        for index, (event, value) in enumerate(self._events):
+            if event == "end_array":
+                break
+            built, problem = _value(self._events, event, value)
+            yield _Row(index, built, problem)
+        self._done = True
+
+    def skip(self) -> None:
+        """Read past what is left of this member without building it."""
+        if self._done:
+            return
+        self._done = True
+        event = self._first[0]
+        depth = 1 if event in ("start_map", "start_array") else 0
+        while depth:
+            event, _ = next(self._events)
+            if event in ("start_map", "start_array"):
+                depth += 1
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+
+
+def _file_sections(source: IO[bytes]) -> Iterator[_Section]:
+    events: Iterator[tuple[str, Any]] = iter(ijson.basic_parse(source, use_float=True))
+    first = next(events, None)
+    if first is None or first[0] != "start_map":
+        raise ImportFileError(f"the top level must be an object with {', '.join(_SECTIONS)}")
+    for event, value in events:
+        if event == "end_map":
+            break
+        section = _Section(value, events, *next(events))
+        yield section
+        section.skip()
+    for _ in events:  # yajl reports trailing garbage only when asked for more
+        pass
+
+
+# -- checking: one row, with the shared rules
+
+
+@dataclass(slots=True)
+class _Candidate:
+    index: int
+    row: dict[str, Any]
+    key: str
+    value: Organization | Contact | Relation | LegacyAccount
+    refs: list[tuple[str, ImportKind, str]]  # (field, kind, key) that must be stored
+
+
+class _Checker:
+    """The rules of one row, from authz/domain/validation.py; collects every problem of the row."""
+
+    def __init__(self, row: dict[str, Any], catalogue: Mapping[str, Any]) -> None:
+        self.row = row
+        self.catalogue = catalogue
+        self.v = Violations()
+        self.refs: list[tuple[str, ImportKind, str]] = []
+
+    def done(self) -> None:
+        if self.v.items:
+            raise _Refused("; ".join(f"{item.field}: {item.description}" for item in self.v.items))
+
+    def text(self, key: str) -> str | None:
+        """The field as text ("" when absent or null), or None after recording a wrong type."""
+        value = self.row.get(key)
+        if type(value) is str:
+            return value
+        if value is None:
+            return ""
+        self.v.add(key, f"must be text, not {_shown(value)}")
+        return None
+
+    def id(self, key: str, refers_to: ImportKind | None = None) -> str:
+        value = self.text(key)
+        if not value:
+            if value is not None:
+                self.v.add(key, "is missing")
+            return ""
+        if not is_plain_id(value):  # the rule's own fast test; id_problem says why
+            self.v.check(key, id_problem(value))
+        elif refers_to is not None:
+            self.refs.append((key, refers_to, value))
+        return value
+
+    def checked(self, key: str, problem: Callable[[str], str | None]) -> str:
+        value = self.text(key)
+        if value is None:
+            return ""
+        self.v.check(key, problem(value))
+        return value
+
+    def choice(self, key: str, options: type[Role] | type[OrganizationKind], *, required: bool) -> Any:
+        value = self.text(key)
+        if value is None or (not value and not required):
+            return None
+        found = _BY_VALUE[options].get(value)
+        if found is None:
+            names = ", ".join(option.value for option in options)
+            self.v.add(key, f"{_shown(value)} is not one of {names}")
+        return found
+
+    def window(self, today: date) -> tuple[date, date]:
+        start, end = self.text("start_date"), self.text("end_date")
+        if start is None or end is None:
+            return today, END_OF_TIME
+        # The import may carry history: a start in the past is taken (the API refuses it).
+        return self.v.window(start, end, today=today, end_of_time=END_OF_TIME)
+
+    def subjects(self) -> dict[str, Right]:
+        raw = self.row.get("subjects")
+        if raw is None:
+            return {}
+        if not isinstance(raw, list):
+            self.v.add("subjects", f"must be a list, not {_shown(raw)}")
+            return {}
+        pairs: list[tuple[Any, Any]] = []
+        for index, item in enumerate(raw):
+            subject = right_text = None
+            if type(item) is dict:
+                subject, right_text = item.get("subject"), item.get("right")
+            if type(subject) is not str or type(right_text) is not str:
+                self.v.add(f"subjects[{index}]", 'must be an object with a "subject" and a "right" (text)')
+                continue
+            right = _RIGHTS.get(right_text)
+            if right is None:
+                try:
+                    right = Right.parse(right_text)
+                except KeyError:
+                    right = Right.NONE
+            pairs.append((subject, right))
+        if len(pairs) < len(raw):
+            return {}
+        return self.v.subjects(pairs, self.catalogue)
+
+
+def _organization(c: _Checker, today: date) -> tuple[str, Organization]:
+    org_id = c.id("id")
+    name = c.checked("name", lambda text: name_problem(text, MAX_ORGANIZATION_NAME))
+    kind = c.choice("kind", OrganizationKind, required=True)
+    c.done()
+    return org_id, Organization(org_id, name, kind)
+
+
+def _contact(c: _Checker, today: date) -> tuple[str, Contact]:
+    contact_id = c.id("id")
+    first = c.checked("first_name", name_problem)
+    last = c.checked("last_name", name_problem)
+    email = c.checked("email", lambda text: email_problem(text, required=False))
+    language = c.checked("language", language_problem) or "fr"
+    phone = c.checked("phone", phone_problem)
+    c.done()
+    return contact_id, Contact(contact_id, first, last, email, language, phone)
+
+
+def _relation(c: _Checker, today: date) -> tuple[str, Relation]:
+    relation_id = c.id("id")
+    contact_id = c.id("contact_id", "contacts")
+    org_id = c.id("organization_id", "organizations")
+    role = c.choice("role", Role, required=True)
+    start, end = c.window(today)
+    subjects = c.subjects()
+    c.done()
+    return relation_id, Relation(
+        relation_id, RelationKind.CONTACT, org_id, start, end, contact_id=contact_id, role=role, subjects=subjects
+    )
+
+
+def _organization_relation(c: _Checker, today: date) -> tuple[str, Relation]:
+    relation_id = c.id("id")
+    grantor = c.id("grantor_id", "organizations")
+    grantee = c.id("grantee_id", "organizations")
+    c.v.check("grantee_id", self_authorization_problem(grantor, grantee) if grantor else None)
+    role = c.choice("role", Role, required=False)
+    start, end = c.window(today)
+    subjects = c.subjects()
+    if not subjects and "subjects" not in {item.field.split("[")[0] for item in c.v.items}:
+        c.v.add("subjects", "must name at least one subject")
+    c.v.check("subjects", management_subject_problem(RelationKind.ORGANIZATION, subjects))
+    c.done()
+    return relation_id, Relation(
+        relation_id,
+        RelationKind.ORGANIZATION,
+        grantor,
+        start,
+        end,
+        grantee_organization_id=grantee,
+        role=role,
+        subjects=subjects,
+    )
+
+
+def _delegation(c: _Checker, today: date) -> tuple[str, Relation]:
+    relation_id = c.id("id")
+    contact_id = c.id("contact_id", "contacts")
+    via = c.id("via_organization_id", "organizations")
+    target = c.id("target_organization_id", "organizations")
+    if via and via == target:
+        c.v.add("target_organization_id", "a delegation goes to another organization than the one it comes through")
+    role = c.choice("role", Role, required=False)
+    start, end = c.window(today)
+    subjects = c.subjects()
+    c.v.check("subjects", management_subject_problem(RelationKind.DELEGATION, subjects))
+    c.done()
+    return relation_id, Relation(
+        relation_id,
+        RelationKind.DELEGATION,
+        target,
+        start,
+        end,
+        contact_id=contact_id,
+        via_organization_id=via,
+        role=role,
+        subjects=subjects or {WILDCARD_SUBJECT: Right.WRITE},  # none: all the organization holds there
+    )
+
+
+def _legacy_account(c: _Checker, today: date) -> tuple[str, LegacyAccount]:
+    username = c.checked("username", username_problem)
+    password_hash = c.checked("password_hash", legacy_hash_problem)
+    raw = c.row.get("contact_ids")
+    linked: set[str] = set()
+    if not isinstance(raw, list) or not raw:
+        c.v.add("contact_ids", "must be a list naming at least one contact")
+    else:
+        for index, contact_id in enumerate(raw):
+            if not isinstance(contact_id, str):
+                c.v.add(f"contact_ids[{index}]", f"must be text, not {_shown(contact_id)}")
+            elif (problem := id_problem(contact_id)) is not None:
+                c.v.add(f"contact_ids[{index}]", problem)
+            elif contact_id not in linked:
+                linked.add(contact_id)
+                c.refs.append(("contact_ids", "contacts", contact_id))
+    c.done()
+    return username, LegacyAccount(username, password_hash, tuple(sorted(linked)))
+
+
+_CHECKS: dict[str, Callable[[_Checker, date], tuple[str, Any]]] = {
+    "organizations": _organization,
+    "contacts": _contact,
+    "relations": _relation,
+    "organization_relations": _organization_relation,
+    "delegations": _delegation,
+    "legacy_accounts": _legacy_account,
+}
+
+
+# -- writing: a chunk at a time, in one transaction
+
+
+class _Importer:
+    def __init__(self, tx: Transaction, catalogue: Iterable[str], now: datetime) -> None:
+        self.tx = tx
+        self.now = now
+        self.today = local_date(now)
+        self.catalogue = dict.fromkeys(catalogue)
+        self.report = ImportReport()
+        self.issues = MigrationIssues(tx, now)  # issue 13: refused rows kept for the organizations' managers
+
+    def _refuse(self, section: str, index: int, row: Any, reason: str) -> None:
+        self.report.refuse(section, index, row, reason)
+        self.issues.record(section, index, row, reason)
+
+    def section(self, name: str, rows: Iterable[_Row]) -> None:
+        check = _CHECKS[name]
+        pending: list[_Candidate] = []
+        observe = self.issues.observe if name in ("relations", "delegations") else None
+        for row in rows:
+            if observe is not None:
+                observe(name, row.value)
+            try:
+                if row.problem is not None:
+                    raise _Refused(f"the row is {row.problem}")
+                if not isinstance(row.value, dict):
+                    raise _Refused(f"must be an object, not {_shown(row.value)}")
+                checker = _Checker(row.value, self.catalogue)
+                key, value = check(checker, self.today)
+                pending.append(_Candidate(row.index, row.value, key, value, checker.refs))
+            except _Refused as refusal:
+                self._refuse(name, row.index, row.value, str(refusal))
+            if len(pending) >= CHUNK:
+                self._flush(name, pending)
+                pending = []
+        self._flush(name, pending)
+
+    def file_section(self, section: _Section) -> None:
+        if section.is_list:
+            self.section(section.name, section.rows())
+        else:
+            self.report.refuse(section.name, -1, None, f"{section.name} must be a list")
+
+    def _flush(self, name: str, pending: list[_Candidate]) -> None:
+        if not pending:
+            return
+        kind = _KIND[name]
+        wanted: dict[ImportKind, set[str]] = {}
+        for candidate in pending:
+            for _, ref_kind, key in candidate.refs:
+                wanted.setdefault(ref_kind, set()).add(key)
+        stored_refs = {ref_kind: self.tx.stored_keys(ref_kind, keys) for ref_kind, keys in wanted.items()}
+        taken = self.tx.stored_keys(kind, {candidate.key for candidate in pending})
+        before_now = self.tx.stored_as_added(kind, taken) if taken else {}
+        batch = ImportBatch()
+        added = getattr(batch, kind)
+        key_field = _KEY_FIELD.get(name, "id")
+        refuse = self._refuse
+        accepted = skipped = 0
+        for candidate in pending:
+            missing = None
+            for ref in candidate.refs:
+                if ref[2] not in stored_refs[ref[1]]:
+                    missing = ref
+                    break
+            if missing is not None:
+                field_name, ref_kind, key = missing
+                refuse(name, candidate.index, candidate.row, f"{field_name}: unknown {_NOUN[ref_kind]} {_shown(key)}")
+                continue
+            before = before_now.get(candidate.key)
+            if before is None:
+                before_now[candidate.key] = candidate.value  # a second row with this key in the chunk meets it here
+                added.append(candidate.value)
+                accepted += 1
+            elif before == candidate.value:
+                skipped += 1
+            else:
+                reason = (
+                    f"{key_field}: {_shown(candidate.key)} is already taken by a different {_NOUN[kind]} "
+                    "(stored before, or earlier in this file)"
+                )
+                refuse(name, candidate.index, candidate.row, reason)
+        self.report.accepted[name] += accepted
+        self.report.skipped[name] += skipped
+        self.tx.add_batch(batch, self.now, "import")
+
+    def finish(self) -> ImportReport:
+        self.issues.finish()
+        report = self.report
+        # In the file's order: a row refused for a reference (found at the chunk's end) among its neighbours.
+        sections = {name: place for place, name in enumerate(dict.fromkeys(r["section"] for r in report.refused))}
+        report.refused.sort(key=lambda r: (sections[r["section"]], r["index"]))
+        if any(report.accepted.values()):
+            report.revision = self.tx.bump_revision()
+            # Too many relations to list in the change log: every running process reloads instead.
+            self.tx.append_change(Change(report.revision, self.now, "import", None))
+            changes = {"accepted": report.accepted, "refused": len(report.refused)}
+            self.tx.add_audit(AuditRecord(self.now, "import", "import", changes), report.revision)
+        return report
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """An import allocates millions of small acyclic objects (rows, checks, tuples) that reference
+    counting frees; the cycle collector's passes over them cost a third of the time and free
+    nothing. It is paused for the import and restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        return parse_date(str(value))
-    except ValueError:
-        raise _Refused(f"bad {key} {value!r} (YYYY-MM-DD)") from None
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
-def _subjects(row: dict[str, Any], catalogue: Iterable[str], *, allow_empty: bool) -> dict[str, Right]:
-    raw = row.get("subjects") or []
-    if not isinstance(raw, list):
-        raise _Refused("subjects must be a list")
-    known = set(catalogue)
-    subjects: dict[str, Right] = {}
-    for item in raw:
-        if not isinstance(item, dict):
-            raise _Refused("each subject must be an object with subject and right")
-        subject, right_text = item.get("subject"), item.get("right")
-        if subject not in known:
-            raise _Refused(f"unknown subject {subject!r}")
-        try:
-            right = Right.parse(str(right_text))
-        except KeyError:
-            raise _Refused(f"bad right {right_text!r} (read or write)") from None
-        if subject in subjects:
-            raise _Refused(f"subject {subject!r} listed twice")
-        subjects[subject] = right
-    if not subjects and not allow_empty:
-        raise _Refused("no subject")
-    return subjects
-
-
-def import_file(store: SqlStore, path: Path, catalogue: Iterable[str], now: datetime | None = None) -> ImportReport:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot be read as JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the top level must be an object with {', '.join(_SECTIONS)}")
-    return import_data(store, data, catalogue, now)
+def _in_memory(rows: Any) -> Iterator[_Row]:
+    for index, row in enumerate(rows):
+        yield _Row(index, row, None)
 
 
 def import_data(
-    store: SqlStore, data: dict[str, Any], catalogue: Iterable[str], now: datetime | None = None
+    store: Store, data: Mapping[str, Any], catalogue: Iterable[str], now: datetime | None = None
 ) -> ImportReport:
-    now = now or utc_now()
-    today = local_date(now)
-    subjects_known = list(catalogue)
-    report = ImportReport()
-    with store.transaction() as tx:
-        issues = MigrationIssues(tx, data, now)  # issue 13: refused rows kept for the managers
-        orgs = existing_keys(tx, "organizations")
-        contacts = existing_keys(tx, "contacts")
-        relations = existing_keys(tx, "relations")
-        legacy = existing_keys(tx, "legacy_accounts")
-        rows: dict[str, list[dict[str, Any]]] = {
-            name: []
-            for name in (
-                "organizations",
-                "contacts",
-                "relations",
-                "relation_subjects",
-                "legacy_accounts",
-                "legacy_account_contacts",
-            )
-        }
-
-        def each(section: str, handle: Callable[[dict[str, Any]], bool]) -> None:
-            items = data.get(section) or []
-            if not isinstance(items, list):
-                report.refuse(section, -1, {}, f"{section} must be a list")
-                return
-            for index, row in enumerate(items):
-                try:
-                    if not isinstance(row, dict):
-                        raise _Refused("not an object")
-                    if handle(row):
-                        report.accepted[section] += 1
-                    else:
-                        report.skipped[section] += 1
-                except _Refused as refusal:
-                    report.refuse(section, index, row, str(refusal))
-                    issues.record(section, index, row, str(refusal))  # issue 13
-
-        def organization(row: dict[str, Any]) -> bool:
-            org_id = _id(row, "id")
-            name = _text(row, "name")
-            kind = row.get("kind")
-            if kind not in {k.value for k in OrganizationKind}:
-                raise _Refused(f"bad kind {kind!r}")
-            if org_id in orgs:
-                return False
-            orgs.add(org_id)
-            rows["organizations"].append({"id": org_id, "name": name, "kind": kind, "created_at": now})
-            return True
-
-        def contact(row: dict[str, Any]) -> bool:
-            contact_id = _id(row, "id")
-            first, last = _text(row, "first_name", limit=200), _text(row, "last_name", limit=200)
-            email = _text(row, "email", required=False, limit=320)
-            language = row.get("language") or "fr"
-            if language not in ("fr", "en"):
-                raise _Refused(f"bad language {language!r} (fr or en)")
-            if contact_id in contacts:
-                return False
-            contacts.add(contact_id)
-            rows["contacts"].append(
-                {
-                    "id": contact_id,
-                    "first_name": first,
-                    "last_name": last,
-                    "email": email,
-                    "language": language,
-                    "phone": _text(row, "phone", required=False, limit=40),
-                    "created_at": now,
-                }
-            )
-            return True
-
-        def add_relation(relation_id: str, values: dict[str, Any], subjects: dict[str, Right]) -> bool:
-            if relation_id in relations:
-                return False
-            relations.add(relation_id)
-            rows["relations"].append(
-                {
-                    "id": relation_id,
-                    "contact_id": None,
-                    "grantee_organization_id": None,
-                    "via_organization_id": None,
-                    "role": None,
-                    "ended_at": None,
-                    "created_at": now,
-                    "created_by": "import",
-                    **values,
-                }
-            )
-            rows["relation_subjects"].extend(
-                {"relation_id": relation_id, "subject": s, "right": r.code, "granted_at": now, "removed_at": None}
-                for s, r in subjects.items()
-            )
-            return True
-
-        def window(row: dict[str, Any]) -> tuple[date, date]:
-            start, end = _date(row, "start_date", today), _date(row, "end_date", END_OF_TIME)
-            if end < start:
-                raise _Refused("end_date is before start_date")
-            return start, end
-
-        def role(row: dict[str, Any], required: bool) -> str | None:
-            value = row.get("role")
-            if value in (None, "") and not required:
-                return None
-            try:
-                return Role(value).value
-            except ValueError:
-                raise _Refused(f"bad role {value!r}") from None
-
-        def known(kind: str, value: str, pool: set[str]) -> str:
-            if value not in pool:
-                raise _Refused(f"unknown {kind} {value!r}")
-            return value
-
-        def relation(row: dict[str, Any]) -> bool:
-            relation_id = _id(row, "id")
-            contact_id = known("contact", _id(row, "contact_id"), contacts)
-            org_id = known("organization", _id(row, "organization_id"), orgs)
-            start, end = window(row)
-            values = {
-                "kind": RelationKind.CONTACT.value,
-                "organization_id": org_id,
-                "contact_id": contact_id,
-                "role": role(row, True),
-                "start_date": start,
-                "end_date": end,
-            }
-            return add_relation(relation_id, values, _subjects(row, subjects_known, allow_empty=True))
-
-        def organization_relation(row: dict[str, Any]) -> bool:
-            relation_id = _id(row, "id")
-            grantor = known("organization", _id(row, "grantor_id"), orgs)
-            grantee = known("organization", _id(row, "grantee_id"), orgs)
-            itself = self_authorization_problem(grantor, grantee)
-            if itself is not None:
-                raise _Refused(itself)
-            start, end = window(row)
-            values = {
-                "kind": RelationKind.ORGANIZATION.value,
-                "organization_id": grantor,
-                "grantee_organization_id": grantee,
-                "role": role(row, False),
-                "start_date": start,
-                "end_date": end,
-            }
-            return add_relation(relation_id, values, _subjects(row, subjects_known, allow_empty=False))
-
-        def delegation(row: dict[str, Any]) -> bool:
-            relation_id = _id(row, "id")
-            contact_id = known("contact", _id(row, "contact_id"), contacts)
-            via = known("organization", _id(row, "via_organization_id"), orgs)
-            target = known("organization", _id(row, "target_organization_id"), orgs)
-            if via == target:
-                raise _Refused("a delegation goes to another organization than the one it comes through")
-            start, end = window(row)
-            subjects = _subjects(row, subjects_known, allow_empty=True) or {WILDCARD_SUBJECT: Right.WRITE}
-            values = {
-                "kind": RelationKind.DELEGATION.value,
-                "organization_id": target,
-                "contact_id": contact_id,
-                "via_organization_id": via,
-                "role": role(row, False),
-                "start_date": start,
-                "end_date": end,
-            }
-            return add_relation(relation_id, values, subjects)
-
-        def legacy_account(row: dict[str, Any]) -> bool:
-            username = _text(row, "username", limit=200)
-            password_hash = _text(row, "password_hash", limit=300)
-            parts = password_hash.split("$")
-            if len(parts) != 4 or parts[0] != "pbkdf2_sha256" or not parts[1].isdigit():
-                raise _Refused("password_hash is not pbkdf2_sha256$iterations$salt$hash")
-            contact_ids = row.get("contact_ids") or []
-            if not isinstance(contact_ids, list) or not contact_ids:
-                raise _Refused("contact_ids must name at least one contact")
-            linked = [known("contact", str(c), contacts) for c in contact_ids]
-            if username in legacy:
-                return False
-            legacy.add(username)
-            rows["legacy_accounts"].append({"username": username, "password_hash": password_hash})
-            rows["legacy_account_contacts"].extend(
-                {"username": username, "contact_id": c} for c in dict.fromkeys(linked)
-            )
-            return True
-
-        each("organizations", organization)
-        each("contacts", contact)
-        each("relations", relation)
-        each("organization_relations", organization_relation)
-        each("delegations", delegation)
-        each("legacy_accounts", legacy_account)
+    """Import a document already in memory (generated data sets, tests): the same checks and writes."""
+    with _without_cycle_collection(), store.transaction() as tx:
+        importer = _Importer(tx, catalogue, now or utc_now())
+        for name in _SECTIONS:
+            rows = data.get(name)
+            if rows is None:
+                continue
+            if isinstance(rows, list):
+                importer.section(name, _in_memory(rows))
+            else:
+                importer.report.refuse(name, -1, None, f"{name} must be a list, not {_shown(rows)}")
         for unknown in sorted(set(data) - set(_SECTIONS)):
-            report.refuse(unknown, -1, {}, f"unknown section {unknown!r} ignored")
-        for table, batch in rows.items():
-            bulk_insert(tx, table, batch)
-        if any(report.accepted.values()):
-            report.revision = tx.bump_revision()
-            # Too many relations to list in the change log: every running process reloads instead.
-            tx.append_change(Change(report.revision, now, "import", None))
-            tx.add_audit(
-                AuditRecord(now, "import", "import", {"accepted": report.accepted, "refused": len(report.refused)}),
-                report.revision,
-            )
-    return report
+            importer.report.refuse(str(unknown)[:_SHOWN], -1, None, f"unknown section {_shown(unknown)} ignored")
+        return importer.finish()
+
+
+def import_file(store: Store, path: Path, catalogue: Iterable[str], now: datetime | None = None) -> ImportReport:
+    """Import a JSON file, streamed: one pass when sections come in the order of API.md (the usual
+    case), one more pass for each section that came before a section it refers to."""
+    try:
+        with _without_cycle_collection(), store.transaction() as tx:
+            importer = _Importer(tx, catalogue, now or utc_now())
+            done: set[str] = set()
+            later: list[str] = []
+            with path.open("rb") as source:
+                for section in _file_sections(source):
+                    name = section.name
+                    if name not in _SECTIONS:
+                        importer.report.refuse(name[:_SHOWN], -1, None, f"unknown section {_shown(name)} ignored")
+                    elif name in later or not all(needed in done for needed in _NEEDS[name]):
+                        if name not in later:
+                            later.append(name)
+                    else:
+                        importer.file_section(section)
+                        done.add(name)
+            for name in sorted(later, key=_SECTIONS.index):
+                with path.open("rb") as source:
+                    for section in _file_sections(source):
+                        if section.name == name:
+                            importer.file_section(section)
+            return importer.finish()
+    except ImportFileError as exc:
+        raise ImportFileError(f"{path}: {exc}; nothing was imported") from exc
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        detail = exc.args[0] if exc.args else ""
+        if isinstance(detail, bytes):  # yajl's messages come as bytes, with the faulty text and a caret below
+            detail = detail.decode("utf-8", "replace")
+        first_line = (str(detail).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ImportFileError(f"{path}: cannot be read as JSON ({first_line}); nothing was imported") from exc
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot be read ({exc.strerror or exc}); nothing was imported") from exc

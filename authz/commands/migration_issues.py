@@ -70,21 +70,48 @@ def row_match_key(section: str, row: dict[str, Any]) -> str | None:
 class MigrationIssues:
     """Keeps the import's refused rows, each for the organization(s) whose managers can act on it.
 
-    Made once per import (it indexes the file's contacts by organization lazily, only if a
-    contact or a legacy login is refused) and called where the importer refuses a row.
+    Made once per import and called where the importer refuses a row. The import streams its
+    file, so a refused contact or legacy login, whose organizations are known only from the
+    relations that come after it, is kept aside: the importer shows this object every relation
+    row it reads (`observe`), and `finish` places what was kept aside, from the file's relations
+    or else from the relations already stored. Memory grows with the refused rows only.
     """
 
-    def __init__(self, tx: Transaction, data: dict[str, Any], now: datetime) -> None:
+    def __init__(self, tx: Transaction, now: datetime) -> None:
         self.tx = tx
-        self.data = data
         self.now = now
-        self._organizations_of_contact: dict[str, list[str]] | None = None
+        self._waiting: list[tuple[str, int, dict[str, Any], str, list[str]]] = []
+        self._organizations_of_contact: dict[str, list[str]] = {}  # only the waiting rows' contacts
 
     def record(self, section: str, index: int, row: Any, reason: str) -> None:
         row_dict = row if isinstance(row, dict) else {"value": row}
-        identifier = row_dict.get("id") or row_dict.get("username")
-        owners: list[str | None] = [*self._organizations(section, row_dict)] or [None]
-        for organization_id in owners:
+        if section in ("contacts", "legacy_accounts"):
+            contact_ids = [row_dict.get("id")] if section == "contacts" else row_dict.get("contact_ids")
+            wanted = [c for c in contact_ids if isinstance(c, str)] if isinstance(contact_ids, list) else []
+            for contact_id in wanted:
+                self._organizations_of_contact.setdefault(contact_id, [])
+            self._waiting.append((section, index, row_dict, reason, wanted))
+            return
+        self._keep(section, index, row_dict, reason, self._organizations(section, row_dict))
+
+    def observe(self, section: str, row: Any) -> None:
+        """A relation or delegation row read from the file: whose contact it names."""
+        if not self._organizations_of_contact or not isinstance(row, dict):
+            return
+        contact_id = row.get("contact_id")
+        if isinstance(contact_id, str) and contact_id in self._organizations_of_contact:
+            key = "organization_id" if section == "relations" else "via_organization_id"
+            self._organizations_of_contact[contact_id].append(row.get(key))  # type: ignore[arg-type]
+
+    def finish(self) -> None:
+        for section, index, row, reason, contact_ids in self._waiting:
+            self._keep(section, index, row, reason, self._contact_organizations(contact_ids))
+        self._waiting.clear()
+
+    def _keep(self, section: str, index: int, row: dict[str, Any], reason: str, owners: list[str]) -> None:
+        identifier = row.get("id") or row.get("username")
+        kept_for: list[str | None] = [*owners] or [None]  # nobody's: kept all the same
+        for organization_id in kept_for:
             self.tx.add_migration_issue(
                 MigrationIssueRecord(
                     section=section,
@@ -93,40 +120,24 @@ class MigrationIssues:
                     reported_at=self.now,
                     organization_id=organization_id,
                     row_id=str(identifier)[:200] if identifier is not None else None,
-                    row=row_dict,
-                    match_key=row_match_key(section, row_dict),
+                    row=row,
+                    match_key=row_match_key(section, row),
                 )
             )
 
-    def _organizations(self, section: str, row: dict[str, Any]) -> list[str]:
+    @staticmethod
+    def _organizations(section: str, row: dict[str, Any]) -> list[str]:
         direct = {
             "relations": "organization_id",
             "organization_relations": "grantor_id",  # the grantor's managers give it again
             "delegations": "via_organization_id",  # the staff member's organization delegates
         }.get(section)
-        if direct is not None:
-            return _ids([row.get(direct)])
-        if section == "contacts":
-            return self._contact_organizations([row.get("id")])
-        if section == "legacy_accounts":
-            contact_ids = row.get("contact_ids")
-            return self._contact_organizations(contact_ids if isinstance(contact_ids, list) else [])
-        return []  # an organization itself: nobody manages it yet
+        return _ids([row.get(direct)]) if direct is not None else []  # an organization: nobody manages it yet
 
-    def _contact_organizations(self, contact_ids: list[Any]) -> list[str]:
-        if self._organizations_of_contact is None:
-            index: dict[str, list[str]] = {}
-            for section, key in (("relations", "organization_id"), ("delegations", "via_organization_id")):
-                items = self.data.get(section)
-                for item in items if isinstance(items, list) else []:
-                    if isinstance(item, dict) and isinstance(item.get("contact_id"), str):
-                        index.setdefault(item["contact_id"], []).append(item.get(key))  # type: ignore[arg-type]
-            self._organizations_of_contact = index
+    def _contact_organizations(self, contact_ids: list[str]) -> list[str]:
         found: list[Any] = []
         for contact_id in contact_ids:
-            if not isinstance(contact_id, str):
-                continue
-            in_file = self._organizations_of_contact.get(contact_id)
+            in_file = [o for o in self._organizations_of_contact.get(contact_id, []) if o]
             if in_file:
                 found.extend(in_file)
                 continue

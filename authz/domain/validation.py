@@ -17,6 +17,7 @@ from typing import Any
 
 from authz.domain.dates import parse_date
 from authz.domain.model import RelationKind, Right
+from authz.domain.secrets import MAX_LEGACY_ITERATIONS
 from authz.errors import FieldViolation, InvalidArgument
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "MANAGEMENT_SUBJECT",
     "MAX_EMAIL",
     "MAX_ID_LENGTH",
+    "MAX_LEGACY_HASH",
     "MAX_NAME",
     "MAX_ORGANIZATION_NAME",
     "MAX_PASSWORD",
@@ -38,6 +40,8 @@ __all__ = [
     "id_problem",
     "instant_problem",
     "is_plain_id",
+    "language_problem",
+    "legacy_hash_problem",
     "management_subject_problem",
     "name_problem",
     "phone_problem",
@@ -45,6 +49,7 @@ __all__ = [
     "raise_if_any",
     "self_authorization_problem",
     "single_line_problem",
+    "username_problem",
 ]
 
 # Limits, in characters; the store's columns are at least this wide (authz/store/tables.py).
@@ -55,6 +60,7 @@ MAX_EMAIL = 320
 MAX_PHONE = 40
 MAX_SUBJECT = 64
 MAX_USERNAME = 200
+MAX_LEGACY_HASH = 300
 MAX_PASSWORD = 1024
 MAX_TOKEN = 1024
 LANGUAGES = ("fr", "en")
@@ -101,7 +107,8 @@ def single_line_problem(value: str, limit: int) -> str | None:
     """Free text on one line (names, usernames): printable, no invisible characters."""
     if len(value) > limit:
         return f"must be at most {limit} characters"
-    if any(_invisible(char) for char in value):
+    # Printable ASCII holds no control, invisible or filler character: the common case, checked at C speed.
+    if not (value.isascii() and value.isprintable()) and any(_invisible(char) for char in value):
         return "must not contain control, invisible or filler characters"
     return None
 
@@ -155,18 +162,46 @@ def self_authorization_problem(grantor_id: str, grantee_id: str) -> str | None:
     return "an organization cannot authorize itself" if grantor_id == grantee_id else None
 
 
-# Write on this subject is the right to manage an organization's relations (DOMAIN.md rule 2).
+# DOMAIN.md: write on this subject is the right to manage an organization's relations (rule 2).
 MANAGEMENT_SUBJECT = "relations"
 
 
 def management_subject_problem(kind: RelationKind, subjects: Iterable[str]) -> str | None:
-    """Management is never held through another organization: an organization-to-organization
-    authorization or a delegation cannot carry `relations` (issue 9, finding 3)."""
-    if kind in (RelationKind.ORGANIZATION, RelationKind.DELEGATION) and MANAGEMENT_SUBJECT in subjects:
+    """Rule 2: management is never held through another organization, so an organization-to-organization
+    authorization or a delegation cannot carry `relations`."""
+    if kind is not RelationKind.CONTACT and MANAGEMENT_SUBJECT in subjects:
         return (
             f"{MANAGEMENT_SUBJECT!r} (managing the organization's relations) cannot be given by one "
             "organization to another, nor delegated"
         )
+    return None
+
+
+def language_problem(value: str) -> str | None:
+    """A contact's language; empty means the default (fr)."""
+    return None if value in ("", *LANGUAGES) else 'must be "fr" or "en"'
+
+
+def username_problem(value: str) -> str | None:
+    """A legacy login: something on one line, no invisible characters."""
+    if not value.strip():
+        return "must not be empty"
+    return single_line_problem(value, MAX_USERNAME)
+
+
+def legacy_hash_problem(value: str) -> str | None:
+    """A legacy password hash as Django writes it, with a work factor a login can afford."""
+    if len(value) > MAX_LEGACY_HASH:
+        return f"must be at most {MAX_LEGACY_HASH} characters"
+    parts = value.split("$")
+    if len(parts) != 4 or parts[0] != "pbkdf2_sha256" or not all(parts[2:]):
+        return "is not pbkdf2_sha256$iterations$salt$hash"
+    if not parts[1].isascii() or not parts[1].isdigit():
+        return "is not pbkdf2_sha256$iterations$salt$hash"
+    if len(parts[1]) > 10 or not 1 <= int(parts[1]) <= MAX_LEGACY_ITERATIONS:
+        return f"iterations must be between 1 and {MAX_LEGACY_ITERATIONS:,}"
+    if any(_invisible(char) or char.isspace() for char in value):
+        return "must not contain spaces, control or invisible characters"
     return None
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from authz.domain.model import Contact, Organization, Relation, RelationKind
 from authz.replication.changes import Change, ChangesPage
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditEntry",
     "AuditRecord",
+    "ImportBatch",
+    "ImportKind",
     "LegacyAccount",
     "LinkCodeRecord",
     "MigrationIssueRecord",
@@ -107,6 +109,22 @@ class Snapshot:
     revision: int
     store_id: str
     rows: Iterator[IndexRow]
+
+
+# -- issue 8: bulk import (authz import)
+# What a bulk import adds, by its key: organization, contact and relation ids, legacy usernames.
+ImportKind = Literal["organizations", "contacts", "relations", "legacy_accounts"]
+
+
+@dataclass(slots=True)
+class ImportBatch:
+    """New rows for one bulk write, none of whose keys is stored yet; contacts and organizations they
+    refer to are stored already (or come earlier in the same batch)."""
+
+    organizations: list[Organization] = field(default_factory=list)
+    contacts: list[Contact] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    legacy_accounts: list[LegacyAccount] = field(default_factory=list)
 
 
 class Transaction(Protocol):
@@ -241,6 +259,22 @@ class Transaction(Protocol):
     def append_change(self, change: Change) -> None: ...
     def prune_changes(self, before: datetime) -> int: ...
     def changes_after(self, revision: int, limit: int) -> ChangesPage: ...
+
+    # -- issue 8: bulk import (authz import), a chunk at a time so memory stays flat
+    def stored_keys(self, kind: ImportKind, keys: Collection[str]) -> set[str]:
+        """Which of `keys` are stored (including rows added earlier in this transaction)."""
+        ...
+
+    def stored_as_added(
+        self, kind: ImportKind, keys: Collection[str]
+    ) -> dict[str, Organization | Contact | Relation | LegacyAccount]:
+        """The stored rows among `keys`, each as it was first added: a relation with the subjects it was
+        created with and not ended, a legacy account unused. What a re-import compares its rows with."""
+        ...
+
+    def add_batch(self, batch: ImportBatch, at: datetime, created_by: str) -> None:
+        """Add many new rows at once, the fastest way the backend has."""
+        ...
 
 
 class Store(Protocol):

@@ -14,7 +14,14 @@ from authz.domain.model import END_OF_TIME, Contact, Organization, OrganizationK
 from authz.errors import AlreadyExists
 from authz.replication.changes import Change
 from authz.store import migrate
-from authz.store.interface import AuditRecord, LegacyAccount, LinkCodeRecord, MigrationIssueRecord, OutboxRow
+from authz.store.interface import (
+    AuditRecord,
+    ImportBatch,
+    LegacyAccount,
+    LinkCodeRecord,
+    MigrationIssueRecord,
+    OutboxRow,
+)
 from authz.store.sql import SqlStore, make_engine
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -442,3 +449,102 @@ def test_a_snapshot_reads_the_revision_and_the_relations_at_one_moment(store: Sq
         assert snapshot.store_id == store.store_id() and len(snapshot.store_id) == 16
     assert ids == ["R1"]
     assert snapshot.revision == store.revision() - 1
+
+
+# -- issue 8: bulk import (authz import)
+
+
+def test_a_batch_round_trips_exactly_and_is_seen_by_the_bulk_lookups(store: SqlStore) -> None:
+    at = datetime(2026, 2, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    relations = [
+        contact_relation("B1", start_date=date(2019, 5, 1), end_date=date(2030, 1, 31)),
+        Relation(
+            "B2",
+            RelationKind.ORGANIZATION,
+            "E",
+            date(2026, 1, 1),
+            END_OF_TIME,
+            grantee_organization_id="B-ORG",
+            role=Role.REPRESENTANT,
+            subjects={"paiements_et_releves": Right.WRITE},
+        ),
+        Relation(
+            "B3",
+            RelationKind.DELEGATION,
+            "E",
+            date(2026, 1, 1),
+            END_OF_TIME,
+            contact_id="B-C",
+            via_organization_id="A",
+            subjects={"*": Right.WRITE},
+        ),
+    ]
+    batch = ImportBatch(
+        organizations=[Organization("B-ORG", "Béton ltée", OrganizationKind.EMPLOYER)],
+        contacts=[Contact("B-C", "Éloïse", "D'Amours", "e@example.org", "en", "+1 514 555-0000")],
+        relations=relations,
+        legacy_accounts=[LegacyAccount("old-login", "pbkdf2_sha256$1000$s$h", ("B-C", "C1"))],
+    )
+    with store.transaction() as tx:
+        assert tx.stored_keys("organizations", ["A", "B-ORG", "nobody"]) == {"A"}
+        tx.add_batch(batch, at, "import")
+        # Seen at once inside the same transaction: the next chunk of an import relies on it.
+        assert tx.stored_keys("organizations", ["A", "B-ORG", "nobody"]) == {"A", "B-ORG"}
+        assert tx.stored_keys("contacts", ["B-C"]) == {"B-C"}
+    with store.transaction() as tx:
+        assert tx.stored_keys("relations", ["B1", "B2", "B3", "R9"]) == {"B1", "B2", "B3"}
+        assert tx.stored_keys("legacy_accounts", ["old-login", "other"]) == {"old-login"}
+        assert tx.get_organization("B-ORG") == batch.organizations[0]
+        assert tx.get_contact("B-C") == batch.contacts[0]
+        assert [tx.get_relation(r.id) for r in relations] == relations
+        legacy = tx.get_legacy_account("old-login")
+        assert legacy == LegacyAccount("old-login", "pbkdf2_sha256$1000$s$h", ("B-C", "C1"))
+        assert tx.stored_as_added("organizations", ["B-ORG", "nobody"]) == {"B-ORG": batch.organizations[0]}
+        assert tx.stored_as_added("contacts", ["B-C"]) == {"B-C": batch.contacts[0]}
+        assert tx.stored_as_added("relations", ["B1", "B2", "B3"]) == {r.id: r for r in relations}
+        assert tx.stored_as_added("legacy_accounts", ["old-login"]) == {"old-login": legacy}
+    assert {r.id: r for r in store.load_relations() if r.id.startswith("B")} == {r.id: r for r in relations}
+
+
+def test_stored_as_added_ignores_what_happened_to_a_relation_since(store: SqlStore) -> None:
+    """A re-import compares its rows with what was added, not with later grants, removals or ends."""
+    first = contact_relation("B1")
+    with store.transaction() as tx:
+        tx.add_batch(ImportBatch(relations=[first]), T0, "import")
+    with store.transaction() as tx:
+        tx.add_subjects("B1", {"profil": Right.WRITE, "scrutin_syndical": Right.READ}, T0 + timedelta(days=1))
+        tx.remove_subjects("B1", ["rapport_mensuel"], T0 + timedelta(days=2))
+        tx.end_relation("B1", T0 + timedelta(days=3))
+    with store.transaction() as tx:
+        assert tx.get_relation("B1") != first
+        assert tx.stored_as_added("relations", ["B1"]) == {"B1": first}
+
+
+def test_a_batch_that_breaks_a_constraint_leaves_nothing(store: SqlStore) -> None:
+    with pytest.raises(AlreadyExists), store.transaction() as tx:
+        tx.add_batch(ImportBatch(organizations=[Organization("B-ORG", "Org", OrganizationKind.LOCAL)]), T0, "import")
+        tx.add_batch(ImportBatch(contacts=[Contact("C1", "Déjà", "Là", "", "fr")]), T0, "import")
+    with store.transaction() as tx:
+        assert tx.stored_keys("organizations", ["B-ORG"]) == set()
+
+
+def test_bulk_lookups_take_more_keys_than_one_query_holds(store: SqlStore) -> None:
+    contacts = [Contact(f"K{i}", "Prénom", "Nom", "", "fr") for i in range(2_500)]
+    with store.transaction() as tx:
+        tx.add_batch(ImportBatch(contacts=contacts), T0, "import")
+        wanted = [f"K{i}" for i in range(0, 5_000, 2)]
+        assert tx.stored_keys("contacts", wanted) == {f"K{i}" for i in range(0, 2_500, 2)}
+        assert len(tx.stored_as_added("contacts", wanted)) == 1_250
+
+
+def test_a_bulk_write_leaves_its_pooled_connection_as_it_found_it(store: SqlStore) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite's page cache is widened for a bulk write")
+    with store.transaction() as tx:
+        connection = tx.c.connection.dbapi_connection
+        before = tx.c.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        tx.add_batch(ImportBatch(contacts=[Contact("K1", "Prénom", "Nom", "", "fr")]), T0, "import")
+        assert tx.c.exec_driver_sql("PRAGMA cache_size").scalar_one() != before
+    with store.transaction() as tx:
+        assert tx.c.connection.dbapi_connection is connection  # the same pooled connection, back
+        assert tx.c.exec_driver_sql("PRAGMA cache_size").scalar_one() == before
