@@ -19,11 +19,12 @@ without taking a lock. Writers serialize on `_write_lock`.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import math
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final, cast
@@ -32,7 +33,7 @@ from authz.domain.dates import DayClock, local_date
 from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.policy import Policy
 
-__all__ = ["Decision", "DecisionEngine", "Entry", "IndexRow", "index_row"]
+__all__ = ["Compiled", "Decision", "DecisionEngine", "Entry", "IndexRow", "index_row"]
 
 _NO_END: Final = math.inf
 
@@ -102,16 +103,52 @@ class Decision:
 
 
 Index = dict[str, Slot]
+# Lookups' reverse indexes: an organization's holders, a contact's organizations, each sorted
+# by id (the page order). A lone id is stored as itself, not as a tuple of one (most contacts
+# hold one to three relations, a million tuples of one would cost 56 MB).
+IdSet = str | tuple[str, ...]
+Reverse = dict[str, IdSet]
+_NONE: tuple[str, ...] = ()
+
+
+def _ids(found: IdSet | None) -> tuple[str, ...]:
+    if found is None:
+        return _NONE
+    return (found,) if type(found) is str else found  # type: ignore[return-value]
+
+
+def _with_id(found: IdSet | None, new: str) -> IdSet:
+    """The sorted ids plus `new`, as a new value (readers never see one half-changed)."""
+    if found is None:
+        return new
+    ids = _ids(found)
+    at = bisect.bisect_left(ids, new)
+    if at < len(ids) and ids[at] == new:
+        return found
+    return (*ids[:at], new, *ids[at:])
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A policy and the role-default table compiled from it, swapped as one object: a check
+    reads it once, so it never pairs one policy's defaults with another's hash."""
+
+    policy: Policy
+    defaults: Mapping[str | None, Mapping[str, int]]
 
 
 class DecisionEngine:
-    """Answers checks from memory; kept exact by `apply` after every committed write."""
+    """Answers checks and lookups from memory; kept exact by `apply` after every committed write."""
 
     def __init__(self, policy: Policy) -> None:
-        self._policy = policy
-        self._defaults = self._compile_defaults(policy)
+        self._compiled = Compiled(policy, self._compile_defaults(policy))
         self._people: Index = {}  # contact relations and delegations, by contact and organization
         self._organizations: Index = {}  # organization-to-organization, by grantee and grantor
+        # Lookups' reverse indexes over the keys of `_people`: who holds anything on an
+        # organization, and on which organizations a contact holds anything. Keys are never
+        # removed (a removal ends a relation, it stays as history), so these only grow.
+        self._holders: Reverse = {}
+        self._holdings: Reverse = {}
         # Identical grant maps are shared: most relations carry one of a few subject sets.
         self._grant_maps: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         # Day ordinals above 256 are separate int objects: one per distinct day, not per entry.
@@ -123,16 +160,16 @@ class DecisionEngine:
     # ------------------------------------------------------------------ policy
     @property
     def policy(self) -> Policy:
-        return self._policy
+        return self._compiled.policy
+
+    @property
+    def compiled(self) -> Compiled:
+        """The policy and its defaults as one object: read it once per decision."""
+        return self._compiled
 
     def set_policy(self, policy: Policy) -> None:
-        """Swap the policy: defaults first, then the policy whose hash answers carry.
-
-        Two assignments, so a check landing between them is decided under the new
-        defaults while reporting the old hash; each check still sees one whole table.
-        """
-        self._defaults = self._compile_defaults(policy)
-        self._policy = policy
+        """Swap the policy and its compiled defaults in one assignment."""
+        self._compiled = Compiled(policy, self._compile_defaults(policy))
 
     @staticmethod
     def _compile_defaults(policy: Policy) -> dict[str | None, Mapping[str, int]]:
@@ -147,15 +184,19 @@ class DecisionEngine:
         self.load_rows((index_row(relation) for relation in relations), revision)
 
     def load_rows(self, rows: Iterable[IndexRow], revision: int) -> None:
-        """Build every index in one pass from rows as the store streams them."""
+        """Build every index, the check's and the lookups', in one pass over rows as the store streams them."""
         people: Index = {}
         organizations: Index = {}
+        holders: dict[str, IdSet | list[str]] = {}
+        holdings: dict[str, IdSet | list[str]] = {}
         # Millions of new tuples would trigger hundreds of cyclic collections, each scanning
         # what was built so far (12 s instead of 7 s at 1M); entries hold no cycles.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._build(rows, people, organizations)
+            self._build(rows, people, organizations, holders, holdings)
+            _sort_reverse(holders)
+            _sort_reverse(holdings)
         finally:
             if collecting:
                 gc.enable()
@@ -165,12 +206,22 @@ class DecisionEngine:
         with self._write_lock:
             self._people = people
             self._organizations = organizations
+            self._holders = cast(Reverse, holders)
+            self._holdings = cast(Reverse, holdings)
             self.revision = revision
 
-    def _build(self, rows: Iterable[IndexRow], people: Index, organizations: Index) -> None:
+    def _build(
+        self,
+        rows: Iterable[IndexRow],
+        people: Index,
+        organizations: Index,
+        holders: dict[str, IdSet | list[str]],
+        holdings: dict[str, IdSet | list[str]],
+    ) -> None:
         # This loop runs a million times at start-up: _entry() is inlined, and the strings
-        # many entries repeat (roles, ids of the organizations delegations come through)
-        # are deduplicated by a local dict: the driver returns a new string for every row.
+        # many entries repeat (roles, ids of the organizations delegations come through,
+        # the ids the reverse indexes hold) are deduplicated by a local dict: the driver
+        # returns a new string for every row.
         grant_maps = self._grant_maps
         day = self._days.setdefault
         names: dict[str, str] = {}
@@ -193,20 +244,31 @@ class DecisionEngine:
             target = organizations if kind == organization_kind else people
             key = holder + _SEP + organization
             found = target.get(key)
-            if found is None:
-                target[key] = entry
-            else:
+            if found is not None:
                 target[key] = (*_entries(found), entry)
+                continue
+            target[key] = entry
+            if target is people:  # a new (contact, organization) pair: the lookups' indexes learn it
+                holder = name(holder, holder)
+                organization = name(organization, organization)
+                _add_unsorted(holders, organization, holder)
+                _add_unsorted(holdings, holder, organization)
 
     def apply(self, relations: Iterable[Relation], revision: int) -> None:
-        """Reflect committed changes: each relation replaces its previous state."""
+        """Reflect committed changes: each relation replaces its previous state, in every index."""
         with self._write_lock:
             for relation in relations:
                 row = index_row(relation)
-                index = self._organizations if relation.kind is RelationKind.ORGANIZATION else self._people
-                key = row[2] + _SEP + row[3]
-                kept = tuple(e for e in _entries(index.get(key)) if e[_ID] != relation.id)
+                people = relation.kind is not RelationKind.ORGANIZATION
+                index = self._people if people else self._organizations
+                holder, organization = row[2], row[3]
+                key = holder + _SEP + organization
+                found = index.get(key)
+                kept = tuple(e for e in _entries(found) if e[_ID] != relation.id)
                 index[key] = _slot((*kept, self._entry(row)))
+                if found is None and people:
+                    self._holders[organization] = _with_id(self._holders.get(organization), holder)
+                    self._holdings[holder] = _with_id(self._holdings.get(holder), organization)
             if revision > self.revision:
                 self.revision = revision
 
@@ -222,9 +284,66 @@ class DecisionEngine:
         via = row[4]
         return (start, end, row[8], grants, row[5], sys.intern(via) if via is not None else None, row[1])
 
+    # ------------------------------------------------------------------ the rule
+    def _grant_level(
+        self,
+        contact_id: str,
+        organization_id: str,
+        subject: str,
+        day: int,
+        ts: float,
+        entry: Entry,
+        defaults: Mapping[str | None, Mapping[str, int]],
+    ) -> int:
+        """The reference evaluation: what one relation or delegation of a contact gives on
+        `subject` of `organization_id` at an instant (0 nothing, 1 read, 2 write).
+
+        Written plainly, once: `level` (the whole decision), `explain`, `effective_grants`
+        and the lookups are derived from it; `check` is its optimized form, held to it by
+        tests/unit/test_engine_oracle.py and the property suite.
+        """
+        if not _in_force(entry, day, ts):
+            return 0
+        if entry[_VIA] is None:
+            return max(entry[_GRANTS].get(subject, 0), defaults[entry[_ROLE]].get(subject, 0))
+        return self._delegation_level(contact_id, organization_id, subject, day, ts, entry)
+
+    def _delegation_level(
+        self, contact_id: str, organization_id: str, subject: str, day: int, ts: float, entry: Entry
+    ) -> int:
+        """The delegation rule, for a delegation in force: the lesser of what it gives and what
+        the organization it comes through holds there now, and only while the contact is in
+        force in that organization."""
+        grants = entry[_GRANTS]
+        given = max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0))
+        via = entry[_VIA]
+        if not given or via is None or not self._is_member(contact_id, via, day, ts):
+            return 0
+        return min(given, self.organization_right(via, organization_id, subject, day, ts))
+
+    def level(self, contact_id: str, organization_id: str, subject: str, ts: float) -> int:
+        """The best right the contact holds on the subject at epoch `ts`, by the reference rule."""
+        day = self._clock.ordinal(ts)
+        defaults = self._compiled.defaults
+        best = 0
+        for entry in _entries(self._people.get(contact_id + _SEP + organization_id)):
+            best = max(best, self._grant_level(contact_id, organization_id, subject, day, ts, entry, defaults))
+        return best
+
     # ------------------------------------------------------------------ checks
-    def check(self, contact_id: str, organization_id: str, subject: str, right: int, ts: float) -> bool:
-        """The hot path: is `right` (1 read, 2 write) held on `subject` at epoch `ts`?"""
+    def check(
+        self,
+        contact_id: str,
+        organization_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        compiled: Compiled | None = None,
+    ) -> bool:
+        """The hot path: is `right` (1 read, 2 write) held on `subject` at epoch `ts`?
+
+        `compiled`: the policy the caller reports the answer under (default: the current one).
+        """
         day = self._clock.ordinal(ts)
         found = self._people.get(contact_id + _SEP + organization_id)
         if found is None:
@@ -234,25 +353,14 @@ class DecisionEngine:
         for entry in entries:
             if entry[0] <= day <= entry[1] and ts < entry[2]:
                 if entry[5] is None:
-                    if entry[3].get(subject, 0) >= right or self._defaults[entry[4]].get(subject, 0) >= right:
+                    if (
+                        entry[3].get(subject, 0) >= right
+                        or (compiled or self._compiled).defaults[entry[4]].get(subject, 0) >= right
+                    ):
                         return True
-                elif self._delegated(contact_id, organization_id, subject, right, day, ts, entry):
+                elif self._delegation_level(contact_id, organization_id, subject, day, ts, entry) >= right:
                     return True
         return False
-
-    def _delegated(
-        self, contact_id: str, organization_id: str, subject: str, right: int, day: int, ts: float, entry: Entry
-    ) -> bool:
-        """A delegation in force: the lesser of what it gives and what the organization it
-        comes through holds now, and only while the contact is in force there."""
-        grants = entry[_GRANTS]
-        via = entry[_VIA]
-        return (
-            via is not None
-            and max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0)) >= right
-            and self._is_member(contact_id, via, day, ts)
-            and self.organization_right(via, organization_id, subject, day, ts) >= right
-        )
 
     def _is_member(self, contact_id: str, organization_id: str, day: int, ts: float) -> bool:
         for entry in _entries(self._people.get(contact_id + _SEP + organization_id)):
@@ -273,64 +381,131 @@ class DecisionEngine:
     def day_of(self, ts: float) -> int:
         return self._clock.ordinal(ts)
 
+    # ------------------------------------------------------------------ lookups
+    def lookup_principals(
+        self,
+        organization_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        *,
+        after: str = "",
+        limit: int,
+        compiled: Compiled | None = None,
+    ) -> tuple[list[str], bool]:
+        """The contacts `check` allows on the organization, in id order, after the id `after`:
+        at most `limit` of them, and whether more follow."""
+        return self._matching(
+            _ids(self._holders.get(organization_id)),
+            after,
+            limit,
+            lambda contact_id, c: self.check(contact_id, organization_id, subject, right, ts, c),
+            compiled or self._compiled,
+        )
+
+    def lookup_organizations(
+        self,
+        contact_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        *,
+        after: str = "",
+        limit: int,
+        compiled: Compiled | None = None,
+    ) -> tuple[list[str], bool]:
+        """The organizations where `check` allows the contact, in id order, after the id `after`."""
+        return self._matching(
+            _ids(self._holdings.get(contact_id)),
+            after,
+            limit,
+            lambda organization_id, c: self.check(contact_id, organization_id, subject, right, ts, c),
+            compiled or self._compiled,
+        )
+
+    @staticmethod
+    def _matching(
+        candidates: tuple[str, ...],
+        after: str,
+        limit: int,
+        allowed: Callable[[str, Compiled], bool],
+        compiled: Compiled,
+    ) -> tuple[list[str], bool]:
+        # The candidates are every id with a relation of any date; `check` itself decides, so a
+        # lookup answers exactly what the checks would, whatever rule the check applies.
+        found: list[str] = []
+        for index in range(bisect.bisect_right(candidates, after) if after else 0, len(candidates)):
+            candidate = candidates[index]
+            if allowed(candidate, compiled):
+                if len(found) == limit:
+                    return found, True
+                found.append(candidate)
+        return found, False
+
     # ------------------------------------------------------------------ explain
-    def explain(self, contact_id: str, organization_id: str, subject: str, right: int, ts: float) -> Decision:
-        """The same decision as `check`, with the reason and the relations behind it."""
+    def explain(
+        self,
+        contact_id: str,
+        organization_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        compiled: Compiled | None = None,
+    ) -> Decision:
+        """The same decision as `check`, by the reference rule, with the reason and the relations behind it."""
+        defaults = (compiled or self._compiled).defaults
         day = self._clock.ordinal(ts)
         wanted = Right(right).code
         considered: list[str] = []
         key = (contact_id, organization_id)
         mine = _entries(self._people.get(contact_id + _SEP + organization_id))
-        for entry in (e for e in mine if e[_VIA] is None):
-            label = self._describe(RelationKind.CONTACT, key, entry)
+        # Direct relations first: the simplest reason wins.
+        for entry in sorted(mine, key=lambda e: e[_VIA] is not None):
+            direct = entry[_VIA] is None
+            label = self._describe(RelationKind.CONTACT if direct else RelationKind.DELEGATION, key, entry)
             if not _in_force(entry, day, ts):
                 considered.append(f"{label} (not in force)")
                 continue
-            granted = entry[_GRANTS].get(subject, 0)
-            default = self._defaults[entry[_ROLE]].get(subject, 0)
-            if granted >= right:
-                return Decision(True, f"{subject} {Right(granted).code} granted on relation {entry[_ID]}", [label])
-            if default >= right:
-                role = entry[_ROLE] or "-"
-                return Decision(True, f"role {role} holds {subject} {Right(default).code} by default", [label])
-            considered.append(label)
-        for entry in (e for e in mine if e[_VIA] is not None):
-            label = self._describe(RelationKind.DELEGATION, key, entry)
-            if not _in_force(entry, day, ts):
-                considered.append(f"{label} (not in force)")
+            level = self._grant_level(contact_id, organization_id, subject, day, ts, entry, defaults)
+            if direct:
+                granted = entry[_GRANTS].get(subject, 0)
+                if level >= right and granted >= right:
+                    return Decision(True, f"{subject} {Right(granted).code} granted on relation {entry[_ID]}", [label])
+                if level >= right:
+                    role = entry[_ROLE] or "-"
+                    return Decision(True, f"role {role} holds {subject} {Right(level).code} by default", [label])
+                considered.append(label)
                 continue
             via = entry[_VIA] or ""
-            grants = entry[_GRANTS]
-            delegated = max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0))
-            held = self.organization_right(via, organization_id, subject, day, ts)
-            member_key = (contact_id, via)
             member_path = [
-                self._describe(RelationKind.CONTACT, member_key, e)
+                self._describe(RelationKind.CONTACT, (contact_id, via), e)
                 for e in _entries(self._people.get(contact_id + _SEP + via))
                 if e[_VIA] is None and _in_force(e, day, ts)
             ]
-            org_key = (via, organization_id)
             org_path = [
-                self._describe(RelationKind.ORGANIZATION, org_key, e)
+                self._describe(RelationKind.ORGANIZATION, (via, organization_id), e)
                 for e in _entries(self._organizations.get(via + _SEP + organization_id))
                 if _in_force(e, day, ts)
             ]
+            held = self.organization_right(via, organization_id, subject, day, ts)
+            if level >= right:
+                return Decision(
+                    True,
+                    f"{subject} {wanted} delegated through {via}, which holds {Right(held).code}",
+                    [label, *member_path[:1], *org_path[:1]],
+                )
+            grants = entry[_GRANTS]
+            delegated = max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0))
             if delegated < right:
                 considered.append(
                     f"{label} (delegates {Right(delegated).code if delegated else 'nothing'} on {subject})"
                 )
-                continue
-            if not member_path:
+            elif not member_path:
                 considered.append(f"{label} (no relation in force with {via})")
-                continue
-            if held < right:
+            elif held < right:
                 considered.append(f"{label} ({via} holds {Right(held).code if held else 'nothing'} on {subject})")
-                continue
-            return Decision(
-                True,
-                f"{subject} {wanted} delegated through {via}, which holds {Right(held).code}",
-                [label, member_path[0], *org_path[:1]],
-            )
+            else:  # the rule refused for a reason of its own
+                considered.append(f"{label} (gives {Right(level).code if level else 'nothing'} on {subject})")
         if not considered:
             return Decision(False, f"no relation with {organization_id}", [])
         return Decision(False, f"no relation in force grants {subject} {wanted}", considered)
@@ -353,32 +528,32 @@ class DecisionEngine:
 
     # ------------------------------------------------------------------ listing
     def effective_grants(self, relation: Relation, at: datetime) -> dict[str, Right]:
-        """What a relation gives today, subject by subject (ListAuthorizations' rows)."""
+        """What a relation gives at `at`, subject by subject (ListAuthorizations' rows), by the reference rule."""
         ts = at.timestamp()
         day = local_date(at).toordinal()
-        result: dict[str, int] = {}
+        row = index_row(relation)
+        if relation.kind is RelationKind.ORGANIZATION:
+            entry = _plain_entry(row)
+            return {
+                subject: Right(level)
+                for subject, level in entry[_GRANTS].items()
+                if level and _in_force(entry, day, ts)
+            }
+        entry = _plain_entry(row)
+        defaults = self._compiled.defaults
+        candidates = set(relation.subjects) - {WILDCARD_SUBJECT}
         if relation.kind is RelationKind.CONTACT:
-            role = relation.role.value if relation.role is not None else None
-            for subject, level in self._defaults[role].items():
-                result[subject] = max(result.get(subject, 0), level)
-            for subject, right in relation.subjects.items():
-                result[subject] = max(result.get(subject, 0), int(right))
-        elif relation.kind is RelationKind.ORGANIZATION:
-            result = {subject: int(right) for subject, right in relation.subjects.items()}
-        else:
+            candidates.update(defaults[entry[_ROLE]])
+        elif WILDCARD_SUBJECT in relation.subjects:
             via = relation.via_organization_id or ""
-            if not self._is_member(relation.holder_id, via, day, ts):
-                return {}
-            candidates = set(relation.subjects) - {WILDCARD_SUBJECT}
-            if WILDCARD_SUBJECT in relation.subjects:
-                for entry in _entries(self._organizations.get(via + _SEP + relation.organization_id)):
-                    candidates.update(entry[_GRANTS])
-            for subject in candidates:
-                delegated = max(int(relation.subjects.get(subject, 0)), int(relation.subjects.get(WILDCARD_SUBJECT, 0)))
-                level = min(delegated, self.organization_right(via, relation.organization_id, subject, day, ts))
-                if level:
-                    result[subject] = level
-        return {subject: Right(level) for subject, level in result.items() if level}
+            for found in _entries(self._organizations.get(via + _SEP + relation.organization_id)):
+                candidates.update(found[_GRANTS])
+        result: dict[str, Right] = {}
+        for subject in candidates:
+            level = self._grant_level(relation.holder_id, relation.organization_id, subject, day, ts, entry, defaults)
+            if level:
+                result[subject] = Right(level)
+        return result
 
     def stats(self) -> dict[str, int]:
         return {
@@ -386,3 +561,25 @@ class DecisionEngine:
             "organization_relations": sum(len(_entries(slot)) for slot in self._organizations.values()),
             "delegations": sum(e[_VIA] is not None for slot in self._people.values() for e in _entries(slot)),
         }
+
+
+def _plain_entry(row: IndexRow) -> Entry:
+    """An entry for a one-off evaluation: nothing shared, no cache of the engine's touched."""
+    return (row[6], row[7], row[8], dict(row[9]), row[5], row[4], row[1])
+
+
+def _add_unsorted(reverse: dict[str, IdSet | list[str]], key: str, value: str) -> None:
+    found = reverse.get(key)
+    if found is None:
+        reverse[key] = value
+    elif type(found) is str:
+        reverse[key] = [found, value]
+    else:
+        cast(list[str], found).append(value)
+
+
+def _sort_reverse(reverse: dict[str, IdSet | list[str]]) -> None:
+    """Lists built at start-up become sorted tuples (each (contact, organization) pair came once)."""
+    for key, found in reverse.items():
+        if type(found) is list:
+            reverse[key] = tuple(sorted(found))

@@ -39,16 +39,18 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     @handle_errors
     def CheckAccess(self, request: pb.CheckAccessRequest, context: grpc.ServicerContext) -> pb.CheckAccessResponse:
         engine = self.deps.engine
-        revision, policy = engine.revision, engine.policy  # read before deciding, as the command does
+        revision, compiled = engine.revision, engine.compiled  # read before deciding, as the command does
         if not request.explain:
             at = convert.instant(request, self.deps.clock)
             allowed = self._check.plain(
-                request.principal_id, request.organization_id, request.subject, request.right, at, policy
+                request.principal_id, request.organization_id, request.subject, request.right, at, compiled
             )
             if allowed is not None:
-                return pb.CheckAccessResponse(allowed=allowed, revision=str(revision), policy_hash=policy.content_hash)
+                return pb.CheckAccessResponse(
+                    allowed=allowed, revision=str(revision), policy_hash=compiled.policy.content_hash
+                )
         ids = Ids()
-        check = convert.check_request(request, ids, "", policy, self.deps.clock)
+        check = convert.check_request(request, ids, "", compiled.policy, self.deps.clock)
         ids.done()
         return convert.check_response(self._check.execute(check))
 
@@ -65,7 +67,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         # place; the batch takes the general path only if some item needs it (to report all
         # violations at once, or to explain).
         engine = self.deps.engine
-        revision, policy = str(engine.revision), engine.policy
+        revision, compiled = str(engine.revision), engine.compiled
+        policy = compiled.policy
         response = pb.BatchCheckAccessResponse()
         add = response.results.add
         plain = self._check.plain
@@ -74,7 +77,12 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             if item.explain:
                 break
             allowed = plain(
-                item.principal_id, item.organization_id, item.subject, item.right, convert.instant(item, clock), policy
+                item.principal_id,
+                item.organization_id,
+                item.subject,
+                item.right,
+                convert.instant(item, clock),
+                compiled,
             )
             if allowed is None:
                 break
