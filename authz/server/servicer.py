@@ -11,6 +11,7 @@ from authz.commands.contacts import ListContacts
 from authz.commands.grant import GrantRelation
 from authz.commands.legacy import LinkLegacyAccess
 from authz.commands.link_codes import IssueLinkCode, RedeemLinkCode
+from authz.commands.lookups import LookupOrganizations, LookupPrincipals, PageSigner
 from authz.commands.profiles import ListProfiles
 from authz.commands.revoke import RevokeRelation
 from authz.server import convert
@@ -34,6 +35,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         self._profiles = ListProfiles(deps)
         self._contacts = ListContacts(deps)
         self._authorizations = ListAuthorizations(deps)
+        lookup_pages = PageSigner()  # one key: a token is valid for this server's whole life
+        self._lookup_principals = LookupPrincipals(deps, lookup_pages)
+        self._lookup_organizations = LookupOrganizations(deps, lookup_pages)
 
     # -- checks
     @handle_errors
@@ -149,3 +153,18 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         return convert.authorizations_response(
             self._authorizations.execute(convert.list_authorizations_request(request))
         )
+
+    # -- issue 12: lookups
+    @handle_errors
+    def LookupPrincipals(
+        self, request: pb.LookupPrincipalsRequest, context: grpc.ServicerContext
+    ) -> pb.LookupPrincipalsResponse:
+        lookup = convert.lookup_principals_request(request, self.deps.engine.policy)
+        return convert.lookup_principals_response(self._lookup_principals.execute(lookup))
+
+    @handle_errors
+    def LookupOrganizations(
+        self, request: pb.LookupOrganizationsRequest, context: grpc.ServicerContext
+    ) -> pb.LookupOrganizationsResponse:
+        lookup = convert.lookup_organizations_request(request, self.deps.engine.policy)
+        return convert.lookup_organizations_response(self._lookup_organizations.execute(lookup))

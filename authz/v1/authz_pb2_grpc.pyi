@@ -57,6 +57,12 @@ class AuthzServiceStub:
     """"Contacts de l'organisation". Needs read on the organization's `relations`."""
     ListAuthorizations: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListAuthorizationsRequest, _authz_pb2.ListAuthorizationsResponse]
     """"Autorisations". Needs read on the organization's `relations`."""
+    LookupPrincipals: _grpc.UnaryUnaryMultiCallable[_authz_pb2.LookupPrincipalsRequest, _authz_pb2.LookupPrincipalsResponse]
+    """-- issue 12: lookups
+    "Who can": the contacts CheckAccess would allow on this subject of this organization.
+    """
+    LookupOrganizations: _grpc.UnaryUnaryMultiCallable[_authz_pb2.LookupOrganizationsRequest, _authz_pb2.LookupOrganizationsResponse]
+    """"What can": the organizations where CheckAccess would allow this contact."""
 
 @_typing.type_check_only
 class AuthzServiceAsyncStub(AuthzServiceStub):
@@ -85,6 +91,12 @@ class AuthzServiceAsyncStub(AuthzServiceStub):
     """"Contacts de l'organisation". Needs read on the organization's `relations`."""
     ListAuthorizations: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListAuthorizationsRequest, _authz_pb2.ListAuthorizationsResponse]  # type: ignore[assignment]
     """"Autorisations". Needs read on the organization's `relations`."""
+    LookupPrincipals: _aio.UnaryUnaryMultiCallable[_authz_pb2.LookupPrincipalsRequest, _authz_pb2.LookupPrincipalsResponse]  # type: ignore[assignment]
+    """-- issue 12: lookups
+    "Who can": the contacts CheckAccess would allow on this subject of this organization.
+    """
+    LookupOrganizations: _aio.UnaryUnaryMultiCallable[_authz_pb2.LookupOrganizationsRequest, _authz_pb2.LookupOrganizationsResponse]  # type: ignore[assignment]
+    """"What can": the organizations where CheckAccess would allow this contact."""
 
 class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may see and change what in the CCQ online services' files."""
@@ -170,5 +182,23 @@ class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.ListAuthorizationsResponse, _abc.Awaitable[_authz_pb2.ListAuthorizationsResponse]]:
         """"Autorisations". Needs read on the organization's `relations`."""
+
+    @_abc_1.abstractmethod
+    def LookupPrincipals(
+        self,
+        request: _authz_pb2.LookupPrincipalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.LookupPrincipalsResponse, _abc.Awaitable[_authz_pb2.LookupPrincipalsResponse]]:
+        """-- issue 12: lookups
+        "Who can": the contacts CheckAccess would allow on this subject of this organization.
+        """
+
+    @_abc_1.abstractmethod
+    def LookupOrganizations(
+        self,
+        request: _authz_pb2.LookupOrganizationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.LookupOrganizationsResponse, _abc.Awaitable[_authz_pb2.LookupOrganizationsResponse]]:
+        """"What can": the organizations where CheckAccess would allow this contact."""
 
 def add_AuthzServiceServicer_to_server(servicer: AuthzServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

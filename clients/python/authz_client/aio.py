@@ -281,3 +281,53 @@ class AsyncAuthzClient:
             if not page.next_page_token:
                 return
             page_token = page.next_page_token
+
+    # -- lookups (issue 12) --------------------------------------------------------------
+
+    async def lookup_principals(
+        self,
+        organization_id: str,
+        subject: str,
+        right: RightLike,
+        *,
+        at: _dt.datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        explain: bool = False,
+    ) -> authz_pb2.LookupPrincipalsResponse:
+        """One page of the contacts CheckAccess would allow (``principal_ids``, in id order)."""
+        request = authz_pb2.LookupPrincipalsRequest(
+            organization_id=organization_id,
+            subject=subject,
+            right=rq.right_value(right),
+            at=rq.timestamp(at) if at is not None else None,
+            page_size=page_size,
+            page_token=page_token,
+            explain=explain,
+        )
+        response: authz_pb2.LookupPrincipalsResponse = await self._call(self._stub.LookupPrincipals, request)
+        return response
+
+    async def lookup_organizations(
+        self,
+        principal_id: str,
+        subject: str,
+        right: RightLike,
+        *,
+        at: _dt.datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        explain: bool = False,
+    ) -> authz_pb2.LookupOrganizationsResponse:
+        """One page of the organizations where CheckAccess would allow the contact (``organization_ids``)."""
+        request = authz_pb2.LookupOrganizationsRequest(
+            principal_id=principal_id,
+            subject=subject,
+            right=rq.right_value(right),
+            at=rq.timestamp(at) if at is not None else None,
+            page_size=page_size,
+            page_token=page_token,
+            explain=explain,
+        )
+        response: authz_pb2.LookupOrganizationsResponse = await self._call(self._stub.LookupOrganizations, request)
+        return response
