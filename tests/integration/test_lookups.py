@@ -8,6 +8,7 @@ order without duplicates or gaps across writes, and refuse bad input field by fi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from authz_client import AuthzClient, InvalidArgumentError, PermissionDeniedError, Right, Role
+from authz_client import AsyncAuthzClient, AuthzClient, InvalidArgumentError, PermissionDeniedError, Right, Role
 
 from authz.server.auth import hash_token
 
@@ -225,3 +226,20 @@ def test_caller_permissions_apply_to_lookups(start_server: Callable[..., Running
             report.lookup_principals(SQC, "profil", R)
     with AuthzClient(target, token=tokens["portal"], timeout=5) as portal:
         assert PR in portal.lookup_principals(SQC, "profil", R).principal_ids
+
+
+def test_the_async_client_pages_both_lookups(demo: Running) -> None:
+    async def walk() -> tuple[list[str], list[str], list[str]]:
+        async with AsyncAuthzClient(f"127.0.0.1:{demo.app.port}", timeout=10) as client:
+            first = await client.lookup_principals(SQC, "profil", R, page_size=3)
+            rest = await client.lookup_principals(SQC, "profil", R, page_size=3, page_token=first.next_page_token)
+            where = await client.lookup_organizations(IND, "rapport_mensuel", W, explain=True)
+            return (
+                [*first.principal_ids, *rest.principal_ids],
+                list(where.organization_ids),
+                [e.id for e in where.explanations],
+            )
+
+    principals, organizations, explained = asyncio.run(walk())
+    assert principals == ["C-DIR1", "C-DIR2", IND, PR]
+    assert organizations == explained == [XYZ]
