@@ -17,6 +17,7 @@ unsplit enforcer on a sample to show the split changes no answer.
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -29,6 +30,7 @@ import pytest
 
 from authz.bench.data import SUBJECTS, generate
 from authz.bench.oracles import build_fast_enforcer
+from authz.commands.check import CheckAccess, CheckRequest
 from authz.commands.import_data import import_data
 from authz.config import Settings
 from authz.domain.dates import MONTREAL, in_force
@@ -456,12 +458,46 @@ def test_check_explain_and_effective_grants_follow_the_reference_rule(
                 assert int(grants.get(subject, 0)) <= level
 
 
-def test_set_policy_swaps_policy_and_defaults_as_one(policy: Policy) -> None:
-    """A decision reads the policy and its defaults once: what a check is decided under and
-    the hash it reports always come from the same version."""
+def test_a_check_never_pairs_one_policy_s_defaults_with_another_s_hash(tmp_path: Path, policy: Policy) -> None:
+    """Policies swapped in a loop while checks run: every answer's `allowed` is what the
+    policy whose hash it reports decides (personne_responsable: read on `profil` in one,
+    write in the other)."""
+    folder = tmp_path / "policy-b"
+    shutil.copytree(policy.directory, folder)
+    csv = folder / "policy.csv"
+    csv.write_text(
+        csv.read_text().replace("g, personne_responsable, profil, read", "g, personne_responsable, profil, write")
+    )
+    other = Policy.load(folder)
+    assert other.content_hash != policy.content_hash
     engine = DecisionEngine(policy)
-    before = engine.compiled
-    engine.set_policy(policy)
-    after = engine.compiled
-    assert after is not before and after.policy is policy and engine.policy is policy
-    assert after.defaults == before.defaults
+    start, end = date(2020, 1, 1), date(9999, 12, 31)
+    engine.load(
+        [Relation("R", RelationKind.CONTACT, "ORG", start, end, contact_id="C", role=Role.PERSONNE_RESPONSABLE)], 1
+    )
+    command = CheckAccess(engine)
+    ts = _montreal(TODAY).timestamp()
+    stop = threading.Event()
+    wrong: list[tuple[bool, str]] = []
+
+    def swap() -> None:
+        while not stop.is_set():
+            engine.set_policy(other)
+            engine.set_policy(policy)
+
+    def check() -> None:
+        for i in range(20_000):
+            result = command.execute(CheckRequest("C", "ORG", "profil", 2, ts, explain=i % 10 == 0))
+            if result.allowed != (result.policy_hash == other.content_hash):
+                wrong.append((result.allowed, result.policy_hash))
+
+    swapper = threading.Thread(target=swap)
+    checkers = [threading.Thread(target=check) for _ in range(2)]
+    swapper.start()
+    for thread in checkers:
+        thread.start()
+    for thread in checkers:
+        thread.join(timeout=120)
+    stop.set()
+    swapper.join(timeout=10)
+    assert wrong == []
