@@ -13,8 +13,20 @@ all) stores the entry itself rather than a tuple of one. It is also what makes a
 million relations fit in a few hundred megabytes: an entry is 7 references, its dates
 are shared int objects and its grants a shared map.
 
+What one relation gives is written once, plainly, in `_grant_level` (the reference
+evaluation, with the delegation rule in `_delegation_level`): `explain`, `level` and
+`effective_grants` are derived from it, and `check` is its optimized form, held to it by
+the differential and property tests.
+
+Lookups ("who can", "what can") use two reverse indexes over the same keys, built in the
+same start-up pass and kept by the same `apply`: the contacts holding anything on an
+organization, the organizations a contact holds anything on, each sorted by id (the page
+order). They give candidates; `check` decides each, so a lookup is exactly the set of
+checks that would be allowed.
+
 What a key holds is replaced, never mutated, so a reader always sees a whole state
-without taking a lock. Writers serialize on `_write_lock`.
+without taking a lock. Writers serialize on `_write_lock`. The policy and its compiled
+role defaults are one `Compiled` object, swapped in one assignment.
 """
 
 from __future__ import annotations
@@ -103,22 +115,25 @@ class Decision:
 
 
 Index = dict[str, Slot]
-# Lookups' reverse indexes: an organization's holders, a contact's organizations, each sorted
-# by id (the page order). A lone id is stored as itself, not as a tuple of one (most contacts
-# hold one to three relations, a million tuples of one would cost 56 MB).
+# Lookups' reverse indexes: by organization, and by contact, the keys of `_people` ("contact
+# \x1f organization") that name it, sorted. They hold the key strings the check index already
+# holds, so they add references, not strings; and since the separator sorts below every
+# character an id may hold, key order is id order (the page order). A lone key is stored as
+# itself, not as a tuple of one (most contacts hold one to three relations).
 IdSet = str | tuple[str, ...]
 Reverse = dict[str, IdSet]
 _NONE: tuple[str, ...] = ()
 
 
 def _ids(found: IdSet | None) -> tuple[str, ...]:
+    """What a reverse index holds for one id, always as a tuple of keys."""
     if found is None:
         return _NONE
     return (found,) if type(found) is str else found  # type: ignore[return-value]
 
 
 def _with_id(found: IdSet | None, new: str) -> IdSet:
-    """The sorted ids plus `new`, as a new value (readers never see one half-changed)."""
+    """The sorted keys plus `new`, as a new value (readers never see one half-changed)."""
     if found is None:
         return new
     ids = _ids(found)
@@ -231,6 +246,8 @@ class DecisionEngine:
         names: dict[str, str] = {}
         name = names.setdefault
         organization_kind = RelationKind.ORGANIZATION.value
+        holders_get = (holders if holders is not None else {}).get
+        holdings_get = holdings.get
         for kind, relation_id, holder, organization, via, role, start, end, ended, subjects in rows:
             grants = grant_maps.get(subjects)
             if grants is None:
@@ -252,11 +269,22 @@ class DecisionEngine:
                 target[key] = (*_entries(found), entry)
                 continue
             target[key] = entry
-            if target is people and holders is not None:  # a new (contact, organization) pair: lookups learn it
-                holder = name(holder, holder)
-                organization = name(organization, organization)
-                _add_unsorted(holders, organization, holder)
-                _add_unsorted(holdings, holder, organization)
+            if target is people and holders is not None:
+                # A new (contact, organization) pair: the lookups learn it. _add_unsorted() inlined.
+                known = holders_get(organization)
+                if known is None:
+                    holders[organization] = key
+                elif type(known) is list:
+                    known.append(key)
+                else:
+                    holders[organization] = [known, key]  # type: ignore[list-item]
+                known = holdings_get(holder)
+                if known is None:
+                    holdings[holder] = key
+                elif type(known) is list:
+                    known.append(key)
+                else:
+                    holdings[holder] = [known, key]  # type: ignore[list-item]
 
     def apply(self, relations: Iterable[Relation], revision: int) -> None:
         """Reflect committed changes: each relation replaces its previous state, in every index."""
@@ -271,8 +299,8 @@ class DecisionEngine:
                 kept = tuple(e for e in _entries(found) if e[_ID] != relation.id)
                 index[key] = _slot((*kept, self._entry(row)))
                 if found is None and people:
-                    self._holders[organization] = _with_id(self._holders.get(organization), holder)
-                    self._holdings[holder] = _with_id(self._holdings.get(holder), organization)
+                    self._holders[organization] = _with_id(self._holders.get(organization), key)
+                    self._holdings[holder] = _with_id(self._holdings.get(holder), key)
             if revision > self.revision:
                 self.revision = revision
 
@@ -399,11 +427,13 @@ class DecisionEngine:
     ) -> tuple[list[str], bool]:
         """The contacts `check` allows on the organization, in id order, after the id `after`:
         at most `limit` of them, and whether more follow."""
+        cut = -len(organization_id) - 1  # "contact\x1forganization"[:cut] is the contact
         return self._matching(
             _ids(self._holders.get(organization_id)),
-            after,
+            after + _SEP + organization_id if after else "",
             limit,
-            lambda contact_id, c: self.check(contact_id, organization_id, subject, right, ts, c),
+            lambda key, c: self.check(key[:cut], organization_id, subject, right, ts, c),
+            lambda key: key[:cut],
             compiled or self._compiled,
         )
 
@@ -419,17 +449,20 @@ class DecisionEngine:
         compiled: Compiled | None = None,
     ) -> tuple[list[str], bool]:
         """The organizations where `check` allows the contact, in id order, after the id `after`."""
+        cut = len(contact_id) + 1  # "contact\x1forganization"[cut:] is the organization
         return self._matching(
             _ids(self._holdings.get(contact_id)),
-            after,
+            contact_id + _SEP + after if after else "",
             limit,
-            lambda organization_id, c: self.check(contact_id, organization_id, subject, right, ts, c),
+            lambda key, c: self.check(contact_id, key[cut:], subject, right, ts, c),
+            lambda key: key[cut:],
             compiled or self._compiled,
         )
 
-    def holders(self, organization_id: str) -> tuple[str, ...]:
+    def holders(self, organization_id: str) -> list[str]:
         """Every contact with a relation or delegation of any date on the organization, in id order."""
-        return _ids(self._holders.get(organization_id))
+        cut = -len(organization_id) - 1
+        return [key[:cut] for key in _ids(self._holders.get(organization_id))]
 
     @staticmethod
     def _matching(
@@ -437,17 +470,18 @@ class DecisionEngine:
         after: str,
         limit: int,
         allowed: Callable[[str, Compiled], bool],
+        id_of: Callable[[str], str],
         compiled: Compiled,
     ) -> tuple[list[str], bool]:
-        # The candidates are every id with a relation of any date; `check` itself decides, so a
-        # lookup answers exactly what the checks would, whatever rule the check applies.
+        # The candidates are the keys of every pair with a relation of any date; `check` itself
+        # decides, so a lookup answers exactly what the checks would, whatever rule they apply.
         found: list[str] = []
         for index in range(bisect.bisect_right(candidates, after) if after else 0, len(candidates)):
             candidate = candidates[index]
             if allowed(candidate, compiled):
                 if len(found) == limit:
                     return found, True
-                found.append(candidate)
+                found.append(id_of(candidate))
         return found, False
 
     # ------------------------------------------------------------------ explain
@@ -574,16 +608,6 @@ class DecisionEngine:
 def _plain_entry(row: IndexRow) -> Entry:
     """An entry for a one-off evaluation: nothing shared, no cache of the engine's touched."""
     return (row[6], row[7], row[8], dict(row[9]), row[5], row[4], row[1])
-
-
-def _add_unsorted(reverse: dict[str, IdSet | list[str]], key: str, value: str) -> None:
-    found = reverse.get(key)
-    if found is None:
-        reverse[key] = value
-    elif type(found) is str:
-        reverse[key] = [found, value]
-    else:
-        cast(list[str], found).append(value)
 
 
 def _sort_reverse(reverse: dict[str, IdSet | list[str]]) -> None:
