@@ -388,6 +388,30 @@ def test_lookups_equal_the_sets_check_allows(tmp_path: Path, policy: Policy, see
         _assert_lookups_equal_checks(world, at, rng)
 
 
+def test_lookup_principals_equals_pycasbin_implicit_users(tmp_path: Path, policy: Policy) -> None:
+    """LookupPrincipals against pycasbin's own "who can" (`get_implicit_users_for_permission`,
+    which enforces the request for every rule subject), on the split oracle."""
+    world = build_world(tmp_path, policy, 220, 13)
+    at = _montreal(TODAY)
+    enforcers = split_oracle(policy, world.relations, at)
+    contacts = set(world.contacts)
+    nonempty = 0
+    for organization in world.organizations:
+        for subject in SUBJECTS:
+            for right in (1, 2):
+                found, more = world.engine.lookup_principals(organization, subject, right, at.timestamp(), limit=1000)
+                enforcer = enforcers.get(organization)
+                users = (
+                    enforcer.get_implicit_users_for_permission(organization, subject, Right(right).code)
+                    if enforcer
+                    else []
+                )
+                # Its answer also names grantee organizations (rule subjects too): the contacts are compared.
+                assert (found, more) == (sorted(u for u in users if u in contacts), False), (organization, subject)
+                nonempty += bool(found)
+    assert nonempty > 50
+
+
 def test_relations_through_an_organization_agree_in_check_and_lookups(policy: Policy) -> None:
     """Whatever the rule for `relations` held through another organization (an employer's
     authorization, a delegation of all it holds), both lookups say what `check` says."""
