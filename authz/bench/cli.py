@@ -50,6 +50,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _import_bench(args)
     from authz.bench.runner import BenchOptions, run_bench
 
+    if args.lookups:
+        return _lookups(args)
     if args.replicas:
         replicas = _replicas(args)
         if replicas is not None and args.json:
@@ -76,6 +78,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.workdir:
         options.workdir = Path(args.workdir)
     results: dict[str, Any] = run_bench(options)
+    if not args.no_lookups:
+        _lookups(args)
     if not args.no_replicas:
         results["replicas"] = _replicas(args)
         if options.json_path is not None:
@@ -89,6 +93,27 @@ def _import_bench(args: argparse.Namespace) -> int:
     sizes = args.sizes or ([2_000, 20_000] if args.quick else [200_000, 1_000_000])
     figures = run_import_bench(sizes, workdir=Path(args.workdir) if args.workdir else None, seed=args.seed)
     return 0 if all(f.meets(IMPORT_AIMS[f.relations]) for f in figures if f.relations in IMPORT_AIMS) else 1
+
+
+def _lookups(args: argparse.Namespace) -> int:
+    from authz.bench.lookups import LookupBenchOptions, run_lookup_bench
+
+    options = LookupBenchOptions(seed=args.seed)
+    if args.json:
+        options.json_path = Path(args.json).with_name(Path(args.json).stem + "-lookups.json")
+    else:
+        options.json_path = None
+    if args.quick:
+        options.sizes = [2_000, 20_000]
+        options.lookups = 2_000
+        options.per_candidate = 5
+        options.pycasbin = {2_000: 2, 20_000: 1}
+    if args.sizes:
+        options.sizes = args.sizes
+    if args.workdir:
+        options.workdir = Path(args.workdir)
+    run_lookup_bench(options)
+    return 0
 
 
 def register(subparsers: Any) -> None:
@@ -120,4 +145,9 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="measure `authz import` instead (time and peak memory of a child process; sizes default 200000,1000000)",
     )
+    lookups = bench.add_mutually_exclusive_group()
+    lookups.add_argument(
+        "--lookups", action="store_true", help="the lookups' figures alone (LookupPrincipals, LookupOrganizations)"
+    )
+    lookups.add_argument("--no-lookups", action="store_true", help="the check path's figures alone")
     bench.set_defaults(func=cmd_bench)

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from authz.domain.validation import is_plain_id
-from authz.engine.index import DecisionEngine
-from authz.engine.policy import Policy
+from authz.engine.index import Compiled, DecisionEngine
 
 __all__ = ["INSTANT_RANGE", "CheckAccess", "CheckRequest", "CheckResult"]
 
@@ -51,19 +50,22 @@ class CheckAccess:
         self.token = token  # a revision as the revision token answers carry
 
     def plain(
-        self, principal_id: str, organization_id: str, subject: str, right: int, at: float, policy: Policy
+        self, principal_id: str, organization_id: str, subject: str, right: int, at: float, compiled: Compiled
     ) -> bool | None:
-        """The hot path, or None when the check needs the general one (`execute`)."""
+        """The hot path, or None when the check needs the general one (`execute`).
+
+        `compiled`: the policy the caller reports the answer under, read once by the caller.
+        """
         if (
             right not in _RIGHTS
-            or subject not in policy.subjects
+            or subject not in compiled.policy.subjects
             or is_plain_id(principal_id) is None
             or is_plain_id(organization_id) is None
             or not INSTANT_RANGE[0] <= at <= INSTANT_RANGE[1]
         ):
             return None
         try:
-            return self.engine.check(principal_id, organization_id, subject, right, at)
+            return self.engine.check(principal_id, organization_id, subject, right, at, compiled)
         except Exception:  # the general path logs it and denies
             return None
 
@@ -82,21 +84,21 @@ class CheckAccess:
     def execute(self, request: CheckRequest, *, log_fault: bool = True) -> CheckResult:
         engine = self.engine
         revision = self.token(engine.revision)
-        # Read once, before deciding: a reload swapping the policy meanwhile does not change
-        # which policy this check is reported under.
-        policy = engine.policy
-        policy_hash = policy.content_hash
-        if request.subject in policy.retired:
+        # Read once, before deciding, and decided under: a reload swapping the policy meanwhile
+        # changes neither the defaults this check uses nor the hash it reports.
+        compiled = engine.compiled
+        policy_hash = compiled.policy.content_hash
+        if request.subject in compiled.policy.retired:
             # Retired in the policy folder: held by no one, whatever grants the store keeps as history.
             return CheckResult(False, f"subject {request.subject!r} is retired", [], revision, policy_hash)
         try:
             if request.explain:
                 decision = engine.explain(
-                    request.principal_id, request.organization_id, request.subject, request.right, request.at
+                    request.principal_id, request.organization_id, request.subject, request.right, request.at, compiled
                 )
                 return CheckResult(decision.allowed, decision.reason, decision.path, revision, policy_hash)
             allowed = engine.check(
-                request.principal_id, request.organization_id, request.subject, request.right, request.at
+                request.principal_id, request.organization_id, request.subject, request.right, request.at, compiled
             )
             return CheckResult(allowed, revision=revision, policy_hash=policy_hash)
         except Exception:

@@ -13,17 +13,30 @@ all) stores the entry itself rather than a tuple of one. It is also what makes a
 million relations fit in a few hundred megabytes: an entry is 7 references, its dates
 are shared int objects and its grants a shared map.
 
+What one relation gives is written once, plainly, in `_grant_level` (the reference
+evaluation, with the delegation rule in `_delegation_level`): `explain`, `level` and
+`effective_grants` are derived from it, and `check` is its optimized form, held to it by
+the differential and property tests.
+
+Lookups ("who can", "what can") use two reverse indexes over the same keys, built in the
+same start-up pass and kept by the same `apply`: the contacts holding anything on an
+organization, the organizations a contact holds anything on, each sorted by id (the page
+order). They give candidates; `check` decides each, so a lookup is exactly the set of
+checks that would be allowed.
+
 What a key holds is replaced, never mutated, so a reader always sees a whole state
-without taking a lock. Writers serialize on `_write_lock`.
+without taking a lock. Writers serialize on `_write_lock`. The policy and its compiled
+role defaults are one `Compiled` object, swapped in one assignment.
 """
 
 from __future__ import annotations
 
+import bisect
 import gc
 import math
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final, cast
@@ -32,7 +45,7 @@ from authz.domain.dates import DayClock, local_date
 from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.policy import Policy
 
-__all__ = ["Decision", "DecisionEngine", "Entry", "IndexRow", "index_row"]
+__all__ = ["Compiled", "Decision", "DecisionEngine", "Entry", "IndexRow", "index_row"]
 
 _NO_END: Final = math.inf
 
@@ -105,16 +118,55 @@ class Decision:
 
 
 Index = dict[str, Slot]
+# Lookups' reverse indexes: by organization, and by contact, the keys of `_people` ("contact
+# \x1f organization") that name it, sorted. They hold the key strings the check index already
+# holds, so they add references, not strings; and since the separator sorts below every
+# character an id may hold, key order is id order (the page order). A lone key is stored as
+# itself, not as a tuple of one (most contacts hold one to three relations).
+IdSet = str | tuple[str, ...]
+Reverse = dict[str, IdSet]
+_NONE: tuple[str, ...] = ()
+
+
+def _ids(found: IdSet | None) -> tuple[str, ...]:
+    """What a reverse index holds for one id, always as a tuple of keys."""
+    if found is None:
+        return _NONE
+    return (found,) if type(found) is str else found  # type: ignore[return-value]
+
+
+def _with_id(found: IdSet | None, new: str) -> IdSet:
+    """The sorted keys plus `new`, as a new value (readers never see one half-changed)."""
+    if found is None:
+        return new
+    ids = _ids(found)
+    at = bisect.bisect_left(ids, new)
+    if at < len(ids) and ids[at] == new:
+        return found
+    return (*ids[:at], new, *ids[at:])
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A policy and the role-default table compiled from it, swapped as one object: a check
+    reads it once, so it never pairs one policy's defaults with another's hash."""
+
+    policy: Policy
+    defaults: Mapping[str | None, Mapping[str, int]]
 
 
 class DecisionEngine:
-    """Answers checks from memory; kept exact by `apply` after every committed write."""
+    """Answers checks and lookups from memory; kept exact by `apply` after every committed write."""
 
     def __init__(self, policy: Policy) -> None:
-        self._policy = policy
-        self._defaults = self._compile_defaults(policy)
+        self._compiled = Compiled(policy, self._compile_defaults(policy))
         self._people: Index = {}  # contact relations and delegations, by contact and organization
         self._organizations: Index = {}  # organization-to-organization, by grantee and grantor
+        # Lookups' reverse indexes over the keys of `_people`: who holds anything on an
+        # organization, and on which organizations a contact holds anything. Keys are never
+        # removed (a removal ends a relation, it stays as history), so these only grow.
+        self._holders: Reverse = {}
+        self._holdings: Reverse = {}
         # Identical grant maps are shared: most relations carry one of a few subject sets.
         self._grant_maps: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         # Day ordinals above 256 are separate int objects: one per distinct day, not per entry.
@@ -126,16 +178,16 @@ class DecisionEngine:
     # ------------------------------------------------------------------ policy
     @property
     def policy(self) -> Policy:
-        return self._policy
+        return self._compiled.policy
+
+    @property
+    def compiled(self) -> Compiled:
+        """The policy and its defaults as one object: read it once per decision."""
+        return self._compiled
 
     def set_policy(self, policy: Policy) -> None:
-        """Swap the policy: defaults first, then the policy whose hash answers carry.
-
-        Two assignments, so a check landing between them is decided under the new
-        defaults while reporting the old hash; each check still sees one whole table.
-        """
-        self._defaults = self._compile_defaults(policy)
-        self._policy = policy
+        """Swap the policy and its compiled defaults in one assignment."""
+        self._compiled = Compiled(policy, self._compile_defaults(policy))
 
     @staticmethod
     def _compile_defaults(policy: Policy) -> dict[str | None, Mapping[str, int]]:
@@ -149,16 +201,24 @@ class DecisionEngine:
         """Build every index in one pass (start-up)."""
         self.load_rows((index_row(relation) for relation in relations), revision)
 
-    def load_rows(self, rows: Iterable[IndexRow], revision: int) -> None:
-        """Build every index in one pass from rows as the store streams them."""
+    def load_rows(self, rows: Iterable[IndexRow], revision: int, *, lookups: bool = True) -> None:
+        """Build every index, the check's and the lookups', in one pass over rows as the store streams them.
+
+        `lookups=False` builds the check's alone: `authz bench --lookups` measures what the
+        lookups' indexes add to start-up time and memory with it. Such an engine answers no lookup.
+        """
         people: Index = {}
         organizations: Index = {}
+        holders: dict[str, IdSet | list[str]] = {}
+        holdings: dict[str, IdSet | list[str]] = {}
         # Millions of new tuples would trigger hundreds of cyclic collections, each scanning
         # what was built so far (12 s instead of 7 s at 1M); entries hold no cycles.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._build(rows, people, organizations)
+            self._build(rows, people, organizations, holders if lookups else None, holdings)
+            _sort_reverse(holders)
+            _sort_reverse(holdings)
         finally:
             if collecting:
                 gc.enable()
@@ -168,17 +228,29 @@ class DecisionEngine:
         with self._write_lock:
             self._people = people
             self._organizations = organizations
+            self._holders = cast(Reverse, holders)
+            self._holdings = cast(Reverse, holdings)
             self.revision = revision
 
-    def _build(self, rows: Iterable[IndexRow], people: Index, organizations: Index) -> None:
+    def _build(
+        self,
+        rows: Iterable[IndexRow],
+        people: Index,
+        organizations: Index,
+        holders: dict[str, IdSet | list[str]] | None,
+        holdings: dict[str, IdSet | list[str]],
+    ) -> None:
         # This loop runs a million times at start-up: _entry() is inlined, and the strings
-        # many entries repeat (roles, ids of the organizations delegations come through)
-        # are deduplicated by a local dict: the driver returns a new string for every row.
+        # many entries repeat (roles, ids of the organizations delegations come through,
+        # the ids the reverse indexes hold) are deduplicated by a local dict: the driver
+        # returns a new string for every row.
         grant_maps = self._grant_maps
         day = self._days.setdefault
         names: dict[str, str] = {}
         name = names.setdefault
         organization_kind = RelationKind.ORGANIZATION.value
+        holders_get = (holders if holders is not None else {}).get
+        holdings_get = holdings.get
         for kind, relation_id, holder, organization, via, role, start, end, ended, subjects in rows:
             grants = grant_maps.get(subjects)
             if grants is None:
@@ -196,22 +268,40 @@ class DecisionEngine:
             target = organizations if kind == organization_kind else people
             key = holder + _SEP + organization
             found = target.get(key)
-            if found is None:
-                target[key] = entry
-            else:
+            if found is not None:
                 target[key] = (*_entries(found), entry)
+                continue
+            target[key] = entry
+            if target is people and holders is not None:
+                # A new (contact, organization) pair: the lookups learn it. _add_unsorted() inlined.
+                known = holders_get(organization)
+                if known is None:
+                    holders[organization] = key
+                elif type(known) is list:
+                    known.append(key)
+                else:
+                    holders[organization] = [known, key]  # type: ignore[list-item]
+                known = holdings_get(holder)
+                if known is None:
+                    holdings[holder] = key
+                elif type(known) is list:
+                    known.append(key)
+                else:
+                    holdings[holder] = [known, key]  # type: ignore[list-item]
 
     def apply(self, relations: Iterable[Relation], revision: int) -> bool:
-        """Reflect one committed revision: each relation replaces its previous state.
+        """Reflect one committed revision: each relation replaces its previous state, in every index.
 
         The single entry point of every change, from the write that made it and from the
         follower of the change log alike (both may bring the same revision). Revisions are
         taken once and in order: one at or below the engine's is already there (True); one
         beyond the next is not applied (False: the caller catches up from the log first).
 
-        Atomic for readers: the new slots are computed aside, then each map takes them in one
+        Atomic for checks: the new slots are computed aside, then each map takes them in one
         `dict.update`, a single C call during which no other Python thread runs. (A revision
-        touching both maps is two such steps; no write today touches both.)
+        touching both maps is two such steps; no write today touches both.) The lookups'
+        reverse indexes learn new keys right after: a lookup meanwhile answers as of the
+        revision before, never a state that was not committed.
         """
         with self._write_lock:
             if revision <= self.revision:
@@ -220,20 +310,25 @@ class DecisionEngine:
                 return False
             people: Index = {}
             organizations: Index = {}
+            new_keys: list[tuple[str, str, str]] = []
             for relation in relations:
                 row = index_row(relation)
-                if relation.kind is RelationKind.ORGANIZATION:
-                    index, pending = self._organizations, organizations
-                else:
-                    index, pending = self._people, people
-                key = row[2] + _SEP + row[3]
-                current = pending[key] if key in pending else index.get(key)
-                kept = tuple(e for e in _entries(current) if e[_ID] != relation.id)
+                is_person = relation.kind is not RelationKind.ORGANIZATION
+                index, pending = (self._people, people) if is_person else (self._organizations, organizations)
+                holder, organization = row[2], row[3]
+                key = holder + _SEP + organization
+                found = pending[key] if key in pending else index.get(key)
+                kept = tuple(e for e in _entries(found) if e[_ID] != relation.id)
                 pending[key] = _slot((*kept, self._entry(row)))
+                if found is None and is_person:
+                    new_keys.append((holder, organization, key))
             if organizations:
                 self._organizations.update(organizations)
             if people:
                 self._people.update(people)
+            for holder, organization, key in new_keys:
+                self._holders[organization] = _with_id(self._holders.get(organization), key)
+                self._holdings[holder] = _with_id(self._holdings.get(holder), key)
             self.revision = revision
             return True
 
@@ -249,9 +344,68 @@ class DecisionEngine:
         via = row[4]
         return (start, end, row[8], grants, row[5], sys.intern(via) if via is not None else None, row[1])
 
+    # ------------------------------------------------------------------ the rule
+    def _grant_level(
+        self,
+        contact_id: str,
+        organization_id: str,
+        subject: str,
+        day: int,
+        ts: float,
+        entry: Entry,
+        defaults: Mapping[str | None, Mapping[str, int]],
+    ) -> int:
+        """The reference evaluation: what one relation or delegation of a contact gives on
+        `subject` of `organization_id` at an instant (0 nothing, 1 read, 2 write).
+
+        Written plainly, once: `level` (the whole decision), `explain`, `effective_grants`
+        and the lookups are derived from it; `check` is its optimized form, held to it by
+        tests/unit/test_engine_oracle.py and the property suite.
+        """
+        if not _in_force(entry, day, ts):
+            return 0
+        if entry[_VIA] is None:
+            return max(entry[_GRANTS].get(subject, 0), defaults[entry[_ROLE]].get(subject, 0))
+        return self._delegation_level(contact_id, organization_id, subject, day, ts, entry)
+
+    def _delegation_level(
+        self, contact_id: str, organization_id: str, subject: str, day: int, ts: float, entry: Entry
+    ) -> int:
+        """The delegation rule, for a delegation in force: the lesser of what it gives and what
+        the organization it comes through holds there now, and only while the contact is in
+        force in that organization."""
+        if subject == _MANAGEMENT:
+            return 0  # management is never held through another organization (rule 2)
+        grants = entry[_GRANTS]
+        given = max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0))
+        via = entry[_VIA]
+        if not given or via is None or not self._is_member(contact_id, via, day, ts):
+            return 0
+        return min(given, self.organization_right(via, organization_id, subject, day, ts))
+
+    def level(self, contact_id: str, organization_id: str, subject: str, ts: float) -> int:
+        """The best right the contact holds on the subject at epoch `ts`, by the reference rule."""
+        day = self._clock.ordinal(ts)
+        defaults = self._compiled.defaults
+        best = 0
+        for entry in _entries(self._people.get(contact_id + _SEP + organization_id)):
+            best = max(best, self._grant_level(contact_id, organization_id, subject, day, ts, entry, defaults))
+        return best
+
     # ------------------------------------------------------------------ checks
-    def check(self, contact_id: str, organization_id: str, subject: str, right: int, ts: float) -> bool:
-        """The hot path: is `right` (1 read, 2 write) held on `subject` at epoch `ts`?"""
+    def check(
+        self,
+        contact_id: str,
+        organization_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        compiled: Compiled | None = None,
+    ) -> bool:
+        """The hot path: is `right` (1 read, 2 write) held on `subject` at epoch `ts`?
+
+        `compiled`: the policy the caller reports the answer under (default: the current one).
+        """
         day = self._clock.ordinal(ts)
         found = self._people.get(contact_id + _SEP + organization_id)
         if found is None:
@@ -261,26 +415,14 @@ class DecisionEngine:
         for entry in entries:
             if entry[0] <= day <= entry[1] and ts < entry[2]:
                 if entry[5] is None:
-                    if entry[3].get(subject, 0) >= right or self._defaults[entry[4]].get(subject, 0) >= right:
+                    if (
+                        entry[3].get(subject, 0) >= right
+                        or (compiled or self._compiled).defaults[entry[4]].get(subject, 0) >= right
+                    ):
                         return True
-                elif self._delegated(contact_id, organization_id, subject, right, day, ts, entry):
+                elif self._delegation_level(contact_id, organization_id, subject, day, ts, entry) >= right:
                     return True
         return False
-
-    def _delegated(
-        self, contact_id: str, organization_id: str, subject: str, right: int, day: int, ts: float, entry: Entry
-    ) -> bool:
-        """A delegation in force: the lesser of what it gives and what the organization it
-        comes through holds now, and only while the contact is in force there."""
-        grants = entry[_GRANTS]
-        via = entry[_VIA]
-        return (
-            via is not None
-            and subject != _MANAGEMENT
-            and max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0)) >= right
-            and self._is_member(contact_id, via, day, ts)
-            and self.organization_right(via, organization_id, subject, day, ts) >= right
-        )
 
     def _is_member(self, contact_id: str, organization_id: str, day: int, ts: float) -> bool:
         for entry in _entries(self._people.get(contact_id + _SEP + organization_id)):
@@ -301,67 +443,143 @@ class DecisionEngine:
     def day_of(self, ts: float) -> int:
         return self._clock.ordinal(ts)
 
+    # ------------------------------------------------------------------ lookups
+    def lookup_principals(
+        self,
+        organization_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        *,
+        after: str = "",
+        limit: int,
+        compiled: Compiled | None = None,
+    ) -> tuple[list[str], bool]:
+        """The contacts `check` allows on the organization, in id order, after the id `after`:
+        at most `limit` of them, and whether more follow."""
+        cut = -len(organization_id) - 1  # "contact\x1forganization"[:cut] is the contact
+        return self._matching(
+            _ids(self._holders.get(organization_id)),
+            after + _SEP + organization_id if after else "",
+            limit,
+            lambda key, c: self.check(key[:cut], organization_id, subject, right, ts, c),
+            lambda key: key[:cut],
+            compiled or self._compiled,
+        )
+
+    def lookup_organizations(
+        self,
+        contact_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        *,
+        after: str = "",
+        limit: int,
+        compiled: Compiled | None = None,
+    ) -> tuple[list[str], bool]:
+        """The organizations where `check` allows the contact, in id order, after the id `after`."""
+        cut = len(contact_id) + 1  # "contact\x1forganization"[cut:] is the organization
+        return self._matching(
+            _ids(self._holdings.get(contact_id)),
+            contact_id + _SEP + after if after else "",
+            limit,
+            lambda key, c: self.check(contact_id, key[cut:], subject, right, ts, c),
+            lambda key: key[cut:],
+            compiled or self._compiled,
+        )
+
+    def holders(self, organization_id: str) -> list[str]:
+        """Every contact with a relation or delegation of any date on the organization, in id order."""
+        cut = -len(organization_id) - 1
+        return [key[:cut] for key in _ids(self._holders.get(organization_id))]
+
+    @staticmethod
+    def _matching(
+        candidates: tuple[str, ...],
+        after: str,
+        limit: int,
+        allowed: Callable[[str, Compiled], bool],
+        id_of: Callable[[str], str],
+        compiled: Compiled,
+    ) -> tuple[list[str], bool]:
+        # The candidates are the keys of every pair with a relation of any date; `check` itself
+        # decides, so a lookup answers exactly what the checks would, whatever rule they apply.
+        found: list[str] = []
+        for index in range(bisect.bisect_right(candidates, after) if after else 0, len(candidates)):
+            candidate = candidates[index]
+            if allowed(candidate, compiled):
+                if len(found) == limit:
+                    return found, True
+                found.append(id_of(candidate))
+        return found, False
+
     # ------------------------------------------------------------------ explain
-    def explain(self, contact_id: str, organization_id: str, subject: str, right: int, ts: float) -> Decision:
-        """The same decision as `check`, with the reason and the relations behind it."""
+    def explain(
+        self,
+        contact_id: str,
+        organization_id: str,
+        subject: str,
+        right: int,
+        ts: float,
+        compiled: Compiled | None = None,
+    ) -> Decision:
+        """The same decision as `check`, by the reference rule, with the reason and the relations behind it."""
+        defaults = (compiled or self._compiled).defaults
         day = self._clock.ordinal(ts)
         wanted = Right(right).code
         considered: list[str] = []
         key = (contact_id, organization_id)
         mine = _entries(self._people.get(contact_id + _SEP + organization_id))
-        for entry in (e for e in mine if e[_VIA] is None):
-            label = self._describe(RelationKind.CONTACT, key, entry)
+        # Direct relations first: the simplest reason wins.
+        for entry in sorted(mine, key=lambda e: e[_VIA] is not None):
+            direct = entry[_VIA] is None
+            label = self._describe(RelationKind.CONTACT if direct else RelationKind.DELEGATION, key, entry)
             if not _in_force(entry, day, ts):
                 considered.append(f"{label} (not in force)")
                 continue
-            granted = entry[_GRANTS].get(subject, 0)
-            default = self._defaults[entry[_ROLE]].get(subject, 0)
-            if granted >= right:
-                return Decision(True, f"{subject} {Right(granted).code} granted on relation {entry[_ID]}", [label])
-            if default >= right:
-                role = entry[_ROLE] or "-"
-                return Decision(True, f"role {role} holds {subject} {Right(default).code} by default", [label])
-            considered.append(label)
-        for entry in (e for e in mine if e[_VIA] is not None):
-            label = self._describe(RelationKind.DELEGATION, key, entry)
-            if not _in_force(entry, day, ts):
-                considered.append(f"{label} (not in force)")
-                continue
-            if subject == _MANAGEMENT:
-                considered.append(f"{label} (management is never held through another organization)")
+            level = self._grant_level(contact_id, organization_id, subject, day, ts, entry, defaults)
+            if direct:
+                granted = entry[_GRANTS].get(subject, 0)
+                if level >= right and granted >= right:
+                    return Decision(True, f"{subject} {Right(granted).code} granted on relation {entry[_ID]}", [label])
+                if level >= right:
+                    role = entry[_ROLE] or "-"
+                    return Decision(True, f"role {role} holds {subject} {Right(level).code} by default", [label])
+                considered.append(label)
                 continue
             via = entry[_VIA] or ""
-            grants = entry[_GRANTS]
-            delegated = max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0))
-            held = self.organization_right(via, organization_id, subject, day, ts)
-            member_key = (contact_id, via)
             member_path = [
-                self._describe(RelationKind.CONTACT, member_key, e)
+                self._describe(RelationKind.CONTACT, (contact_id, via), e)
                 for e in _entries(self._people.get(contact_id + _SEP + via))
                 if e[_VIA] is None and _in_force(e, day, ts)
             ]
-            org_key = (via, organization_id)
             org_path = [
-                self._describe(RelationKind.ORGANIZATION, org_key, e)
+                self._describe(RelationKind.ORGANIZATION, (via, organization_id), e)
                 for e in _entries(self._organizations.get(via + _SEP + organization_id))
                 if _in_force(e, day, ts)
             ]
-            if delegated < right:
+            held = self.organization_right(via, organization_id, subject, day, ts)
+            if level >= right:
+                return Decision(
+                    True,
+                    f"{subject} {wanted} delegated through {via}, which holds {Right(held).code}",
+                    [label, *member_path[:1], *org_path[:1]],
+                )
+            grants = entry[_GRANTS]
+            delegated = max(grants.get(subject, 0), grants.get(WILDCARD_SUBJECT, 0))
+            if subject == _MANAGEMENT:
+                considered.append(f"{label} (management is never held through another organization)")
+            elif delegated < right:
                 considered.append(
                     f"{label} (delegates {Right(delegated).code if delegated else 'nothing'} on {subject})"
                 )
-                continue
-            if not member_path:
+            elif not member_path:
                 considered.append(f"{label} (no relation in force with {via})")
-                continue
-            if held < right:
+            elif held < right:
                 considered.append(f"{label} ({via} holds {Right(held).code if held else 'nothing'} on {subject})")
-                continue
-            return Decision(
-                True,
-                f"{subject} {wanted} delegated through {via}, which holds {Right(held).code}",
-                [label, member_path[0], *org_path[:1]],
-            )
+            else:  # the rule refused for a reason of its own
+                considered.append(f"{label} (gives {Right(level).code if level else 'nothing'} on {subject})")
         if not considered:
             return Decision(False, f"no relation with {organization_id}", [])
         return Decision(False, f"no relation in force grants {subject} {wanted}", considered)
@@ -384,34 +602,33 @@ class DecisionEngine:
 
     # ------------------------------------------------------------------ listing
     def effective_grants(self, relation: Relation, at: datetime) -> dict[str, Right]:
-        """What a relation gives today, subject by subject (ListAuthorizations' rows)."""
+        """What a relation gives at `at`, subject by subject (ListAuthorizations' rows), by the reference rule."""
         ts = at.timestamp()
         day = local_date(at).toordinal()
-        result: dict[str, int] = {}
-        if relation.kind is RelationKind.CONTACT:
-            role = relation.role.value if relation.role is not None else None
-            for subject, level in self._defaults[role].items():
-                result[subject] = max(result.get(subject, 0), level)
-            for subject, right in relation.subjects.items():
-                result[subject] = max(result.get(subject, 0), int(right))
-        elif relation.kind is RelationKind.ORGANIZATION:
+        row = index_row(relation)
+        if relation.kind is RelationKind.ORGANIZATION:
+            entry = _plain_entry(row)
             # `relations` between organizations gives nothing (data from before the rule, or imported).
-            result = {subject: int(right) for subject, right in relation.subjects.items() if subject != _MANAGEMENT}
-        else:
+            return {
+                subject: Right(level)
+                for subject, level in entry[_GRANTS].items()
+                if level and subject != _MANAGEMENT and _in_force(entry, day, ts)
+            }
+        entry = _plain_entry(row)
+        defaults = self._compiled.defaults
+        candidates = set(relation.subjects) - {WILDCARD_SUBJECT}
+        if relation.kind is RelationKind.CONTACT:
+            candidates.update(defaults[entry[_ROLE]])
+        elif WILDCARD_SUBJECT in relation.subjects:
             via = relation.via_organization_id or ""
-            if not self._is_member(relation.holder_id, via, day, ts):
-                return {}
-            candidates = set(relation.subjects) - {WILDCARD_SUBJECT, _MANAGEMENT}
-            if WILDCARD_SUBJECT in relation.subjects:
-                for entry in _entries(self._organizations.get(via + _SEP + relation.organization_id)):
-                    candidates.update(entry[_GRANTS])
-                candidates.discard(_MANAGEMENT)
-            for subject in candidates:
-                delegated = max(int(relation.subjects.get(subject, 0)), int(relation.subjects.get(WILDCARD_SUBJECT, 0)))
-                level = min(delegated, self.organization_right(via, relation.organization_id, subject, day, ts))
-                if level:
-                    result[subject] = level
-        return {subject: Right(level) for subject, level in result.items() if level}
+            for found in _entries(self._organizations.get(via + _SEP + relation.organization_id)):
+                candidates.update(found[_GRANTS])
+        result: dict[str, Right] = {}
+        for subject in candidates:
+            level = self._grant_level(relation.holder_id, relation.organization_id, subject, day, ts, entry, defaults)
+            if level:
+                result[subject] = Right(level)
+        return result
 
     def stats(self) -> dict[str, int]:
         return {
@@ -419,3 +636,15 @@ class DecisionEngine:
             "organization_relations": sum(len(_entries(slot)) for slot in self._organizations.values()),
             "delegations": sum(e[_VIA] is not None for slot in self._people.values() for e in _entries(slot)),
         }
+
+
+def _plain_entry(row: IndexRow) -> Entry:
+    """An entry for a one-off evaluation: nothing shared, no cache of the engine's touched."""
+    return (row[6], row[7], row[8], dict(row[9]), row[5], row[4], row[1])
+
+
+def _sort_reverse(reverse: dict[str, IdSet | list[str]]) -> None:
+    """Lists built at start-up become sorted tuples (each (contact, organization) pair came once)."""
+    for key, found in reverse.items():
+        if type(found) is list:
+            reverse[key] = tuple(sorted(found))

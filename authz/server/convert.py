@@ -31,6 +31,7 @@ from authz.commands.link_codes import (
     RedeemLinkCodeRequest,
     RedeemLinkCodeResult,
 )
+from authz.commands.lookups import LookupRequest, LookupResult
 from authz.commands.migration_issues import (
     ListMigrationIssuesRequest,
     ListMigrationIssuesResult,
@@ -84,6 +85,10 @@ __all__ = [
     "list_migration_issues_request",
     "list_profiles_request",
     "list_requests_request",
+    "lookup_organizations_request",
+    "lookup_organizations_response",
+    "lookup_principals_request",
+    "lookup_principals_response",
     "migration_issues_response",
     "profiles_response",
     "redeem_request",
@@ -680,3 +685,54 @@ def watch_response(item: Change | Checkpoint, tokens: TokenFormat) -> pb.WatchRe
         if relation.ended_at is not None:
             changed.ended_at.CopyFrom(timestamp(relation.ended_at))
     return response
+
+
+# -- issue 12: lookups
+def _lookup_request(
+    request: pb.LookupPrincipalsRequest | pb.LookupOrganizationsRequest, anchor_field: str, anchor: str, policy: Policy
+) -> LookupRequest:
+    # `consistency` is read by no one yet: every lookup answers from this process's memory
+    # (minimize_latency), which one process keeps as fresh as its own committed writes.
+    ids = Ids()
+    anchor_id = ids.required(anchor_field, anchor)
+    if request.subject not in policy.subjects:
+        ids.add("subject", f"unknown subject {request.subject[:MAX_SUBJECT]!r}")
+    if request.right not in (pb.RIGHT_READ, pb.RIGHT_WRITE):
+        ids.add("right", "must be RIGHT_READ or RIGHT_WRITE")
+    at = None
+    if request.HasField("at"):
+        ids.check("at", instant_problem(request.at.seconds, request.at.nanos))
+        at = request.at.seconds + request.at.nanos / 1e9
+    token = ids.text("page_token", request.page_token, MAX_TOKEN)
+    ids.done()
+    return LookupRequest(anchor_id, request.subject, request.right, at, request.page_size, token, request.explain)
+
+
+def lookup_principals_request(request: pb.LookupPrincipalsRequest, policy: Policy) -> LookupRequest:
+    return _lookup_request(request, "organization_id", request.organization_id, policy)
+
+
+def lookup_organizations_request(request: pb.LookupOrganizationsRequest, policy: Policy) -> LookupRequest:
+    return _lookup_request(request, "principal_id", request.principal_id, policy)
+
+
+def _explanations(result: LookupResult) -> list[pb.LookupExplanation]:
+    return [pb.LookupExplanation(id=e.id, reason=e.reason, path=e.path) for e in result.explanations]
+
+
+def lookup_principals_response(result: LookupResult) -> pb.LookupPrincipalsResponse:
+    return pb.LookupPrincipalsResponse(
+        principal_ids=result.ids,
+        next_page_token=result.next_page_token,
+        revision=result.revision,
+        explanations=_explanations(result),
+    )
+
+
+def lookup_organizations_response(result: LookupResult) -> pb.LookupOrganizationsResponse:
+    return pb.LookupOrganizationsResponse(
+        organization_ids=result.ids,
+        next_page_token=result.next_page_token,
+        revision=result.revision,
+        explanations=_explanations(result),
+    )

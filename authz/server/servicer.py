@@ -13,6 +13,7 @@ from authz.commands.contacts import GetContact, ListContacts
 from authz.commands.grant import GrantRelation
 from authz.commands.legacy import LinkLegacyAccess
 from authz.commands.link_codes import IssueLinkCode, RedeemLinkCode
+from authz.commands.lookups import LookupOrganizations, LookupPrincipals, PageSigner
 from authz.commands.migration_issues import ListMigrationIssues, ResolveMigrationIssue
 from authz.commands.profiles import ListProfiles
 from authz.commands.requests import ListRequests
@@ -54,6 +55,10 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         self._requests = ListRequests(deps)
         self._migration_issues = ListMigrationIssues(deps)
         self._resolve_issue = ResolveMigrationIssue(deps)
+        # issue 12
+        lookup_pages = PageSigner()  # one key: a token is valid for this server's whole life
+        self._lookup_principals = LookupPrincipals(deps, lookup_pages)
+        self._lookup_organizations = LookupOrganizations(deps, lookup_pages)
 
     # -- checks
     @handle_errors
@@ -61,18 +66,18 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         if request.HasField("consistency"):
             self._ensure(request.consistency, context)
         engine = self.deps.engine
-        revision, policy = engine.revision, engine.policy  # read before deciding, as the command does
+        revision, compiled = engine.revision, engine.compiled  # read before deciding, as the command does
         if not request.explain:
             at = convert.instant(request, self.deps.clock)
             allowed = self._check.plain(
-                request.principal_id, request.organization_id, request.subject, request.right, at, policy
+                request.principal_id, request.organization_id, request.subject, request.right, at, compiled
             )
             if allowed is not None:
                 return pb.CheckAccessResponse(
-                    allowed=allowed, revision=self._tokens.token(revision), policy_hash=policy.content_hash
+                    allowed=allowed, revision=self._tokens.token(revision), policy_hash=compiled.policy.content_hash
                 )
         ids = Ids()
-        check = convert.check_request(request, ids, "", policy, self.deps.clock)
+        check = convert.check_request(request, ids, "", compiled.policy, self.deps.clock)
         ids.done()
         return convert.check_response(self._check.execute(check))
 
@@ -95,7 +100,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         # place; the batch takes the general path only if some item needs it (to report all
         # violations at once, or to explain).
         engine = self.deps.engine
-        revision, policy = self._tokens.token(engine.revision), engine.policy
+        revision, compiled = self._tokens.token(engine.revision), engine.compiled
+        policy = compiled.policy
         response = pb.BatchCheckAccessResponse(revision=revision)
         add = response.results.add
         plain = self._check.plain
@@ -104,7 +110,12 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             if item.explain:
                 break
             allowed = plain(
-                item.principal_id, item.organization_id, item.subject, item.right, convert.instant(item, clock), policy
+                item.principal_id,
+                item.organization_id,
+                item.subject,
+                item.right,
+                convert.instant(item, clock),
+                compiled,
             )
             if allowed is None:
                 break
@@ -234,3 +245,26 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         after = convert.watch_request(request, self._tokens)
         for item in self._watch.stream(after, context.is_active, context.cancel):
             yield convert.watch_response(item, self._tokens)
+
+    # -- issue 12: lookups
+    @handle_errors
+    def LookupPrincipals(
+        self, request: pb.LookupPrincipalsRequest, context: grpc.ServicerContext
+    ) -> pb.LookupPrincipalsResponse:
+        self._ensure(request.consistency, context)
+        lookup = convert.lookup_principals_request(request, self.deps.engine.policy)
+        result = self._lookup_principals.execute(lookup)
+        response = convert.lookup_principals_response(result)
+        response.revision = self._tokens.token(int(result.revision))  # decided at: a token like every read's
+        return response
+
+    @handle_errors
+    def LookupOrganizations(
+        self, request: pb.LookupOrganizationsRequest, context: grpc.ServicerContext
+    ) -> pb.LookupOrganizationsResponse:
+        self._ensure(request.consistency, context)
+        lookup = convert.lookup_organizations_request(request, self.deps.engine.policy)
+        result = self._lookup_organizations.execute(lookup)
+        response = convert.lookup_organizations_response(result)
+        response.revision = self._tokens.token(int(result.revision))
+        return response

@@ -1674,3 +1674,194 @@ class ResolveMigrationIssueResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveMigrationIssueResponse: _TypeAlias = ResolveMigrationIssueResponse  # noqa: Y015
+
+@_typing.final
+class LookupExplanation(_message.Message):
+    """-- issue 12: lookups
+
+    Why one result of a lookup is in it: what CheckAccess's `reason` and `path` would say.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """the principal or organization explained"""
+    reason: _builtins.str
+    @_builtins.property
+    def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the relation, or the chain of a delegation"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        path: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "path", b"path", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupExplanation: _TypeAlias = LookupExplanation  # noqa: Y015
+
+@_typing.final
+class LookupPrincipalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    RIGHT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    subject: _builtins.str
+    right: Global___Right.ValueType
+    page_size: _builtins.int
+    """0 = 100; at most 1,000"""
+    page_token: _builtins.str
+    explain: _builtins.bool
+    """fill `explanations`, one per principal, in the same order"""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """unset = now"""
+
+    @_builtins.property
+    def consistency(self) -> Global___Consistency: ...
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        right: Global___Right.ValueType = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        consistency: Global___Consistency | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        explain: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "consistency", b"consistency"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "consistency", b"consistency", "explain", b"explain", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token", "right", b"right", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupPrincipalsRequest: _TypeAlias = LookupPrincipalsRequest  # noqa: Y015
+
+@_typing.final
+class LookupPrincipalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_IDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    EXPLANATIONS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """empty on the last page"""
+    revision: _builtins.str
+    """store revision the answer was made at"""
+    @_builtins.property
+    def principal_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """in id order"""
+
+    @_builtins.property
+    def explanations(self) -> _containers.RepeatedCompositeFieldContainer[Global___LookupExplanation]: ...
+    def __init__(
+        self,
+        *,
+        principal_ids: _abc.Iterable[_builtins.str] | None = ...,
+        next_page_token: _builtins.str = ...,
+        revision: _builtins.str = ...,
+        explanations: _abc.Iterable[Global___LookupExplanation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["explanations", b"explanations", "next_page_token", b"next_page_token", "principal_ids", b"principal_ids", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupPrincipalsResponse: _TypeAlias = LookupPrincipalsResponse  # noqa: Y015
+
+@_typing.final
+class LookupOrganizationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    RIGHT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
+    principal_id: _builtins.str
+    subject: _builtins.str
+    right: Global___Right.ValueType
+    page_size: _builtins.int
+    """0 = 100; at most 1,000"""
+    page_token: _builtins.str
+    explain: _builtins.bool
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """unset = now"""
+
+    @_builtins.property
+    def consistency(self) -> Global___Consistency: ...
+    def __init__(
+        self,
+        *,
+        principal_id: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        right: Global___Right.ValueType = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        consistency: Global___Consistency | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        explain: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "consistency", b"consistency"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "consistency", b"consistency", "explain", b"explain", "page_size", b"page_size", "page_token", b"page_token", "principal_id", b"principal_id", "right", b"right", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupOrganizationsRequest: _TypeAlias = LookupOrganizationsRequest  # noqa: Y015
+
+@_typing.final
+class LookupOrganizationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_IDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    EXPLANATIONS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    revision: _builtins.str
+    @_builtins.property
+    def organization_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """in id order"""
+
+    @_builtins.property
+    def explanations(self) -> _containers.RepeatedCompositeFieldContainer[Global___LookupExplanation]: ...
+    def __init__(
+        self,
+        *,
+        organization_ids: _abc.Iterable[_builtins.str] | None = ...,
+        next_page_token: _builtins.str = ...,
+        revision: _builtins.str = ...,
+        explanations: _abc.Iterable[Global___LookupExplanation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["explanations", b"explanations", "next_page_token", b"next_page_token", "organization_ids", b"organization_ids", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupOrganizationsResponse: _TypeAlias = LookupOrganizationsResponse  # noqa: Y015

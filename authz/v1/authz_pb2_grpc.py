@@ -120,6 +120,16 @@ class AuthzServiceStub:
                 request_serializer=authz_dot_v1_dot_authz__pb2.WatchRequest.SerializeToString,
                 response_deserializer=authz_dot_v1_dot_authz__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.LookupPrincipals = channel.unary_unary(
+                '/authz.v1.AuthzService/LookupPrincipals',
+                request_serializer=authz_dot_v1_dot_authz__pb2.LookupPrincipalsRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.LookupPrincipalsResponse.FromString,
+                _registered_method=True)
+        self.LookupOrganizations = channel.unary_unary(
+                '/authz.v1.AuthzService/LookupOrganizations',
+                request_serializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthzServiceServicer:
@@ -250,6 +260,21 @@ class AuthzServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupPrincipals(self, request, context):
+        """-- issue 12: lookups
+        "Who can": the contacts CheckAccess would allow on this subject of this organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupOrganizations(self, request, context):
+        """"What can": the organizations where CheckAccess would allow this contact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthzServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -337,6 +362,16 @@ def add_AuthzServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=authz_dot_v1_dot_authz__pb2.WatchRequest.FromString,
                     response_serializer=authz_dot_v1_dot_authz__pb2.WatchResponse.SerializeToString,
+            ),
+            'LookupPrincipals': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupPrincipals,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.LookupPrincipalsRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.LookupPrincipalsResponse.SerializeToString,
+            ),
+            'LookupOrganizations': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupOrganizations,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -799,6 +834,60 @@ class AuthzService:
             '/authz.v1.AuthzService/Watch',
             authz_dot_v1_dot_authz__pb2.WatchRequest.SerializeToString,
             authz_dot_v1_dot_authz__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupPrincipals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/LookupPrincipals',
+            authz_dot_v1_dot_authz__pb2.LookupPrincipalsRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.LookupPrincipalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupOrganizations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/LookupOrganizations',
+            authz_dot_v1_dot_authz__pb2.LookupOrganizationsRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.LookupOrganizationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,12 @@ class AuthzServiceStub:
     a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
     change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
     """
+    LookupPrincipals: _grpc.UnaryUnaryMultiCallable[_authz_pb2.LookupPrincipalsRequest, _authz_pb2.LookupPrincipalsResponse]
+    """-- issue 12: lookups
+    "Who can": the contacts CheckAccess would allow on this subject of this organization.
+    """
+    LookupOrganizations: _grpc.UnaryUnaryMultiCallable[_authz_pb2.LookupOrganizationsRequest, _authz_pb2.LookupOrganizationsResponse]
+    """"What can": the organizations where CheckAccess would allow this contact."""
 
 @_typing.type_check_only
 class AuthzServiceAsyncStub(AuthzServiceStub):
@@ -125,6 +131,12 @@ class AuthzServiceAsyncStub(AuthzServiceStub):
     a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
     change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
     """
+    LookupPrincipals: _aio.UnaryUnaryMultiCallable[_authz_pb2.LookupPrincipalsRequest, _authz_pb2.LookupPrincipalsResponse]  # type: ignore[assignment]
+    """-- issue 12: lookups
+    "Who can": the contacts CheckAccess would allow on this subject of this organization.
+    """
+    LookupOrganizations: _aio.UnaryUnaryMultiCallable[_authz_pb2.LookupOrganizationsRequest, _authz_pb2.LookupOrganizationsResponse]  # type: ignore[assignment]
+    """"What can": the organizations where CheckAccess would allow this contact."""
 
 class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may see and change what in the CCQ online services' files."""
@@ -272,5 +284,23 @@ class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
         a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
         change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
         """
+
+    @_abc_1.abstractmethod
+    def LookupPrincipals(
+        self,
+        request: _authz_pb2.LookupPrincipalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.LookupPrincipalsResponse, _abc.Awaitable[_authz_pb2.LookupPrincipalsResponse]]:
+        """-- issue 12: lookups
+        "Who can": the contacts CheckAccess would allow on this subject of this organization.
+        """
+
+    @_abc_1.abstractmethod
+    def LookupOrganizations(
+        self,
+        request: _authz_pb2.LookupOrganizationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.LookupOrganizationsResponse, _abc.Awaitable[_authz_pb2.LookupOrganizationsResponse]]:
+        """"What can": the organizations where CheckAccess would allow this contact."""
 
 def add_AuthzServiceServicer_to_server(servicer: AuthzServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -97,3 +97,22 @@ def test_a_tiny_run_agrees_with_pycasbin_and_writes_its_json(tmp_path: Path) -> 
 def test_bench_is_a_subcommand() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--sizes", "1000,5000", "--json", ""])
     assert args.sizes == [1000, 5000] and args.quick and args.func.__name__ == "cmd_bench"
+
+
+def test_a_tiny_lookups_run_agrees_with_checks_and_pycasbin(tmp_path: Path) -> None:
+    """`authz bench --lookups` at toy sizes: every answer equals the per-candidate checks' and pycasbin's."""
+    from authz.bench.lookups import LookupBenchOptions, run_lookup_bench
+
+    lines: list[str] = []
+    options = LookupBenchOptions(
+        sizes=[600, 1500], lookups=300, per_candidate=20, pycasbin={600: 3}, json_path=tmp_path / "lookups.json"
+    )
+    results = run_lookup_bench(options, say=lines.append)
+    for figures in results["sizes"].values():
+        for name in ("lookup_principals", "lookup_organizations"):
+            assert figures[name]["per_candidate_checks"]["mismatches"] == 0
+            assert figures[name]["nonempty"] > 0
+        assert figures["start_up"]["with_lookups"]["rss_mb"] > 0
+    assert results["sizes"]["600"]["pycasbin_implicit_users"]["mismatches"] == 0
+    assert json.loads((tmp_path / "lookups.json").read_text())["sizes"].keys() == {"600", "1500"}
+    assert any(line.startswith("Lookups:") for line in lines)

@@ -424,7 +424,10 @@ def test_management_is_never_given_between_organizations_in_an_import(tmp_path: 
     }
     code, report, _ = _import(tmp_path, sqlite_url, json.dumps(data))
     assert code == 0
-    rule = "subjects: an organization-to-organization authorization or a delegation cannot carry `relations`"
+    rule = (
+        "subjects: 'relations' (managing the organization's relations) cannot be given by one organization "
+        "to another, nor delegated"
+    )
     assert _reasons(report) == {("organization_relations", 0): rule, ("delegations", 0): rule}
     assert _stored(sqlite_url)["relations"] == {"R-1", "OR-2", "D-2"}
 

@@ -1,7 +1,9 @@
 """Random sequences of grants, revokes, delegations, withdrawals and date changes, driven through
 the real server, against a reference model written plainly here (dicts and loops, from
-DOMAIN.md, not from authz/engine). Every CheckAccess must agree with the model; the canary
-contact, never granted anything, must never be allowed (OpenFGA's never-granted canary).
+DOMAIN.md, not from authz/engine). Every CheckAccess must agree with the model, and so must
+both lookups (LookupPrincipals: who the model allows on an organization; LookupOrganizations:
+where it allows a contact); the canary contact, never granted anything, must never be
+allowed nor looked up (OpenFGA's never-granted canary).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ A, E1, E2 = "ORG-A", "EMP-1", "EMP-2"
 ADMIN, BOSS = "C-ADMIN", {E1: "C-BOSS-1", E2: "C-BOSS-2"}
 STAFF = ("C-M1", "C-M2", "C-M3")
 CANARY = "C-CANARY"
+CONTACTS = (ADMIN, *BOSS.values(), *STAFF, CANARY)
+ORGANIZATIONS = (A, E1, E2)
 SUBJECTS = ("rapport_mensuel", "paiements_et_releves", "profil")
 CHECKED_SUBJECTS = (*SUBJECTS, "relations")
 READ, WRITE = 1, 2
@@ -165,6 +169,12 @@ class Model:
     def allowed(self, contact: str, org: str, subject: str, right: int, at: datetime) -> bool:
         return self.right(contact, org, subject, at) >= right
 
+    def principals(self, org: str, subject: str, right: int, at: datetime) -> list[str]:
+        return sorted(c for c in CONTACTS if self.allowed(c, org, subject, right, at))
+
+    def organizations(self, contact: str, subject: str, right: int, at: datetime) -> list[str]:
+        return sorted(o for o in ORGANIZATIONS if self.allowed(contact, o, subject, right, at))
+
 
 # -- the machine -----------------------------------------------------------------------------
 
@@ -193,6 +203,7 @@ class AgreesWithTheModel(RuleBasedStateMachine):
         self.app.start()
         self.client = AuthzClient(f"127.0.0.1:{self.app.port}", timeout=10)
         self.checks = 0
+        self.lookups = 0
 
     @initialize()
     def imported(self) -> None:
@@ -372,6 +383,30 @@ class AgreesWithTheModel(RuleBasedStateMachine):
                 assert not answer.allowed
             elif answer.allowed:
                 self.seen["delegated" if org != A and contact in STAFF else "direct"] += 1
+
+    @invariant()
+    def both_lookups_agree(self) -> None:
+        # One instant a step (now or ten days ahead, in turn) keeps the suite's time in bounds.
+        self.lookups += 1
+        at = self.now() + timedelta(days=10 * (self.lookups % 2))
+        for subject in CHECKED_SUBJECTS:
+            for right in (READ, WRITE):
+                for org in ORGANIZATIONS:
+                    who = self.client.lookup_principals(org, subject, right, at=at, page_size=3)
+                    found = list(who.principal_ids)
+                    if who.next_page_token:  # pages of three: the paging is exercised too
+                        rest = self.client.lookup_principals(org, subject, right, at=at, page_token=who.next_page_token)
+                        found += list(rest.principal_ids)
+                    assert found == self.model.principals(org, subject, right, at), (org, subject, right, at)
+                    assert CANARY not in found
+                for contact in CONTACTS:
+                    where = self.client.lookup_organizations(contact, subject, right, at=at)
+                    assert list(where.organization_ids) == self.model.organizations(contact, subject, right, at), (
+                        contact,
+                        subject,
+                        right,
+                        at,
+                    )
 
 
 def test_every_check_agrees_with_the_reference_model(tmp_path: Path, policy: Policy) -> None:

@@ -480,3 +480,61 @@ class AsyncAuthzClient:
         )
         response: authz_pb2.ResolveMigrationIssueResponse = await self._call(self._stub.ResolveMigrationIssue, request)
         return response
+
+    # -- lookups (issue 12) --------------------------------------------------------------
+
+    async def lookup_principals(
+        self,
+        organization_id: str,
+        subject: str,
+        right: RightLike,
+        *,
+        at: _dt.datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        explain: bool = False,
+        consistency: str | None = None,
+    ) -> authz_pb2.LookupPrincipalsResponse:
+        """One page of the contacts CheckAccess would allow (``principal_ids``, in id order)."""
+        request = rq.set_consistency(
+            authz_pb2.LookupPrincipalsRequest(
+                organization_id=organization_id,
+                subject=subject,
+                right=rq.right_value(right),
+                at=rq.timestamp(at) if at is not None else None,
+                page_size=page_size,
+                page_token=page_token,
+                explain=explain,
+            ),
+            consistency,
+        )
+        response: authz_pb2.LookupPrincipalsResponse = await self._call(self._stub.LookupPrincipals, request)
+        return response
+
+    async def lookup_organizations(
+        self,
+        principal_id: str,
+        subject: str,
+        right: RightLike,
+        *,
+        at: _dt.datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        explain: bool = False,
+        consistency: str | None = None,
+    ) -> authz_pb2.LookupOrganizationsResponse:
+        """One page of the organizations where CheckAccess would allow the contact (``organization_ids``)."""
+        request = rq.set_consistency(
+            authz_pb2.LookupOrganizationsRequest(
+                principal_id=principal_id,
+                subject=subject,
+                right=rq.right_value(right),
+                at=rq.timestamp(at) if at is not None else None,
+                page_size=page_size,
+                page_token=page_token,
+                explain=explain,
+            ),
+            consistency,
+        )
+        response: authz_pb2.LookupOrganizationsResponse = await self._call(self._stub.LookupOrganizations, request)
+        return response
