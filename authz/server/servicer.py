@@ -195,7 +195,10 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     # -- issue 13: the guide's other screens
     @handle_errors
     def GetContact(self, request: pb.GetContactRequest, context: grpc.ServicerContext) -> pb.Contact:
-        return convert.contact_response(self._get_contact.execute(convert.get_contact_request(request)))
+        revision = self._ensure(request.consistency, context)
+        response = convert.contact_response(self._get_contact.execute(convert.get_contact_request(request)))
+        response.revision = revision
+        return response
 
     @within_deadline
     @handle_errors
@@ -213,15 +216,21 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
 
     @handle_errors
     def ListRequests(self, request: pb.ListRequestsRequest, context: grpc.ServicerContext) -> pb.ListRequestsResponse:
-        return convert.requests_response(self._requests.execute(convert.list_requests_request(request)))
+        revision = self._ensure(request.consistency, context)
+        response = convert.requests_response(self._requests.execute(convert.list_requests_request(request)))
+        response.revision = revision
+        return response
 
     @handle_errors
     def ListMigrationIssues(
         self, request: pb.ListMigrationIssuesRequest, context: grpc.ServicerContext
     ) -> pb.ListMigrationIssuesResponse:
-        return convert.migration_issues_response(
+        revision = self._ensure(request.consistency, context)
+        response = convert.migration_issues_response(
             self._migration_issues.execute(convert.list_migration_issues_request(request))
         )
+        response.revision = revision
+        return response
 
     @within_deadline
     @handle_errors

@@ -1156,19 +1156,25 @@ class GetContactRequest(_message.Message):
     ACTOR_ID_FIELD_NUMBER: _builtins.int
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     CONTACT_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     organization_id: _builtins.str
     contact_id: _builtins.str
+    @_builtins.property
+    def consistency(self) -> Global___Consistency:
+        """for the reader's permission; the details are read from the store"""
+
     def __init__(
         self,
         *,
         actor_id: _builtins.str = ...,
         organization_id: _builtins.str = ...,
         contact_id: _builtins.str = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "contact_id", b"contact_id", "organization_id", b"organization_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "contact_id", b"contact_id", "organization_id", b"organization_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1208,12 +1214,15 @@ class Contact(_message.Message):
     LANGUAGE_FIELD_NUMBER: _builtins.int
     PHONES_FIELD_NUMBER: _builtins.int
     RELATIONS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     contact_id: _builtins.str
     first_name: _builtins.str
     last_name: _builtins.str
     email: _builtins.str
     language: _builtins.str
     """language of communication: "fr" | "en" """
+    revision: _builtins.str
+    """the revision the answer was decided at"""
     @_builtins.property
     def phones(self) -> _containers.RepeatedCompositeFieldContainer[Global___Phone]:
         """the principal number first"""
@@ -1232,10 +1241,11 @@ class Contact(_message.Message):
         language: _builtins.str = ...,
         phones: _abc.Iterable[Global___Phone] | None = ...,
         relations: _abc.Iterable[Global___ContactRow] | None = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "email", b"email", "first_name", b"first_name", "language", b"language", "last_name", b"last_name", "phones", b"phones", "relations", b"relations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "email", b"email", "first_name", b"first_name", "language", b"language", "last_name", b"last_name", "phones", b"phones", "relations", b"relations", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1415,11 +1425,14 @@ class ListRequestsRequest(_message.Message):
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     organization_id: _builtins.str
     page_size: _builtins.int
     """0 = 100; at most 1,000"""
     page_token: _builtins.str
+    @_builtins.property
+    def consistency(self) -> Global___Consistency: ...
     def __init__(
         self,
         *,
@@ -1427,10 +1440,11 @@ class ListRequestsRequest(_message.Message):
         organization_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1496,7 +1510,9 @@ class ListRequestsResponse(_message.Message):
 
     REQUESTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    revision: _builtins.str
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestRow]: ...
     def __init__(
@@ -1504,10 +1520,11 @@ class ListRequestsResponse(_message.Message):
         *,
         requests: _abc.Iterable[Global___RequestRow] | None = ...,
         next_page_token: _builtins.str = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "requests", b"requests", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1522,12 +1539,15 @@ class ListMigrationIssuesRequest(_message.Message):
     INCLUDE_RESOLVED_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     organization_id: _builtins.str
     include_resolved: _builtins.bool
     page_size: _builtins.int
     """0 = 100; at most 1,000"""
     page_token: _builtins.str
+    @_builtins.property
+    def consistency(self) -> Global___Consistency: ...
     def __init__(
         self,
         *,
@@ -1536,10 +1556,11 @@ class ListMigrationIssuesRequest(_message.Message):
         include_resolved: _builtins.bool = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "include_resolved", b"include_resolved", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "include_resolved", b"include_resolved", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1605,7 +1626,9 @@ class ListMigrationIssuesResponse(_message.Message):
 
     ISSUES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    revision: _builtins.str
     @_builtins.property
     def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___MigrationIssue]: ...
     def __init__(
@@ -1613,10 +1636,11 @@ class ListMigrationIssuesResponse(_message.Message):
         *,
         issues: _abc.Iterable[Global___MigrationIssue] | None = ...,
         next_page_token: _builtins.str = ...,
+        revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["issues", b"issues", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issues", b"issues", "next_page_token", b"next_page_token", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -120,6 +120,18 @@ def test_consistency_tokens_are_checked_and_fully_consistent_reads_the_store(
     assert client.list_contacts(MANAGER, ORG, consistency=token).revision == token
     assert client.list_authorizations(MANAGER, ORG, consistency=token).revision == token
     assert client.list_profiles("ACCOUNT-NONE", consistency=token).revision == token
+    # The guide's screens and the lookups too.
+    assert client.get_contact(MANAGER, ORG, "C-IND", consistency=token).revision == token
+    assert client.list_requests(MANAGER, ORG, consistency=token).revision == token
+    assert client.list_migration_issues(MANAGER, ORG, consistency=token).revision == token
+    assert client.lookup_principals(ORG, "rapport_mensuel", Right.RIGHT_WRITE, consistency=token).revision == token
+    assert (
+        client.lookup_organizations("C-IND", "rapport_mensuel", Right.RIGHT_WRITE, consistency=token).revision == token
+    )
+    with pytest.raises(InvalidArgumentError):
+        client.list_requests(MANAGER, ORG, consistency=foreign)
+    with pytest.raises(InvalidArgumentError):
+        client.lookup_principals(ORG, "rapport_mensuel", Right.RIGHT_WRITE, consistency=foreign)
 
 
 def test_writes_of_every_kind_return_a_token(pg_running: Running) -> None:

@@ -354,9 +354,14 @@ class AsyncAuthzClient:
 
     # -- issue 13: the guide's other screens ---------------------------------------------
 
-    async def get_contact(self, actor_id: str, organization_id: str, contact_id: str) -> authz_pb2.Contact:
+    async def get_contact(
+        self, actor_id: str, organization_id: str, contact_id: str, *, consistency: str | None = None
+    ) -> authz_pb2.Contact:
         """A contact's details (phones with their type, language) and relations with the organization."""
-        request = authz_pb2.GetContactRequest(actor_id=actor_id, organization_id=organization_id, contact_id=contact_id)
+        request = rq.set_consistency(
+            authz_pb2.GetContactRequest(actor_id=actor_id, organization_id=organization_id, contact_id=contact_id),
+            consistency,
+        )
         response: authz_pb2.Contact = await self._call(self._stub.GetContact, request)
         return response
 
@@ -425,11 +430,20 @@ class AsyncAuthzClient:
         return response
 
     async def list_requests(
-        self, actor_id: str, organization_id: str, *, page_size: int = 0, page_token: str = ""
+        self,
+        actor_id: str,
+        organization_id: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        consistency: str | None = None,
     ) -> authz_pb2.ListRequestsResponse:
         """ "Mes demandes": one page of the changes made for the organization, newest first."""
-        request = authz_pb2.ListRequestsRequest(
-            actor_id=actor_id, organization_id=organization_id, page_size=page_size, page_token=page_token
+        request = rq.set_consistency(
+            authz_pb2.ListRequestsRequest(
+                actor_id=actor_id, organization_id=organization_id, page_size=page_size, page_token=page_token
+            ),
+            consistency,
         )
         response: authz_pb2.ListRequestsResponse = await self._call(self._stub.ListRequests, request)
         return response
@@ -455,14 +469,18 @@ class AsyncAuthzClient:
         include_resolved: bool = False,
         page_size: int = 0,
         page_token: str = "",
+        consistency: str | None = None,
     ) -> authz_pb2.ListMigrationIssuesResponse:
         """The legacy rows the migration could not establish for the organization (open ones by default)."""
-        request = authz_pb2.ListMigrationIssuesRequest(
-            actor_id=actor_id,
-            organization_id=organization_id,
-            include_resolved=include_resolved,
-            page_size=page_size,
-            page_token=page_token,
+        request = rq.set_consistency(
+            authz_pb2.ListMigrationIssuesRequest(
+                actor_id=actor_id,
+                organization_id=organization_id,
+                include_resolved=include_resolved,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            consistency,
         )
         response: authz_pb2.ListMigrationIssuesResponse = await self._call(self._stub.ListMigrationIssues, request)
         return response
