@@ -6,9 +6,9 @@ each, so a lookup answers exactly the set of CheckAccess answers that would be a
 
 Pages follow the id order. A page token holds the last id given, so the next page starts
 after it whatever was written between the pages: an id present in both states is given
-exactly once, never skipped, never repeated. Tokens are signed (HMAC-SHA256) and bound to
-the query they continue; the key lives in this process (a restarted server refuses the
-tokens of its previous life with INVALID_ARGUMENT, asking to start again).
+exactly once, never skipped, never repeated. Tokens are signed (HMAC-SHA256) with the
+deployment's page-token key, as the List* tokens are (authz/commands/paging.py), and bound
+to the query they continue: a token is good on any process or server of the deployment.
 
 An unknown organization or contact gets an empty answer, not NOT_FOUND: the answer comes
 from memory without a store read (it keeps answering while the store is down, as checks
@@ -17,20 +17,12 @@ do), and CheckAccess likewise answers "denied" for ids it does not know.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
-import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Final
 
 from authz.commands.base import Deps
-from authz.commands.paging import page_size
+from authz.commands.paging import PageCursor, decode_token, encode_token, page_size, page_token_key
 from authz.engine.index import Compiled
-from authz.errors import InvalidArgument
 
 __all__ = [
     "LookupExplanation",
@@ -38,11 +30,8 @@ __all__ = [
     "LookupPrincipals",
     "LookupRequest",
     "LookupResult",
-    "PageSigner",
 ]
 
-_MAC_BYTES: Final = 16
-_RESTART = "not a token this server issued (tokens do not outlive a restart): start again without one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,42 +62,11 @@ class LookupResult:
     explanations: list[LookupExplanation] = field(default_factory=list)
 
 
-class PageSigner:
-    """Page tokens: the query they continue and the last id given, signed so none is forged."""
-
-    def __init__(self, key: bytes | None = None) -> None:
-        self._key = key if key is not None else secrets.token_bytes(32)
-
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
-
-    def encode(self, query: str, after: str) -> str:
-        payload = json.dumps([query, after], separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(self._mac(payload) + payload).decode().rstrip("=")
-
-    def decode(self, token: str, query: str) -> str:
-        """The last id given, or "" for no token; InvalidArgument for anything else."""
-        if not token:
-            return ""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise InvalidArgument.field("page_token", _RESTART) from None
-        mac, payload = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
-        if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, self._mac(payload)):
-            raise InvalidArgument.field("page_token", _RESTART)
-        stored_query, after = json.loads(payload)
-        if stored_query != query:
-            raise InvalidArgument.field("page_token", "was issued for another query")
-        return str(after)
-
-
 class _Lookup(ABC):
     kind: str  # binds tokens to one of the two lookups
 
-    def __init__(self, deps: Deps, signer: PageSigner | None = None) -> None:
+    def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.signer = signer or PageSigner()
 
     @abstractmethod
     def _find(
@@ -125,13 +83,17 @@ class _Lookup(ABC):
         size = page_size(request.page_size, settings.default_page_size, settings.max_page_size)
         at = "" if request.at is None else repr(request.at)
         query = f"{self.kind}\x1f{request.anchor_id}\x1f{request.subject}\x1f{request.right}\x1f{at}"
-        after = self.signer.decode(request.page_token, query)
+        # Signed with the deployment's page-token key (authz/commands/paging.py), as the List* tokens are:
+        # a token stays valid across restarts, processes and servers of one deployment.
+        key = page_token_key(self.deps)
+        cursor = decode_token(request.page_token, query, key)
+        after = cursor.after if cursor is not None else ""
         engine = self.deps.engine
         # Read once, before deciding: the answer reflects at least this revision, under one policy.
         revision, compiled = str(engine.revision), engine.compiled
         ts = request.at if request.at is not None else self.deps.clock().timestamp()
         found, more = self._find(request, ts, after, size, compiled)
-        token = self.signer.encode(query, found[-1]) if more and found else ""
+        token = encode_token(PageCursor(query, found[-1]), key) if more and found else ""
         explanations = [self._explain(request, item, ts, compiled) for item in found] if request.explain else []
         return LookupResult(found, token, revision, explanations)
 

@@ -13,7 +13,7 @@ from authz.commands.contacts import GetContact, ListContacts
 from authz.commands.grant import GrantRelation
 from authz.commands.legacy import LinkLegacyAccess
 from authz.commands.link_codes import IssueLinkCode, RedeemLinkCode
-from authz.commands.lookups import LookupOrganizations, LookupPrincipals, PageSigner
+from authz.commands.lookups import LookupOrganizations, LookupPrincipals
 from authz.commands.migration_issues import ListMigrationIssues, ResolveMigrationIssue
 from authz.commands.profiles import ListProfiles
 from authz.commands.requests import ListRequests
@@ -56,9 +56,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         self._migration_issues = ListMigrationIssues(deps)
         self._resolve_issue = ResolveMigrationIssue(deps)
         # issue 12
-        lookup_pages = PageSigner()  # one key: a token is valid for this server's whole life
-        self._lookup_principals = LookupPrincipals(deps, lookup_pages)
-        self._lookup_organizations = LookupOrganizations(deps, lookup_pages)
+        self._lookup_principals = LookupPrincipals(deps)
+        self._lookup_organizations = LookupOrganizations(deps)
 
     # -- checks
     @handle_errors

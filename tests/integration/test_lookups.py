@@ -214,8 +214,10 @@ def test_bad_input_is_invalid_argument_field_by_field(demo: Running) -> None:
         assert set(_violations(error)) == {"page_size"}
     # Tokens: forged, altered, or issued for another query.
     token = client.lookup_principals(SQC, "profil", R, page_size=1).next_page_token
-    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    forged = base64.urlsafe_b64encode(raw[:16] + json.dumps(["x", "C-A"]).encode()).decode()
+    payload, _, signature = token.partition(".")  # base64 JSON, a dot, its HMAC
+    query = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))[0]
+    made_up = base64.urlsafe_b64encode(json.dumps([query, "C-A", 0, 0]).encode()).decode().rstrip("=")
+    forged = f"{made_up}.{signature}"  # another position under the genuine token's signature
     for bad in ("not-a-token", forged, token[:-2] + ("AA" if token[-2:] != "AA" else "BB")):
         with pytest.raises(InvalidArgumentError) as error:
             client.lookup_principals(SQC, "profil", R, page_size=1, page_token=bad)
