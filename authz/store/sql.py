@@ -618,19 +618,7 @@ class SqlTransaction:
         return _contact(row)
 
     def add_contact(self, contact: Contact, at: datetime) -> None:
-        self.c.execute(
-            t.contacts.insert().values(
-                id=contact.id,
-                first_name=contact.first_name,
-                last_name=contact.last_name,
-                email=contact.email,
-                language=contact.language,
-                phone=contact.phone,
-                phone_type=contact.phone_type,
-                search_key=_contact_key(contact.first_name, contact.last_name),
-                created_at=at,
-            )
-        )
+        self.c.execute(t.contacts.insert().values(id=contact.id, created_at=at, **_contact_values(contact)))
 
     # -- relations
     def _with_subjects(self, rows: list[Any]) -> list[Relation]:
@@ -968,19 +956,7 @@ class SqlTransaction:
 
     # -- issue 13: the guide's other screens
     def update_contact(self, contact: Contact) -> None:
-        self.c.execute(
-            update(t.contacts)
-            .where(t.contacts.c.id == contact.id)
-            .values(
-                first_name=contact.first_name,
-                last_name=contact.last_name,
-                email=contact.email,
-                language=contact.language,
-                phone=contact.phone,
-                phone_type=contact.phone_type,
-                search_key=_contact_key(contact.first_name, contact.last_name),
-            )
-        )
+        self.c.execute(update(t.contacts).where(t.contacts.c.id == contact.id).values(**_contact_values(contact)))
 
     def organization_contacts_with_email(self, organization_id: str, email: str) -> list[Contact]:
         r = t.relations.c
@@ -1272,6 +1248,19 @@ class SqlTransaction:
 
 def _contact(row: Any) -> Contact:
     return Contact(row.id, row.first_name, row.last_name, row.email, row.language, row.phone, row.phone_type)
+
+
+def _contact_values(contact: Contact) -> dict[str, str]:
+    """A contact's stored columns but its id, its search key following its name."""
+    return {
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "email": contact.email,
+        "language": contact.language,
+        "phone": contact.phone,
+        "phone_type": contact.phone_type,
+        "search_key": _contact_key(contact.first_name, contact.last_name),
+    }
 
 
 def _contact_key(first_name: str, last_name: str) -> str:
