@@ -179,9 +179,12 @@ def validate_texts(
     return report
 
 
-def count_live_grants(database: Engine, subjects: Iterable[str] | None = None) -> dict[str, int]:
+def count_live_grants(
+    database: Engine, subjects: Iterable[str] | None = None, *, excluding: Iterable[str] | None = None
+) -> dict[str, int]:
     """Grants in force per subject in the store (read only): subjects not removed from relations
-    that are not removed themselves, whatever their kind (contact, organization, delegation)."""
+    that are not removed themselves, whatever their kind (contact, organization, delegation).
+    `excluding`: count only the other subjects (at start-up, those the policy does not know)."""
     rs, r = tables.relation_subjects, tables.relations
     query = (
         select(rs.c.subject, func.count())
@@ -194,6 +197,8 @@ def count_live_grants(database: Engine, subjects: Iterable[str] | None = None) -
         if not wanted:
             return {}
         query = query.where(rs.c.subject.in_(wanted))
+    if excluding is not None:
+        query = query.where(rs.c.subject.not_in(sorted(set(excluding))))
     with database.connect() as connection:
         return {str(subject): int(count) for subject, count in connection.execute(query)}
 

@@ -18,9 +18,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from authz.commands.base import Deps
 from authz.config import ConfigError, Settings
 from authz.domain.dates import utc_now
+from authz.domain.model import WILDCARD_SUBJECT
 from authz.engine.index import DecisionEngine
-from authz.engine.policy import Policy, default_policy_dir
-from authz.engine.validation import load_checked
+from authz.engine.policy import Policy, PolicyLoadError, default_policy_dir
+from authz.engine.validation import count_live_grants, live_grant_problems, load_checked
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.replication.follower import Follower
 from authz.replication.tokens import TokenFormat
@@ -64,8 +65,16 @@ class Prepared:
 
 def prepare(settings: Settings, store: SqlStore) -> Prepared:
     """Validate the policy, then build the index from the store at one revision."""
-    # Validated in full, as every hot reload is: the server never starts on a policy it would refuse.
-    engine = DecisionEngine(load_checked(settings.policy_dir))
+    # Validated in full, as every hot reload is: the server never starts on a policy it would refuse,
+    # a subject removed from the catalogue while grants in the store still hold it included.
+    policy = load_checked(settings.policy_dir)
+    known = [*policy.subjects, *policy.retired, WILDCARD_SUBJECT]
+    removed_but_granted = live_grant_problems(
+        policy.directory, policy, count_live_grants(store.engine, excluding=known)
+    )
+    if removed_but_granted:
+        raise PolicyLoadError([str(problem) for problem in removed_but_granted])
+    engine = DecisionEngine(policy)
     started = time.perf_counter()
     with store.snapshot() as snapshot:
         engine.load_rows(snapshot.rows, snapshot.revision)

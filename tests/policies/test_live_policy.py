@@ -14,6 +14,7 @@ from authz_client import AuthzClientError, NewContact, Right, Role, check_reques
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
+from authz.engine.policy import PolicyLoadError
 from authz.engine.validation import validate
 from authz.server.reload import POLICY_HEALTH_NAME
 from authz.store import tables
@@ -201,3 +202,21 @@ def test_a_reload_that_flips_nothing_says_so(
         "changes": [],
         "sentences": [],
     }
+
+
+def test_the_server_does_not_start_on_a_folder_that_removes_a_granted_subject(
+    start_server: Callable[..., Running], tmp_path: Path
+) -> None:
+    # Start-up applies the reload's rule: a subject still granted in the store is retired, never removed.
+    folder = copy_policy(tmp_path / "policy")
+    edit(folder, "subjects.csv", RAPPORT_LINE, "")
+    edit(folder, "policy.csv", "g, dirigeant, rapport_mensuel, write\n", "")
+    edit(folder, "policy.csv", "g, personne_responsable, rapport_mensuel, read\n", "")
+    assert validate(folder).ok  # valid on its own: only the store's grants make it wrong
+    with pytest.raises(PolicyLoadError) as refused:
+        start_server(policy_dir=folder)
+    assert "subject 'rapport_mensuel' is removed, but 5 grant(s) in force in the store" in str(refused.value)
+    # Retired instead, the same folder starts.
+    write_atomically(folder / "retired.csv", RETIRED_CSV)
+    served = start_server(policy_dir=folder)
+    assert not served.client.check("C-REP", "LOC-SQC-MTL", RAPPORT, Right.RIGHT_READ).allowed
