@@ -30,10 +30,10 @@ from authz.commands.migration_issues import relation_match_key
 from authz.domain.dates import local_date
 from authz.domain.model import WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
 from authz.domain.validation import (
-    LANGUAGES,
     MANAGEMENT_SUBJECT,
     Violations,
     email_problem,
+    language_problem,
     management_subject_problem,
     name_problem,
     phone_problem,
@@ -303,8 +303,7 @@ def _check_new_contact(data: NewContactData) -> None:
     for name in ("first_name", "last_name"):
         violations.check(f"new_contact.{name}", name_problem(getattr(data, name)))
     violations.check("new_contact.email", email_problem(data.email))
-    if data.language not in ("", *LANGUAGES):
-        violations.add("new_contact.language", 'must be "fr" or "en"')
+    violations.check("new_contact.language", language_problem(data.language))
     violations.check("new_contact.phone", phone_problem(data.phone))
     violations.raise_if_any("invalid new contact")
 

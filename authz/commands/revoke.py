@@ -69,10 +69,12 @@ class RevokeRelation:
         if not request.scope:
             raise InvalidArgument.field("scope", "choose all_relations, relations or subjects")
         if request.scope == "subjects":
+            policy = self.deps.engine.policy
+            # A retired subject is still known: its grants stay in the store as history and may be removed.
             unknown = [
                 FieldViolation(f"subjects.subjects[{i}]", f"unknown subject {s!r}")
                 for i, s in enumerate(request.subjects)
-                if s not in self.deps.engine.policy.subjects
+                if s not in policy.subjects and s not in policy.retired
             ]
             if not request.subjects:
                 unknown.append(FieldViolation("subjects.subjects", "name at least one subject to remove"))

@@ -160,6 +160,11 @@ def test_removing_a_granted_subject_is_refused_and_retiring_it_denies_and_hides_
         )
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "unknown subject 'rapport_mensuel'" in raised.value.message
+    # But a grant of it can still be removed on its own: history is ended, not left dangling.
+    removed = client.revoke_relation(
+        "C-LOC-DIR", "LOC-SQC-MTL", contact_id="C-REP", relation_id="R-REP-LOC", subjects=[RAPPORT], attest=True
+    )
+    assert removed.subjects_removed == 1 and live_grants(server, RAPPORT) == granted - 1
 
     # The accepted reload says, in the log and the audit, whose decisions it flipped.
     retired_hash = validate(folder).content_hash
