@@ -1,8 +1,9 @@
 """LinkLegacyAccess: link a new account with the legacy portal's credentials, once (rule 11).
 
-A guess is weighed in three steps. First a write, under locks on the account and on the
-legacy login: the throttle counters are read and the attempt is recorded (as failed until
-proven), so guesses sent at once are counted one after the other and never pass the limit.
+A guess is weighed in three steps. First a write (which, as every write, holds the store's
+revision row until it commits): the throttle counters are read and the attempt is recorded
+(as failed until proven), so guesses sent at once are counted one after the other and
+never pass the limit.
 Then the password is checked, outside any lock (PBKDF2 takes a while), with the same work
 whether the login exists or not, so the time of the answer tells nothing. Last, a second
 write links the account, or audits the refusal.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from authz.commands.base import Deps, WriteOutcome, run_write
-from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE, account_lock
+from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE
 from authz.domain.secrets import DECOY_LEGACY_HASH, verify_django_pbkdf2
 from authz.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from authz.store.interface import AuditRecord, LegacyAccount, Transaction
@@ -60,10 +61,6 @@ class _Weighed:
 
 
 _Body = Callable[[Transaction, datetime], WriteOutcome]
-
-
-def legacy_lock(username: str) -> str:
-    return f"throttle:legacy:{username}"
 
 
 class LinkLegacyAccess:
@@ -113,7 +110,6 @@ class LinkLegacyAccess:
     def _weigh(self, request: LinkLegacyAccessRequest) -> _Body:
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             username, account_id = request.legacy_username, request.account_id
-            tx.lock(account_lock(account_id), legacy_lock(username))
             since = now - THROTTLE_WINDOW
             limit = None
             if tx.count_failed_attempts(since=since, account_id=account_id) >= ACCOUNT_FAILURE_LIMIT:
@@ -162,7 +158,6 @@ class LinkLegacyAccess:
         self, request: LinkLegacyAccessRequest, account: LegacyAccount, weighed: _Weighed, designated: list[str]
     ) -> _Body:
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
-            tx.lock(legacy_lock(account.username))
             # Each contact once: of two right guesses racing, one links; the other is told what any
             # wrong guess is. Checked for all before any is marked, so a refusal marks none.
             current = tx.get_legacy_account(account.username)

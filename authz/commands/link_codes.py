@@ -33,8 +33,6 @@ __all__ = [
     "RedeemLinkCode",
     "RedeemLinkCodeRequest",
     "RedeemLinkCodeResult",
-    "account_lock",
-    "contact_lock",
     "issue_code",
     "throttle_reason",
 ]
@@ -175,13 +173,11 @@ class RedeemLinkCode:
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             since = now - THROTTLE_WINDOW
-            # The counters are read and the attempt recorded under locks on what is being
-            # guessed, so guesses sent at once are weighed one after the other, never past the limit.
-            tx.lock(account_lock(account_id))
+            # The counters are read and the attempt recorded in one write, which holds the revision
+            # row's lock (run_write): guesses sent at once, to any process, are weighed one after the
+            # other, never past the limit.
             record = tx.find_link_code(lookup) if lookup is not None else None
             contact_id = record.contact_id if record is not None else tx.last_attempted_contact(account_id, since)
-            if contact_id is not None:
-                tx.lock(contact_lock(contact_id))
             throttled = throttle_reason(tx, account_id, contact_id, since)
             if throttled is not None:
                 audit = AuditRecord(
@@ -213,14 +209,6 @@ class RedeemLinkCode:
             return WriteOutcome(RedeemLinkCodeResult(record.contact_id, record.organization_id), audit)
 
         return run_write(self.deps, "redeem_link_code", request, "", body, RedeemLinkCodeResult)
-
-
-def account_lock(account_id: str) -> str:
-    return f"throttle:account:{account_id}"
-
-
-def contact_lock(contact_id: str) -> str:
-    return f"throttle:contact:{contact_id}"
 
 
 def throttle_reason(tx: Transaction, account_id: str, contact_id: str | None, since: datetime) -> str | None:

@@ -131,10 +131,6 @@ class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all."""
 
     def bump_revision(self) -> int: ...
-    def lock(self, *keys: str) -> None:
-        """Serialize this transaction, until it ends, with every other one that locks one of `keys`
-        (in this process or another): read-then-write decisions such as throttling stay exact."""
-        ...
 
     # organizations and contacts
     def get_organization(self, organization_id: str) -> Organization | None: ...

@@ -555,7 +555,11 @@ class SqlTransaction:
                 select(t.store_revision.c.revision).where(t.store_revision.c.id == 1).with_for_update()
             ).scalar_one()
             return int(value)
-        self.lock()  # SQLite: the database write lock, for the whole transaction
+        # SQLite has one writer at a time: a no-op write takes the database's write lock now (not at
+        # the first real write), so every read after it is made under that lock.
+        self.c.execute(
+            update(t.store_revision).where(t.store_revision.c.id == 1).values(revision=t.store_revision.c.revision)
+        )
         return int(self.c.execute(select(t.store_revision.c.revision).where(t.store_revision.c.id == 1)).scalar_one())
 
     def append_change(self, change: Change) -> None:
@@ -586,18 +590,6 @@ class SqlTransaction:
 
     def changes_after(self, revision: int, limit: int) -> ChangesPage:
         return _changes_after(self.c, revision, limit)
-
-    def lock(self, *keys: str) -> None:
-        if self.c.dialect.name == "postgresql":
-            # Transaction-scoped advisory locks, taken in one order so two writers never deadlock.
-            for key in sorted(set(keys)):
-                self.c.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
-        else:
-            # SQLite has one writer at a time: a no-op write takes the database's write lock now
-            # (not at the first real write), so every read after it is made under that lock.
-            self.c.execute(
-                update(t.store_revision).where(t.store_revision.c.id == 1).values(revision=t.store_revision.c.revision)
-            )
 
     # -- organizations and contacts
     def get_organization(self, organization_id: str) -> Organization | None:
