@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import grpc
 
@@ -29,6 +30,9 @@ from authz.v1 import authz_pb2 as pb
 from authz.v1 import authz_pb2_grpc
 
 __all__ = ["AuthzServicer"]
+
+# A read answer: every one carries the `revision` it was decided at.
+_Answer = TypeVar("_Answer", bound=Any)
 
 
 class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
@@ -168,36 +172,40 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     # -- reads
     @handle_errors
     def ListProfiles(self, request: pb.ListProfilesRequest, context: grpc.ServicerContext) -> pb.ListProfilesResponse:
-        revision = self._ensure(request.consistency, context)
-        response = convert.profiles_response(self._profiles.execute(convert.list_profiles_request(request)))
-        response.revision = revision
-        return response
+        return self._read(
+            request,
+            context,
+            lambda: convert.profiles_response(self._profiles.execute(convert.list_profiles_request(request))),
+        )
 
     @handle_errors
     def ListContacts(self, request: pb.ListContactsRequest, context: grpc.ServicerContext) -> pb.ListContactsResponse:
-        revision = self._ensure(request.consistency, context)
-        response = convert.contacts_response(self._contacts.execute(convert.list_contacts_request(request)))
-        response.revision = revision
-        return response
+        return self._read(
+            request,
+            context,
+            lambda: convert.contacts_response(self._contacts.execute(convert.list_contacts_request(request))),
+        )
 
     @handle_errors
     def ListAuthorizations(
         self, request: pb.ListAuthorizationsRequest, context: grpc.ServicerContext
     ) -> pb.ListAuthorizationsResponse:
-        revision = self._ensure(request.consistency, context)
-        response = convert.authorizations_response(
-            self._authorizations.execute(convert.list_authorizations_request(request))
+        return self._read(
+            request,
+            context,
+            lambda: convert.authorizations_response(
+                self._authorizations.execute(convert.list_authorizations_request(request))
+            ),
         )
-        response.revision = revision
-        return response
 
     # -- issue 13: the guide's other screens
     @handle_errors
     def GetContact(self, request: pb.GetContactRequest, context: grpc.ServicerContext) -> pb.Contact:
-        revision = self._ensure(request.consistency, context)
-        response = convert.contact_response(self._get_contact.execute(convert.get_contact_request(request)))
-        response.revision = revision
-        return response
+        return self._read(
+            request,
+            context,
+            lambda: convert.contact_response(self._get_contact.execute(convert.get_contact_request(request))),
+        )
 
     @within_deadline
     @handle_errors
@@ -215,21 +223,23 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
 
     @handle_errors
     def ListRequests(self, request: pb.ListRequestsRequest, context: grpc.ServicerContext) -> pb.ListRequestsResponse:
-        revision = self._ensure(request.consistency, context)
-        response = convert.requests_response(self._requests.execute(convert.list_requests_request(request)))
-        response.revision = revision
-        return response
+        return self._read(
+            request,
+            context,
+            lambda: convert.requests_response(self._requests.execute(convert.list_requests_request(request))),
+        )
 
     @handle_errors
     def ListMigrationIssues(
         self, request: pb.ListMigrationIssuesRequest, context: grpc.ServicerContext
     ) -> pb.ListMigrationIssuesResponse:
-        revision = self._ensure(request.consistency, context)
-        response = convert.migration_issues_response(
-            self._migration_issues.execute(convert.list_migration_issues_request(request))
+        return self._read(
+            request,
+            context,
+            lambda: convert.migration_issues_response(
+                self._migration_issues.execute(convert.list_migration_issues_request(request))
+            ),
         )
-        response.revision = revision
-        return response
 
     @within_deadline
     @handle_errors
@@ -241,6 +251,13 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         )
 
     # -- issue 10: replicas
+    def _read(self, request: Any, context: grpc.ServicerContext, answer: Callable[[], _Answer]) -> _Answer:
+        """A read made fresh enough for the request's `consistency`, answered with the revision it was decided at."""
+        revision = self._ensure(request.consistency, context)
+        response = answer()
+        response.revision = revision
+        return response
+
     def _ensure(
         self, consistency: pb.Consistency, context: grpc.ServicerContext, field_path: str = "consistency"
     ) -> str:
