@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from authz.calls import account_id, account_required, caller_name, remaining
 from authz.config import Settings
 from authz.domain.dates import in_force, local_date, utc_now
-from authz.domain.model import END_OF_TIME, Organization, Relation, RelationKind, Right
+from authz.domain.model import END_OF_TIME, MANAGEMENT_SUBJECT, Organization, Relation, RelationKind, Right
 from authz.domain.validation import Violations
 from authz.engine.index import DecisionEngine
 from authz.errors import (
@@ -256,7 +256,7 @@ def require_organization(tx: Transaction, organization_id: str, field_path: str 
 
 def require_manager(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:
     """Rule 2: only a contact holding write on `relations` manages an organization."""
-    if not deps.engine.check(actor_id, organization_id, "relations", Right.WRITE, now.timestamp()):
+    if not deps.engine.check(actor_id, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, now.timestamp()):
         raise PermissionDenied(f"{actor_id!r} may not manage the relations of {organization_id!r}")
 
 
@@ -277,7 +277,7 @@ def require_manager_remains(
     contacts = {r.contact_id for r in relations if r.kind is RelationKind.CONTACT and r.contact_id}
     for moment in (now,) if at is None else (now, at):
         ts = moment.timestamp()
-        if not any(scratch.check(contact, organization_id, "relations", Right.WRITE, ts) for contact in contacts):
+        if not any(scratch.check(contact, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, ts) for contact in contacts):
             when = "" if moment is now else f" from {local_date(moment).isoformat()}"
             raise FailedPrecondition(
                 f"this change would leave {organization_id!r} with no one to manage its relations{when}: "
@@ -286,7 +286,7 @@ def require_manager_remains(
 
 
 def require_reader(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:
-    if not deps.engine.check(actor_id, organization_id, "relations", Right.READ, now.timestamp()):
+    if not deps.engine.check(actor_id, organization_id, MANAGEMENT_SUBJECT, Right.READ, now.timestamp()):
         raise PermissionDenied(f"{actor_id!r} may not read the relations of {organization_id!r}")
 
 

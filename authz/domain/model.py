@@ -11,6 +11,7 @@ from datetime import date, datetime
 
 __all__ = [
     "END_OF_TIME",
+    "MANAGEMENT_SUBJECT",
     "WILDCARD_SUBJECT",
     "Contact",
     "Organization",
@@ -23,6 +24,9 @@ __all__ = [
 
 # The guide's default end date: "9999-12-31".
 END_OF_TIME = date(9999, 12, 31)
+# Write on this subject is the right to manage an organization's relations (DOMAIN.md rule 2); it
+# is never held through another organization.
+MANAGEMENT_SUBJECT = "relations"
 # A delegation granted with no subject means "all the organization holds there",
 # evaluated at check time, never copied.
 WILDCARD_SUBJECT = "*"

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from authz.domain.dates import parse_date
-from authz.domain.model import RelationKind, Right
+from authz.domain.model import MANAGEMENT_SUBJECT, RelationKind, Right
 from authz.domain.secrets import MAX_LEGACY_ITERATIONS
 from authz.errors import FieldViolation, InvalidArgument
 
@@ -162,8 +162,6 @@ def self_authorization_problem(grantor_id: str, grantee_id: str) -> str | None:
     return "an organization cannot authorize itself" if grantor_id == grantee_id else None
 
 
-# DOMAIN.md: write on this subject is the right to manage an organization's relations (rule 2).
-MANAGEMENT_SUBJECT = "relations"
 
 
 def management_subject_problem(kind: RelationKind, subjects: Iterable[str]) -> str | None:

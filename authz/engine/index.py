@@ -42,7 +42,7 @@ from datetime import UTC, date, datetime
 from typing import Final, cast
 
 from authz.domain.dates import DayClock, local_date
-from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
+from authz.domain.model import MANAGEMENT_SUBJECT, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.policy import Policy
 
 __all__ = ["Compiled", "Decision", "DecisionEngine", "Entry", "IndexRow", "index_row"]
@@ -73,7 +73,7 @@ IndexRow = tuple[str, str, str, str, str | None, str | None, int, int, float, tu
 _CONTACT: Final = RelationKind.CONTACT.value
 # Management of an organization's relations is never held through another organization
 # (DOMAIN.md rule 2): delegated paths never give it, whatever they carry.
-_MANAGEMENT: Final = "relations"
+_MANAGEMENT: Final = MANAGEMENT_SUBJECT
 _ORGANIZATION: Final = RelationKind.ORGANIZATION.value
 
 

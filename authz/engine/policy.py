@@ -23,7 +23,7 @@ from pathlib import Path
 import casbin
 from casbin.model.function import FunctionMap
 
-from authz.domain.model import Right, Role
+from authz.domain.model import MANAGEMENT_SUBJECT, Right, Role
 
 __all__ = [
     "MODEL_FILE",
@@ -120,7 +120,7 @@ class Policy:
 
     def managing_roles(self) -> list[Role]:
         """Roles that may manage their organization (write on `relations`) by default."""
-        return [role for role in Role if self.default_right(role, "relations") is Right.WRITE]
+        return [role for role in Role if self.default_right(role, MANAGEMENT_SUBJECT) is Right.WRITE]
 
 
 def read_policy_texts(folder: Path) -> tuple[dict[str, str], list[tuple[Path, str]]]:

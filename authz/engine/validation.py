@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
+from authz.domain.model import END_OF_TIME, MANAGEMENT_SUBJECT, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.index import DecisionEngine
 from authz.engine.oracle import build_enforcer
 from authz.engine.policy import (
@@ -61,7 +61,7 @@ WARNING = "warning"
 _ROLES = [role.value for role in Role]
 _RIGHTS = ("read", "write")
 _SUBJECT_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_MANAGE = "relations"
+_MANAGE = MANAGEMENT_SUBJECT
 # The sections and keys the server's engine and oracle rely on, with their field counts.
 _MODEL_KEYS: dict[str, dict[str, int | None]] = {
     "request_definition": {"r": 4},
