@@ -29,18 +29,29 @@ class FieldViolation:
 
 
 class AuthzError(Exception):
-    """Base of every error a caller may see. The message is safe to show."""
+    """Base of every error a caller may see. The message is safe to show.
 
-    def __init__(self, message: str) -> None:
+    `reason` is the stable UPPER_SNAKE_CASE word callers branch on (sent as google.rpc.ErrorInfo);
+    each class has a default, and a raise site names a more precise one where callers need it.
+    """
+
+    default_reason = "ERROR"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason or self.default_reason
 
 
 class InvalidArgument(AuthzError):
     """Malformed input. Carries one violation per bad field (google.rpc.BadRequest)."""
 
-    def __init__(self, message: str, violations: list[FieldViolation] | None = None) -> None:
-        super().__init__(message)
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self, message: str, violations: list[FieldViolation] | None = None, *, reason: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
         self.violations: list[FieldViolation] = list(violations or [])
 
     @classmethod
@@ -54,32 +65,32 @@ class InvalidLinkCode(InvalidArgument):
     MESSAGE = "the link code is not valid (wrong, already used or expired)"
 
     def __init__(self) -> None:
-        super().__init__(self.MESSAGE, [FieldViolation("code", "not a valid link code")])
+        super().__init__(self.MESSAGE, [FieldViolation("code", "not a valid link code")], reason="INVALID_LINK_CODE")
 
 
 class NotFound(AuthzError):
-    pass
+    default_reason = "NOT_FOUND"
 
 
 class PermissionDenied(AuthzError):
-    pass
+    default_reason = "PERMISSION_DENIED"
 
 
 class FailedPrecondition(AuthzError):
-    pass
+    default_reason = "FAILED_PRECONDITION"
 
 
 class AlreadyExists(AuthzError):
-    pass
+    default_reason = "ALREADY_EXISTS"
 
 
 class ResourceExhausted(AuthzError):
-    pass
+    default_reason = "RESOURCE_EXHAUSTED"
 
 
 class Unauthenticated(AuthzError):
-    pass
+    default_reason = "UNAUTHENTICATED"
 
 
 class Unavailable(AuthzError):
-    pass
+    default_reason = "UNAVAILABLE"

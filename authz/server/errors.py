@@ -17,6 +17,7 @@ from authz import errors
 from authz.calls import caller_name, deadline_scope
 
 __all__ = [
+    "ERROR_DOMAIN",
     "MAX_VIOLATIONS",
     "STATUS_OF",
     "DecodeErrorInterceptor",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("authz.server")
+
+ERROR_DOMAIN = "authz.ccq.qc.ca"
 
 STATUS_OF: dict[type[errors.AuthzError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -71,10 +74,17 @@ def _capped(violations: list[errors.FieldViolation]) -> list[error_details_pb2.B
 def to_status(error: errors.AuthzError) -> Any:
     code = _status_code(error)
     details = []
-    if isinstance(error, errors.InvalidArgument) and error.violations:
-        bad_request = error_details_pb2.BadRequest(field_violations=_capped(error.violations))
+    if isinstance(error, errors.InvalidArgument):
+        if error.violations:
+            bad_request = error_details_pb2.BadRequest(field_violations=_capped(error.violations))
+            packed = any_pb2.Any()
+            packed.Pack(bad_request)
+            details.append(packed)
+    else:
+        # Callers branch on the reason, never on the English message.
+        info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
         packed = any_pb2.Any()
-        packed.Pack(bad_request)
+        packed.Pack(info)
         details.append(packed)
     message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[: _MAX_MESSAGE - 1] + "…"
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
