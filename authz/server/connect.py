@@ -497,6 +497,28 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True  # idle kept-alive connections never hold the process; calls are drained by `stop`
     owner: ConnectServer
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs here, in the connection's own thread: a client that connects and says
+        # nothing holds only its thread, until the timeout, never the accept loop.
+        request.settimeout(_IDLE_SECONDS)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            log.info("TLS handshake with %s failed: %s", client_address[0], exc)
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            self.shutdown_request(wrapped)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A connection reset or timed out mid-call: the client's affair, not a server fault.
+        log.debug("HTTP connection from %s ended in error", client_address[0], exc_info=True)
 
 
 class _HttpServer6(_HttpServer):
@@ -530,7 +552,7 @@ class ConnectServer:
             raise ConfigError(f"cannot listen on {listen} (AUTHZ_HTTP_LISTEN): {exc}") from exc
         self._server.owner = self
         if settings.tls_cert is not None and settings.tls_key is not None:
-            self._server.socket = _tls_context(settings).wrap_socket(self._server.socket, server_side=True)
+            self._server.tls = _tls_context(settings)
         elif settings.callers_file is not None and not is_loopback(listen):
             log.warning("bearer tokens travel in clear on %s: set AUTHZ_TLS_CERT and AUTHZ_TLS_KEY", listen)
         self.port = int(self._server.server_address[1])

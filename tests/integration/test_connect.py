@@ -8,6 +8,8 @@ import http.client
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ from authz.server.connect import check_http_listen
 from authz.v1 import authz_pb2
 
 from ..conftest import Running
+from ..security.test_callers import PORTAL_TOKEN, make_pki, write_callers
 
 SERVICE = "/authz.v1.AuthzService/"
 PR, IND, SQC = "C-PR", "C-IND", "ORG-SQC"
@@ -214,6 +217,61 @@ def test_the_callers_file_rules_the_http_face_too(start_server: Callable[..., Ru
     portal = {"Authorization": f"Bearer {tokens['portal']}"}
     status, listed = call(server, "ListContacts", {"actorId": PR, "organizationId": SQC}, headers=portal)
     assert status == 200 and listed["contacts"]
+
+
+def test_under_mutual_tls_the_certificate_names_the_http_caller(
+    start_server: Callable[..., Running], tmp_path: Path
+) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    make_pki(pki)
+    server = start_server(
+        http_listen="127.0.0.1:0",
+        callers_file=write_callers(tmp_path / "callers.json"),
+        tls_cert=pki / "server.pem",
+        tls_key=pki / "server.key",
+        tls_client_ca=pki / "ca.pem",
+    )
+    assert server.app.http is not None
+
+    def https(name: str, method: str, body: dict[str, Any], token: str | None = None) -> tuple[int, dict[str, Any]]:
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        context.load_cert_chain(str(pki / f"{name}.pem"), str(pki / f"{name}.key"))
+        assert server.app.http is not None
+        connection = http.client.HTTPSConnection("localhost", server.app.http.port, context=context, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            connection.request("POST", SERVICE + method, body=json.dumps(body), headers=headers)
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    check = {"principalId": PR, "organizationId": SQC, "subject": "relations", "right": "RIGHT_WRITE"}
+    # A client that connects and never starts its handshake holds up no one else.
+    silent = socket.create_connection(("127.0.0.1", server.app.http.port), timeout=10)
+    # The certificate names the monthly-report service: it may check, not list contacts.
+    status, answer = https("report", "CheckAccess", check)
+    assert status == 200 and answer["allowed"] is True
+    status, error = https("report", "ListContacts", {"actorId": PR, "organizationId": SQC})
+    assert (status, error["code"]) == (403, "permission_denied")
+    # A certificate no caller owns, alone: refused; with a valid token, the token names the caller.
+    status, error = https("stranger", "CheckAccess", check)
+    assert (status, error["code"]) == (401, "unauthenticated")
+    status, answer = https("stranger", "CheckAccess", check, token=PORTAL_TOKEN)
+    assert status == 200
+    # No client certificate: the handshake itself fails.
+    bare = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    connection = http.client.HTTPSConnection("localhost", server.app.http.port, context=bare, timeout=10)
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+        connection.request(
+            "POST", SERVICE + "CheckAccess", body=json.dumps(check), headers={"Content-Type": "application/json"}
+        )
+        connection.getresponse().read()
+    connection.close()
+    silent.close()
 
 
 def test_an_open_http_listener_needs_a_callers_file(tmp_path: Path) -> None:
