@@ -363,6 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
             context = HttpServicerContext(self._metadata(), self._peer(), self._deadline(started), self._common_name())
             request: Message | bytes = received if content_type == _PROTO else _parse_json(method, received)
             with owner.slots:
+                if owner.closing:  # waited for a slot while `stop` drained the calls before it
+                    raise CallError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
                 response = owner.dispatcher.call(method, request, context)
         except CallError as error:
             self._send_error(error, content_type)
@@ -566,7 +568,8 @@ class ConnectServer:
     def stop(self, grace: float) -> None:
         """Stop accepting, answer UNAVAILABLE to new calls on open connections, wait for calls in flight."""
         self.closing = True
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serving loop, which never ran if never started
+            self._server.shutdown()
         self._server.server_close()
         deadline = time.monotonic() + grace
         taken = 0

@@ -8,9 +8,11 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,13 @@ import pytest
 from google.rpc import error_details_pb2
 
 from authz.config import ConfigError, Settings
+from authz.engine.policy import Policy
+from authz.server.app import AuthzApp
 from authz.server.auth import hash_token, require_callers_beyond_loopback
 from authz.server.connect import check_http_listen
 from authz.v1 import authz_pb2
 
-from ..conftest import Running
+from ..conftest import Clock, Running, load_demo, settings_for
 from ..security.test_callers import PORTAL_TOKEN, make_pki, write_callers
 
 SERVICE = "/authz.v1.AuthzService/"
@@ -323,3 +327,64 @@ def test_curl_works_unaided(http_demo: Running) -> None:
     )
     body, _, code = refused.stdout.rpartition("\n")
     assert code == "400" and json.loads(body)["code"] == "invalid_argument"
+
+
+def test_stopping_the_server_closes_the_http_face(tmp_path: Path, policy: Policy, clock: Clock) -> None:
+    url = f"sqlite:///{tmp_path / 'stopping.db'}"
+    load_demo(url, policy)
+    app = AuthzApp(settings_for(url, tmp_path, http_listen="127.0.0.1:0"), clock=clock)
+    app.start()
+    assert app.http is not None
+    port = app.http.port
+    check = json.dumps({"principalId": PR, "organizationId": SQC, "subject": "relations", "right": "RIGHT_WRITE"})
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        kept.request("POST", SERVICE + "CheckAccess", body=check, headers={"Content-Type": "application/json"})
+        first = kept.getresponse()
+        assert first.status == 200 and json.loads(first.read())["allowed"] is True
+        app.stop(grace=1)
+        # A connection kept alive from before: told to go away, then closed.
+        kept.request("POST", SERVICE + "CheckAccess", body=check, headers={"Content-Type": "application/json"})
+        late = kept.getresponse()
+        assert late.status == 503 and json.loads(late.read())["code"] == "unavailable"
+        assert late.getheader("Connection") == "close"
+    finally:
+        kept.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_authz_serve_http_listen_flag(tmp_path: Path) -> None:
+    authz = str(Path(sys.executable).with_name("authz"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
+    env["AUTHZ_LISTEN"] = "127.0.0.1:0"
+    process = subprocess.Popen(
+        [authz, "serve", "--demo", "--http-listen", "127.0.0.1:0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = 0
+        for line in process.stdout:
+            if line.startswith("authz serving HTTP/JSON on 127.0.0.1:"):
+                port = int(line.rsplit(":", 1)[1])
+                break
+        assert port, "authz serve did not print its HTTP port"
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = {"principalId": PR, "organizationId": SQC, "subject": "relations", "right": "RIGHT_WRITE"}
+        connection.request(
+            "POST", SERVICE + "CheckAccess", body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["allowed"] is True
+        connection.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
