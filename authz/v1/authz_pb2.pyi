@@ -13,8 +13,8 @@ Conventions of every message:
 - `page_token` is empty for the first page; pass the answer's `next_page_token` for the next,
   which is empty on the last page;
 - errors are gRPC statuses with google.rpc details: INVALID_ARGUMENT carries a BadRequest
-  listing the violations, every other status a google.rpc.ErrorInfo with a stable `reason`
-  (UPPER_SNAKE_CASE) and the domain "authz.ccq.qc.ca".
+  listing the violations; a refusal by the service's rules with any other status carries a
+  google.rpc.ErrorInfo with a stable `reason` (UPPER_SNAKE_CASE) and the domain "authz.ccq.qc.ca".
 """
 
 from collections import abc as _abc

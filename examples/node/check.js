@@ -4,8 +4,9 @@
 //
 // The service is loaded from the repository's proto at run time (@grpc/proto-loader), so nothing is
 // generated. An error's details travel as a google.rpc.Status in the `grpc-status-details-bin`
-// trailer: INVALID_ARGUMENT carries a google.rpc.BadRequest listing every violation, every other
-// status a google.rpc.ErrorInfo whose `reason` is stable (branch on it, never on the message).
+// trailer: INVALID_ARGUMENT carries a google.rpc.BadRequest listing every violation; a refusal by
+// the service's rules with another status, a google.rpc.ErrorInfo whose `reason` is stable (branch
+// on it, never on the message).
 "use strict";
 
 const path = require("node:path");
