@@ -283,9 +283,8 @@ class Dispatcher:
         return response
 
 
-def _message_class(name: str, output: bool) -> type[Message]:
-    method = _SERVICE.methods_by_name[name]
-    return message_factory.GetMessageClass(method.output_type if output else method.input_type)
+def _request_class(method: str) -> type[Message]:
+    return message_factory.GetMessageClass(_SERVICE.methods_by_name[method].input_type)
 
 
 def error_body(error: CallError) -> dict[str, Any]:
@@ -470,11 +469,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":  # a HEAD answer has the headers of a body, never the body
+            self.wfile.write(payload)
 
 
 def _parse_json(method: str, body: bytes) -> Message:
-    message = _message_class(method, output=False)()
+    message = _request_class(method)()
     if not body.strip():
         return message  # an empty body is the empty request
     try:

@@ -167,6 +167,8 @@ def test_what_is_not_a_unary_call_of_the_service_is_refused(http_demo: Running) 
     assert "gRPC" in error["message"]
     status, headers, _ = post(http_demo, "CheckAccess", b"", verb="GET")
     assert status == 405 and headers["allow"] == "POST"
+    status, headers, payload = post(http_demo, "CheckAccess", b"", verb="HEAD")
+    assert status == 405 and payload == b""
     status, headers, _ = post(http_demo, "CheckAccess", b"{}", content_type="text/plain")
     assert status == 415 and "application/json" in headers["accept-post"]
 
