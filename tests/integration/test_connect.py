@@ -130,7 +130,8 @@ def test_a_denied_write_carries_error_info_with_its_reason(http_demo: Running) -
     assert detail["debug"] == {"reason": info.reason, "domain": info.domain}
 
 
-def test_a_write_goes_through_and_is_seen_over_grpc(http_demo: Running) -> None:
+def test_a_write_goes_through_and_is_seen_over_grpc(start_server: Callable[..., Running], database_url: str) -> None:
+    http_demo = start_server(database_url, http_listen="127.0.0.1:0")
     status, granted = call(
         http_demo,
         "UpdateRelation",
