@@ -374,7 +374,9 @@ class GrantRelationRequest(_message.Message):
     target_organization_id: _builtins.str
     """empty = organization_id ("Mon organisation");"""
     role: Global___Role.ValueType
-    """another id = delegation ("Une autre organisation")"""
+    """another id = delegation ("Une autre organisation")
+    The role of the relation ("Fonction"); a delegation carries none of its own.
+    """
     start_date: _builtins.str
     """YYYY-MM-DD, empty = today (America/Montreal)"""
     end_date: _builtins.str
