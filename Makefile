@@ -41,6 +41,11 @@ proto: venv
 		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. protos/authz/v1/authz.proto
 	$(PY) clients/python/generate_proto.py
 
+## buf lint (STANDARD) and buf breaking against main's last commit; buf comes from .ci/buf's npm lockfile.
+.PHONY: proto-lint
+proto-lint:
+	bash .ci/proto-lint
+
 ## Fails when either committed copy of the generated code does not match the proto.
 proto-check: venv
 	$(PY) -m pytest -q tests/unit/test_generated_code.py tests/unit/test_client_generated_code.py

@@ -36,6 +36,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_key=Path(args.tls_key) if getattr(args, "tls_key", None) else None,
         tls_client_ca=Path(args.tls_client_ca) if getattr(args, "tls_client_ca", None) else None,
         processes=getattr(args, "processes", None),
+        http_listen=getattr(args, "http_listen", None),
     )
 
 
@@ -94,6 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, lambda _signum, _frame: app.policy_watcher.request_reload())
     app.start()
     print(f"authz serving on {settings.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
+    if app.http is not None:
+        print(f"authz serving HTTP/JSON on {settings.http_listen.rsplit(':', 1)[0]}:{app.http.port}", flush=True)
     stop.wait()
     app.stop()
     log.info("stopped")
@@ -187,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", help="server certificate, PEM (AUTHZ_TLS_CERT)")
     serve.add_argument("--tls-key", help="server private key, PEM (AUTHZ_TLS_KEY)")
     serve.add_argument("--tls-client-ca", help="CA that signs caller certificates: mutual TLS (AUTHZ_TLS_CLIENT_CA)")
+    serve.add_argument(
+        "--http-listen", help="host:port of the HTTP/JSON face, the Connect protocol (AUTHZ_HTTP_LISTEN; default off)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     imp = sub.add_parser("import", help="import a JSON data set (API.md's format)")

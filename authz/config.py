@@ -65,6 +65,8 @@ class Settings:
     outbox_key_file: Path | None = None
     # Observability (see authz/server/observability.py and logs.py).
     metrics_listen: str = ""  # host:port of /metrics; empty = no listener
+    # host:port of the HTTP/JSON face (the Connect protocol, authz/server/connect.py); empty = off.
+    http_listen: str = ""
     log_format: str = "text"  # text | json
     # Replicas (authz/replication/)
     processes: int = 1  # worker processes sharing the port (SO_REUSEPORT)
@@ -95,6 +97,7 @@ class Settings:
         "outbox_key": "AUTHZ_OUTBOX_KEY",
         "outbox_key_file": "AUTHZ_OUTBOX_KEY_FILE",
         "metrics_listen": "AUTHZ_METRICS_LISTEN",
+        "http_listen": "AUTHZ_HTTP_LISTEN",
         "log_format": "AUTHZ_LOG_FORMAT",
         "processes": "AUTHZ_PROCESSES",
         "follow_notify": "AUTHZ_FOLLOW_NOTIFY",
@@ -168,4 +171,5 @@ class Settings:
             else str(self.outbox_key_file or "(a file beside the SQLite database)"),
             "page_token_key": "AUTHZ_PAGE_TOKEN_KEY" if self.page_token_key else "(kept in the database)",
             "metrics_listen": self.metrics_listen or "(off)",
+            "http_listen": self.http_listen or "(off)",
         }

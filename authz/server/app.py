@@ -26,6 +26,7 @@ from authz.mail import OutboxRelay, mailer_from_url
 from authz.replication.follower import Follower
 from authz.replication.tokens import TokenFormat
 from authz.server.auth import CallerAuthInterceptor, bind, server_interceptors
+from authz.server.connect import ConnectServer, Dispatcher
 from authz.server.errors import DecodeErrorInterceptor
 from authz.server.observability import Observability, caller_namer, multiprocess_dir
 from authz.server.reflection_v1 import enable_reflection
@@ -165,12 +166,15 @@ class AuthzApp:
                 ("grpc.so_reuseport", 1 if settings.processes > 1 else 0),
             ],
         )
-        authz_pb2_grpc.add_AuthzServiceServicer_to_server(AuthzServicer(self.deps), self.server)
+        servicer = AuthzServicer(self.deps)
+        authz_pb2_grpc.add_AuthzServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), self.server)
         self.port = bind(self.server, settings)
         if self.port == 0:
             raise ConfigError(f"cannot listen on {settings.listen}")
+        # The HTTP/JSON face: the same servicer behind the same interceptors, so one set of rules answers both.
+        self.http = ConnectServer(settings, Dispatcher(servicer, interceptors)) if settings.http_listen else None
         self._stopping = threading.Event()
         self._monitor = threading.Thread(target=self._watch_store, name="authz-store-health", daemon=True)
         self.policy_watcher = PolicyWatcher(
@@ -201,6 +205,8 @@ class AuthzApp:
         self.follower.catch_up()
         self.follower.start()
         self.server.start()
+        if self.http is not None:
+            self.http.start()
         self.relay.start()
         self._set_health(True, self.store.ping())
         self._set_policy_health(True)
@@ -252,6 +258,8 @@ class AuthzApp:
         self.policy_watcher.stop()
         self.health.enter_graceful_shutdown()
         self.follower.stop()  # Watch streams waiting on it end now, before the drain
+        if self.http is not None:
+            self.http.stop(self.settings.grace_seconds if grace is None else grace)
         self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
         self.relay.stop()
         self.observability.stop()

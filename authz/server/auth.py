@@ -284,6 +284,11 @@ def require_callers_beyond_loopback(settings: Settings) -> None:
             f"refusing to listen on {settings.listen} without caller credentials: "
             "set AUTHZ_CALLERS_FILE (--callers-file), or listen on 127.0.0.1"
         )
+    if settings.callers_file is None and settings.http_listen and not is_loopback(settings.http_listen):
+        raise ConfigError(
+            f"refusing to serve HTTP on {settings.http_listen} without caller credentials: "
+            "set AUTHZ_CALLERS_FILE (--callers-file), or listen on 127.0.0.1"
+        )
 
 
 def server_interceptors(settings: Settings) -> list[grpc.ServerInterceptor]:

@@ -208,8 +208,11 @@ class AuthzServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetContact(self, request, context):
-        """-- issue 13: the guide's other screens
+        """-- The guide's other screens
         A contact's details and relations with the organization. Needs read on its `relations`.
+        Returns the Contact itself rather than a GetContactResponse: callers already decode that
+        shape, and wrapping it would break them.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,7 +254,7 @@ class AuthzServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """-- issue 10: replicas
+        """-- Replicas
         Committed writes from a revision on: one message per write, in commit order, exactly once;
         a checkpoint when idle. Resume with the last `revision` received. A cursor older than the
         change log's retention (24 h) is FAILED_PRECONDITION; a consumer that stops reading is cut off.
@@ -261,7 +264,7 @@ class AuthzServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LookupPrincipals(self, request, context):
-        """-- issue 12: lookups
+        """-- Lookups
         "Who can": the contacts CheckAccess would allow on this subject of this organization.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
