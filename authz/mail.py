@@ -53,6 +53,7 @@ __all__ = [
     "outbox_cipher",
     "render_contact_update_email",
     "render_link_code_email",
+    "render_link_moved_email",
 ]
 
 logger = logging.getLogger("authz.mail")
@@ -210,6 +211,43 @@ def render_contact_update_email(
             f"{labels}"
             "\n"
             "Si vous n'attendiez pas cette modification, communiquez avec votre organisation.\n"
+            "\n"
+            "Commission de la construction du Québec\n"
+        ),
+    )
+
+
+def render_link_moved_email(*, first_name: str, last_name: str, language: str) -> EmailContent:
+    """The notice to a person whose file was linked to another account by a new link code.
+
+    It says that the previous account no longer reaches the file, and whom to ask if the
+    person did not do it; it carries no code and no account id.
+    """
+    name = _one_line(f"{first_name} {last_name}")
+    if _is_english(language):
+        return EmailContent(
+            subject="Your file was linked to another account in the CCQ online services",
+            body=(
+                f"Hello {name},\n"
+                "\n"
+                "A link code was just used to link your file to another account.\n"
+                "The account that was linked to it before no longer has access to it.\n"
+                "\n"
+                "If you did not do this, contact your organization and the CCQ at once.\n"
+                "\n"
+                "Commission de la construction du Québec\n"
+            ),
+        )
+    return EmailContent(
+        subject="Votre dossier a été lié à un autre compte aux Services en ligne de la CCQ",
+        body=(
+            f"Bonjour {name},\n"
+            "\n"
+            "Un code de liaison vient d'être utilisé pour lier votre dossier à un autre compte.\n"
+            "Le compte qui y était lié auparavant n'y a plus accès.\n"
+            "\n"
+            "Si vous n'êtes pas à l'origine de ce changement, communiquez sans tarder avec votre\n"
+            "organisation et avec la CCQ.\n"
             "\n"
             "Commission de la construction du Québec\n"
         ),
