@@ -49,6 +49,9 @@ class Settings:
     grace_seconds: float = 10.0
     # How long a write without a deadline may wait for the write lock before UNAVAILABLE.
     write_wait_seconds: float = 30.0
+    # How long a read asking for fresher state than this process holds (fully_consistent, or a
+    # token ahead of it) may wait to catch up, when its caller set no shorter deadline: then UNAVAILABLE.
+    read_wait_seconds: float = 10.0
     mail_interval_seconds: float = 1.0
     log_level: str = "INFO"
     # Caller credentials and TLS (see authz/server/auth.py): no callers file is allowed on loopback only.
@@ -85,6 +88,7 @@ class Settings:
         "max_batch_checks": "AUTHZ_MAX_BATCH_CHECKS",
         "grace_seconds": "AUTHZ_GRACE_SECONDS",
         "write_wait_seconds": "AUTHZ_WRITE_WAIT_SECONDS",
+        "read_wait_seconds": "AUTHZ_READ_WAIT_SECONDS",
         "mail_interval_seconds": "AUTHZ_MAIL_INTERVAL_SECONDS",
         "log_level": "AUTHZ_LOG_LEVEL",
         "callers_file": "AUTHZ_CALLERS_FILE",
