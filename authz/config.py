@@ -76,7 +76,8 @@ class Settings:
     change_log_retention_seconds: int = 24 * 3600
     watch_checkpoint_seconds: float = 5.0  # an idle Watch stream gets a checkpoint this often
     watch_send_timeout_seconds: float = 10.0  # a Watch consumer that reads nothing for this long is cut off
-    max_watchers: int = 4  # Watch streams at once per process (each holds a worker thread)
+    max_watchers: int = 4  # Watch streams at once per calling service, per process (each holds a worker thread)
+    max_watchers_total: int = 8  # Watch streams at once per process, all callers together
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -107,6 +108,7 @@ class Settings:
         "watch_checkpoint_seconds": "AUTHZ_WATCH_CHECKPOINT_SECONDS",
         "watch_send_timeout_seconds": "AUTHZ_WATCH_SEND_TIMEOUT_SECONDS",
         "max_watchers": "AUTHZ_MAX_WATCHERS",
+        "max_watchers_total": "AUTHZ_MAX_WATCHERS_TOTAL",
     }
 
     @classmethod

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from authz.commands.accounts import bind_read_to_account
 from authz.commands.base import Attestation, Deps, WriteOutcome, require_manager, require_organization, run_write
 from authz.commands.forms import CHANGE_FORM, require_boxes
 from authz.commands.paging import PageCursor, decode_token, encode_token, page_size, page_token_key
@@ -211,6 +212,7 @@ class ListMigrationIssues:
         cursor = decode_token(request.page_token, query, key)
         after = _int(cursor.after) if cursor is not None else None
         with self.deps.store.transaction() as tx:
+            bind_read_to_account(tx, actor_id=request.actor_id)
             now = self.deps.clock()
             organization = require_organization(tx, request.organization_id)
             require_manager(self.deps, request.actor_id, organization.id, now)

@@ -9,6 +9,9 @@ Each calling service is named in a callers file (YAML or JSON)::
       - name: monthly-report
         tls_common_name: monthly-report.ccq.internal   # mutual TLS instead of (or besides) a token
         methods: [CheckAccess, BatchCheckAccess]
+      - name: cache-feeder
+        token_sha256: ...
+        methods: [Watch]          # Watch is given by name only: "*" does not include it
       - name: self-service
         token_sha256: ...
         methods: ["*"]
@@ -43,6 +46,7 @@ from authz.v1 import authz_pb2
 
 __all__ = [
     "AUTHZ_METHODS",
+    "NAMED_ONLY",
     "Caller",
     "CallerAuthInterceptor",
     "Callers",
@@ -64,6 +68,10 @@ NO_CREDENTIALS = "this service requires caller credentials (authorization: Beare
 BAD_CREDENTIALS = "the caller credentials are not valid"
 
 
+# RPCs a callers file must name: "*" does not include them.
+NAMED_ONLY = frozenset({"Watch"})
+
+
 def hash_token(token: str) -> str:
     """The form a token takes in the callers file: SHA-256, lower-case hex."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -79,7 +87,8 @@ class Caller:
     require_account: bool = False
 
     def may_call(self, method: str) -> bool:
-        return "*" in self.methods or method in self.methods
+        # Watch streams every organization's changes: it is given by name, never by "*".
+        return method in self.methods or ("*" in self.methods and method not in NAMED_ONLY)
 
 
 class Callers:

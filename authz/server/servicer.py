@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from authz.calls import bounded_wait
+from authz.calls import bounded_wait, caller_name
+from authz.commands.accounts import watch_scope
 from authz.commands.authorizations import ListAuthorizations
 from authz.commands.base import Deps
 from authz.commands.check import CheckAccess
@@ -278,7 +279,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     @handle_stream_errors
     def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchResponse]:
         after = convert.watch_request(request, self._tokens)
-        for item in self._watch.stream(after, context.is_active, context.cancel):
+        scope = watch_scope(self.deps, request.organization_ids)
+        for item in self._watch.stream(after, context.is_active, context.cancel, scope, caller_name()):
             yield convert.watch_response(item, self._tokens)
 
     # -- issue 12: lookups

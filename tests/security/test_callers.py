@@ -34,7 +34,8 @@ def write_callers(path: Path) -> Path:
         json.dumps(
             {
                 "callers": [
-                    {"name": "portal", "token_sha256": hash_token(PORTAL_TOKEN), "methods": ["*"]},
+                    # Watch is given by name: "*" does not include it.
+                    {"name": "portal", "token_sha256": hash_token(PORTAL_TOKEN), "methods": ["*", "Watch"]},
                     {
                         "name": "monthly-report",
                         "token_sha256": hash_token(REPORT_TOKEN),
