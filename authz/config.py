@@ -77,6 +77,11 @@ class Settings:
     watch_checkpoint_seconds: float = 5.0  # an idle Watch stream gets a checkpoint this often
     watch_send_timeout_seconds: float = 10.0  # a Watch consumer that reads nothing for this long is cut off
     max_watchers: int = 4  # Watch streams at once per calling service, per process (each holds a worker thread)
+    # Legacy password checks (PBKDF2, 600,000 rounds) running at once per process; the excess is
+    # refused at once (RESOURCE_EXHAUSTED), so hashing never holds more than this many worker threads.
+    max_concurrent_hashing: int = 2
+    # Calls in progress at once per process (gRPC answers RESOURCE_EXHAUSTED past it); 0 = no limit.
+    max_concurrent_rpcs: int = 1024
     max_watchers_total: int = 8  # Watch streams at once per process, all callers together
 
     _ENV: ClassVar[dict[str, str]] = {
@@ -109,6 +114,8 @@ class Settings:
         "watch_send_timeout_seconds": "AUTHZ_WATCH_SEND_TIMEOUT_SECONDS",
         "max_watchers": "AUTHZ_MAX_WATCHERS",
         "max_watchers_total": "AUTHZ_MAX_WATCHERS_TOTAL",
+        "max_concurrent_hashing": "AUTHZ_MAX_CONCURRENT_HASHING",
+        "max_concurrent_rpcs": "AUTHZ_MAX_CONCURRENT_RPCS",
     }
 
     @classmethod
@@ -140,6 +147,11 @@ class Settings:
         settings = cls(**values)
         if settings.processes < 1:
             raise ConfigError(f"AUTHZ_PROCESSES={settings.processes}: at least 1")
+        if settings.max_concurrent_hashing < 1 or settings.max_concurrent_hashing >= settings.max_workers:
+            raise ConfigError(
+                "AUTHZ_MAX_CONCURRENT_HASHING must be at least 1 and below AUTHZ_MAX_WORKERS "
+                "(hashing must leave worker threads for checks and health)"
+            )
         if settings.follow_poll_seconds <= 0:
             raise ConfigError("AUTHZ_FOLLOW_POLL_SECONDS must be positive")
         return settings

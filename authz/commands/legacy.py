@@ -17,6 +17,7 @@ mapped, the designation may be left out.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 BAD_LEGACY_CREDENTIALS = "the legacy credentials are not valid, or were already used to link an account"
+HASHING_BUSY = "too many legacy sign-ins are being checked right now; nothing was recorded, try again shortly"
 ONE_PERSON_PER_CALL = "name one file, your own: a legacy login links one person per call"
 ACCOUNT_ALREADY_LINKED_TO_LOGIN = (
     "this account already linked a file of this shared legacy login: each person links their own file, "
@@ -73,12 +75,24 @@ _Body = Callable[[Transaction, datetime], WriteOutcome]
 class LinkLegacyAccess:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        # PBKDF2 is slow on purpose: at most this many run at once, each on the worker thread of
+        # its call, so a burst of attempts leaves the other workers to checks and health.
+        self._hashing = threading.BoundedSemaphore(deps.settings.max_concurrent_hashing)
 
     def execute(self, request: LinkLegacyAccessRequest) -> LinkLegacyAccessResult:
         if len(set(request.contact_ids)) > 1:
             # Rule 11: one person per call. Refused before anything is counted or hashed; it tells
             # nothing about the login (the same answer whether it exists or is shared).
             raise InvalidArgument.field("contact_ids", ONE_PERSON_PER_CALL)
+        # Refused at once when busy, before anything is recorded: the person simply tries again.
+        if not self._hashing.acquire(blocking=False):
+            raise ResourceExhausted(HASHING_BUSY, reason="HASHING_BUSY")
+        try:
+            return self._execute(request)
+        finally:
+            self._hashing.release()
+
+    def _execute(self, request: LinkLegacyAccessRequest) -> LinkLegacyAccessResult:
         weighed = run_write(self.deps, "link_legacy_access_attempt", request, "", self._weigh(request), _Weighed)
         account = weighed.account
         # The same PBKDF2 work for an unknown login as for a known one.
