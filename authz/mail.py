@@ -6,7 +6,7 @@ returned, so a crash between the two resends the message on restart (at-least-on
 The Message-ID is derived from the outbox id, so a resend overwrites the same `.eml`
 file and lets mail receivers deduplicate.
 
-Bodies hold link codes: they are never logged, only ids and recipients are, and the
+Bodies hold link codes: they are never logged, only ids and recipients' domains are, and the
 store keeps them encrypted (`OutboxCipher`): nothing the database writes to disk, its
 WAL and old row versions included, reads as a code. The relay decrypts only to send.
 """
@@ -51,6 +51,7 @@ __all__ = [
     "format_link_code",
     "mailer_from_url",
     "outbox_cipher",
+    "redact_address",
     "render_contact_update_email",
     "render_link_code_email",
     "render_link_moved_email",
@@ -449,6 +450,16 @@ class OutboxStore(Protocol):
         ...
 
 
+_EMAIL_IN_TEXT = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+
+
+def redact_address(address: str) -> str:
+    """An email address as logs show it: the domain only (`***@example.org`), enough to tell a
+    relay's problem with one domain, not who was written to."""
+    _, at, domain = address.rpartition("@")
+    return f"***@{domain.rstrip('>')}" if at else "***"
+
+
 class OutboxRelay:
     """Sends committed outbox messages, from a background thread or on demand."""
 
@@ -500,17 +511,17 @@ class OutboxRelay:
                         level,
                         "outbox %s to %s failed (attempt %d of %d): %s",
                         message.id,
-                        message.recipient,
+                        redact_address(message.recipient),
                         message.attempts + 1,
                         self._max_attempts,
-                        error,
+                        _EMAIL_IN_TEXT.sub(lambda m: redact_address(m.group(0)), error),
                     )
                     self.failure_count += 1
                     self._store.mark_outbox_failed(message.id, error)
                     continue
                 # Only now: a crash before this line resends, which Message-ID makes harmless.
                 self._store.mark_outbox_sent(message.id, datetime.now(UTC))
-                logger.info("outbox %s sent to %s", message.id, message.recipient)
+                logger.info("outbox %s sent to %s", message.id, redact_address(message.recipient))
                 sent += 1
                 self.sent_count += 1
         return sent

@@ -258,6 +258,11 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _authenticate(self, token: str | None, context: grpc.ServicerContext) -> Caller:
         common_name = _common_name(context)
         by_certificate = self.callers.by_common_name(common_name) if common_name else None
+        if common_name is not None and by_certificate is None:
+            # A certificate the CA signed but no caller owns is someone else's: a token beside it does
+            # not make the call the token's caller (the certificate may be a stolen key's).
+            log.warning("refused certificate %r: no caller has that common name", common_name)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
         if token is not None:
             by_token = self.callers.by_token(token) if token else None
             # A token and a certificate naming two different callers is someone's mistake or someone's trick.
@@ -268,9 +273,6 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return by_token
         if by_certificate is not None:
             return by_certificate
-        if common_name is not None:
-            log.warning("refused certificate %r: no caller has that common name", common_name)
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
         context.abort(grpc.StatusCode.UNAUTHENTICATED, NO_CREDENTIALS)
         raise AssertionError("unreachable")  # abort raises
 

@@ -256,9 +256,11 @@ def test_mutual_tls_identifies_the_caller(start_server: Callable[..., Running], 
         with pytest.raises(UnauthenticatedError) as refused:
             stranger.allowed(PR, SQC, "profil", "read")
         assert refused.value.message == BAD_CREDENTIALS
-    # A token with a certificate no caller owns: the token names the caller.
+    # A token with a certificate no caller owns: refused too (the certificate is someone else's).
     with AuthzClient(target, credentials=credentials("stranger"), token=PORTAL_TOKEN, timeout=5) as mixed:
-        assert mixed.allowed(PR, SQC, "profil", "read")
+        with pytest.raises(UnauthenticatedError) as refused:
+            mixed.allowed(PR, SQC, "profil", "read")
+        assert refused.value.message == BAD_CREDENTIALS
     # A token and a certificate naming two different callers: someone's mistake or trick, refused.
     with (
         AuthzClient(target, credentials=credentials("report"), token=PORTAL_TOKEN, timeout=5) as mixed,
