@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import create_engine, text
 
 from authz.commands.import_data import import_data
 from authz.commands.migration_issues import scrub_secrets
@@ -14,7 +18,7 @@ from authz.engine.policy import Policy
 from authz.store import migrate, tables
 from authz.store.sql import make_engine
 
-from ..conftest import Running
+from ..conftest import POSTGRES_ADMIN_URL, Running
 
 PR, SQC, LOCAL, LOC_DIR, GERARD = "C-PR", "ORG-SQC", "LOC-SQC-MTL", "C-LOC-DIR", "C-LOC-MEM"
 
@@ -57,8 +61,27 @@ def test_scrub_secrets_removes_secret_fields_and_hash_like_strings_at_any_depth(
     }
 
 
-def test_migration_0006_sec_scrubs_rows_kept_before(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema yet), on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    request.getfixturevalue("postgres_database")  # skips, or fails in CI, without PostgreSQL
+    name = f"authz_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_migration_0006_sec_scrubs_rows_kept_before(empty_database: str) -> None:
+    engine = make_engine(empty_database)
     migrate.upgrade(engine, "0005")
     kept = {"username": "old", "contact_ids": ["C1"], "password_hash": "pbkdf2_sha256$600000$s$h"}
     with engine.begin() as connection:
@@ -66,13 +89,17 @@ def test_migration_0006_sec_scrubs_rows_kept_before(tmp_path: Path) -> None:
             text(
                 "INSERT INTO migration_issues (fingerprint, organization_id, section, row_index, row_id, reason, "
                 "row, reported_at) VALUES ('f', NULL, 'legacy_accounts', 0, 'old', "
-                "'password_hash pbkdf2_sha256$600000$s$h refused', :row, '2026-01-01 00:00:00')"
+                "'password_hash pbkdf2_sha256$600000$s$h refused', :row, :at)"
             ),
-            {"row": json.dumps(kept)},
+            {"row": json.dumps(kept), "at": datetime(2026, 1, 1, tzinfo=UTC)},
         )
     migrate.upgrade(engine)
     with engine.connect() as connection:
         row, reason = connection.execute(text("SELECT row, reason FROM migration_issues")).one()
-    assert json.loads(row) == {"username": "old", "contact_ids": ["C1"], "password_hash": "[removed]"}
+    assert (json.loads(row) if isinstance(row, str) else row) == {
+        "username": "old",
+        "contact_ids": ["C1"],
+        "password_hash": "[removed]",
+    }
     assert reason == "password_hash [removed] refused"
     engine.dispose()
