@@ -52,3 +52,14 @@ class Freshness:
             self.follower.catch_up(None, timeout, requirement.field_path)
         elif requirement.at_least is not None and self.engine.revision < requirement.at_least:
             self.follower.catch_up(requirement.at_least, timeout, requirement.field_path)
+
+    def ensure_all(self, requirements: list[ReadConsistency], timeout: float) -> None:
+        """Several requirements (a batch and its items), met by one catch-up to the freshest.
+
+        A token beyond the store's newest revision is still refused, with its own field path,
+        when the freshest requirement was `fully_consistent` (that pass stops at the newest).
+        """
+        self.ensure(freshest(requirements), timeout)
+        highest = freshest([r for r in requirements if not r.fully])
+        if highest.at_least is not None and self.engine.revision < highest.at_least:
+            self.ensure(highest, timeout)

@@ -23,7 +23,7 @@ from authz.commands.requests import ListRequests
 from authz.commands.revoke import RevokeRelation
 from authz.commands.update_contact import UpdateContact
 from authz.commands.update_relation import UpdateRelation
-from authz.replication.reads import Freshness, freshest
+from authz.replication.reads import Freshness
 from authz.replication.watch import WatchChanges
 from authz.server import convert
 from authz.server.convert import Ids
@@ -104,7 +104,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             if item.HasField("consistency")
         ]
         if asked:
-            self._fresh.ensure(freshest(asked), self._read_wait(context))
+            self._fresh.ensure_all(asked, self._read_wait(context))
         # One pass, in this thread: every plain item straight to the engine, answers added in
         # place; the batch takes the general path only if some item needs it (to report all
         # violations at once, or to explain).

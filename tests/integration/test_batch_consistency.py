@@ -81,3 +81,20 @@ def test_a_bad_token_in_any_item_is_reported_with_its_path(demo: Running) -> Non
     bad = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(bad)
     assert [v.field for v in bad.field_violations] == ["checks[1].consistency.at_least_as_fresh"]
+
+
+def test_a_token_beyond_the_store_is_refused_beside_a_fully_consistent_item(demo: Running) -> None:
+    raw = authz_pb2_grpc.AuthzServiceStub(grpc.insecure_channel(f"127.0.0.1:{demo.app.port}"))
+    revision, store_id = demo.client.check(PR, SQC, "profil", 1).revision.split(".")
+    ahead = f"{int(revision) + 1000}.{store_id}"
+    batch = pb.BatchCheckAccessRequest(
+        checks=[item(pb.Consistency(fully_consistent=True)), item(pb.Consistency(at_least_as_fresh=ahead))]
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        raw.BatchCheckAccess(batch, timeout=10)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(refused.value)  # type: ignore[arg-type]
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    assert [v.field for v in bad.field_violations] == ["checks[1].consistency.at_least_as_fresh"]
