@@ -18,6 +18,7 @@ __all__ = [
     "account_id",
     "account_required",
     "account_scope",
+    "bounded_wait",
     "caller_name",
     "caller_scope",
     "deadline_scope",
@@ -48,6 +49,17 @@ def remaining() -> float | None:
     """Seconds left before the caller's deadline (may be <= 0), or None when there is none."""
     deadline = _DEADLINE.get()
     return None if deadline is None else deadline - time.monotonic()
+
+
+def bounded_wait(seconds: float | None, bound: float) -> float:
+    """How long a blocking wait may last: the caller's time left (never below 0), at most `bound`.
+
+    No deadline (None, or gRPC's huge "time remaining") waits `bound`: every wait of the
+    service has an end, and no timeout handed to a lock or an event can overflow.
+    """
+    if seconds is None or seconds != seconds or seconds > _NO_DEADLINE_BEYOND:  # None, NaN or "no deadline"
+        return bound
+    return max(min(seconds, bound), 0.0)
 
 
 @contextmanager

@@ -49,6 +49,9 @@ class Settings:
     grace_seconds: float = 10.0
     # How long a write without a deadline may wait for the write lock before UNAVAILABLE.
     write_wait_seconds: float = 30.0
+    # How long a read asking for fresher state than this process holds (fully_consistent, or a
+    # token ahead of it) may wait to catch up, when its caller set no shorter deadline: then UNAVAILABLE.
+    read_wait_seconds: float = 10.0
     mail_interval_seconds: float = 1.0
     log_level: str = "INFO"
     # Caller credentials and TLS (see authz/server/auth.py): no callers file is allowed on loopback only.
@@ -75,7 +78,13 @@ class Settings:
     change_log_retention_seconds: int = 24 * 3600
     watch_checkpoint_seconds: float = 5.0  # an idle Watch stream gets a checkpoint this often
     watch_send_timeout_seconds: float = 10.0  # a Watch consumer that reads nothing for this long is cut off
-    max_watchers: int = 4  # Watch streams at once per process (each holds a worker thread)
+    max_watchers: int = 4  # Watch streams at once per calling service, per process (each holds a worker thread)
+    # Legacy password checks (PBKDF2, 600,000 rounds) running at once per process; the excess is
+    # refused at once (RESOURCE_EXHAUSTED), so hashing never holds more than this many worker threads.
+    max_concurrent_hashing: int = 2
+    # Calls in progress at once per process (gRPC answers RESOURCE_EXHAUSTED past it); 0 = no limit.
+    max_concurrent_rpcs: int = 1024
+    max_watchers_total: int = 8  # Watch streams at once per process, all callers together
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -87,6 +96,7 @@ class Settings:
         "max_batch_checks": "AUTHZ_MAX_BATCH_CHECKS",
         "grace_seconds": "AUTHZ_GRACE_SECONDS",
         "write_wait_seconds": "AUTHZ_WRITE_WAIT_SECONDS",
+        "read_wait_seconds": "AUTHZ_READ_WAIT_SECONDS",
         "mail_interval_seconds": "AUTHZ_MAIL_INTERVAL_SECONDS",
         "log_level": "AUTHZ_LOG_LEVEL",
         "callers_file": "AUTHZ_CALLERS_FILE",
@@ -106,6 +116,9 @@ class Settings:
         "watch_checkpoint_seconds": "AUTHZ_WATCH_CHECKPOINT_SECONDS",
         "watch_send_timeout_seconds": "AUTHZ_WATCH_SEND_TIMEOUT_SECONDS",
         "max_watchers": "AUTHZ_MAX_WATCHERS",
+        "max_watchers_total": "AUTHZ_MAX_WATCHERS_TOTAL",
+        "max_concurrent_hashing": "AUTHZ_MAX_CONCURRENT_HASHING",
+        "max_concurrent_rpcs": "AUTHZ_MAX_CONCURRENT_RPCS",
     }
 
     @classmethod
@@ -137,6 +150,11 @@ class Settings:
         settings = cls(**values)
         if settings.processes < 1:
             raise ConfigError(f"AUTHZ_PROCESSES={settings.processes}: at least 1")
+        if settings.max_concurrent_hashing < 1 or settings.max_concurrent_hashing >= settings.max_workers:
+            raise ConfigError(
+                "AUTHZ_MAX_CONCURRENT_HASHING must be at least 1 and below AUTHZ_MAX_WORKERS "
+                "(hashing must leave worker threads for checks and health)"
+            )
         if settings.follow_poll_seconds <= 0:
             raise ConfigError("AUTHZ_FOLLOW_POLL_SECONDS must be positive")
         return settings

@@ -6,7 +6,7 @@ returned, so a crash between the two resends the message on restart (at-least-on
 The Message-ID is derived from the outbox id, so a resend overwrites the same `.eml`
 file and lets mail receivers deduplicate.
 
-Bodies hold link codes: they are never logged, only ids and recipients are, and the
+Bodies hold link codes: they are never logged, only ids and recipients' domains are, and the
 store keeps them encrypted (`OutboxCipher`): nothing the database writes to disk, its
 WAL and old row versions included, reads as a code. The relay decrypts only to send.
 """
@@ -51,8 +51,10 @@ __all__ = [
     "format_link_code",
     "mailer_from_url",
     "outbox_cipher",
+    "redact_address",
     "render_contact_update_email",
     "render_link_code_email",
+    "render_link_moved_email",
 ]
 
 logger = logging.getLogger("authz.mail")
@@ -210,6 +212,43 @@ def render_contact_update_email(
             f"{labels}"
             "\n"
             "Si vous n'attendiez pas cette modification, communiquez avec votre organisation.\n"
+            "\n"
+            "Commission de la construction du Québec\n"
+        ),
+    )
+
+
+def render_link_moved_email(*, first_name: str, last_name: str, language: str) -> EmailContent:
+    """The notice to a person whose file was linked to another account by a new link code.
+
+    It says that the previous account no longer reaches the file, and whom to ask if the
+    person did not do it; it carries no code and no account id.
+    """
+    name = _one_line(f"{first_name} {last_name}")
+    if _is_english(language):
+        return EmailContent(
+            subject="Your file was linked to another account in the CCQ online services",
+            body=(
+                f"Hello {name},\n"
+                "\n"
+                "A link code was just used to link your file to another account.\n"
+                "The account that was linked to it before no longer has access to it.\n"
+                "\n"
+                "If you did not do this, contact your organization and the CCQ at once.\n"
+                "\n"
+                "Commission de la construction du Québec\n"
+            ),
+        )
+    return EmailContent(
+        subject="Votre dossier a été lié à un autre compte aux Services en ligne de la CCQ",
+        body=(
+            f"Bonjour {name},\n"
+            "\n"
+            "Un code de liaison vient d'être utilisé pour lier votre dossier à un autre compte.\n"
+            "Le compte qui y était lié auparavant n'y a plus accès.\n"
+            "\n"
+            "Si vous n'êtes pas à l'origine de ce changement, communiquez sans tarder avec votre\n"
+            "organisation et avec la CCQ.\n"
             "\n"
             "Commission de la construction du Québec\n"
         ),
@@ -411,6 +450,16 @@ class OutboxStore(Protocol):
         ...
 
 
+_EMAIL_IN_TEXT = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+
+
+def redact_address(address: str) -> str:
+    """An email address as logs show it: the domain only (`***@example.org`), enough to tell a
+    relay's problem with one domain, not who was written to."""
+    _, at, domain = address.rpartition("@")
+    return f"***@{domain.rstrip('>')}" if at else "***"
+
+
 class OutboxRelay:
     """Sends committed outbox messages, from a background thread or on demand."""
 
@@ -462,17 +511,17 @@ class OutboxRelay:
                         level,
                         "outbox %s to %s failed (attempt %d of %d): %s",
                         message.id,
-                        message.recipient,
+                        redact_address(message.recipient),
                         message.attempts + 1,
                         self._max_attempts,
-                        error,
+                        _EMAIL_IN_TEXT.sub(lambda m: redact_address(m.group(0)), error),
                     )
                     self.failure_count += 1
                     self._store.mark_outbox_failed(message.id, error)
                     continue
                 # Only now: a crash before this line resends, which Message-ID makes harmless.
                 self._store.mark_outbox_sent(message.id, datetime.now(UTC))
-                logger.info("outbox %s sent to %s", message.id, message.recipient)
+                logger.info("outbox %s sent to %s", message.id, redact_address(message.recipient))
                 sent += 1
                 self.sent_count += 1
         return sent

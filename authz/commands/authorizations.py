@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authz.commands.accounts import bind_read_to_account
 from authz.commands.base import Deps, relation_in_force, require_organization, require_reader
 from authz.commands.listing import paged_rows
 from authz.commands.paging import page_size, page_token_key
@@ -52,6 +53,7 @@ class ListAuthorizations:
         deps = self.deps
         size = page_size(request.page_size, deps.settings.default_page_size, deps.settings.max_page_size)
         with deps.store.transaction() as tx:
+            bind_read_to_account(tx, actor_id=request.actor_id)
             now = deps.clock()
             organization = require_organization(tx, request.organization_id)
             require_reader(deps, request.actor_id, organization.id, now)

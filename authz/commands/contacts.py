@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from authz.commands.accounts import bind_read_to_account
 from authz.commands.base import Deps, displayed_end, relation_in_force, require_organization, require_reader
 from authz.commands.listing import paged_rows
 from authz.commands.paging import page_size, page_token_key
@@ -114,6 +115,7 @@ class ListContacts:
         size = page_size(request.page_size, settings.default_page_size, settings.max_page_size)
         name_key = search_key(request.query) or None
         with self.deps.store.transaction() as tx:
+            bind_read_to_account(tx, actor_id=request.actor_id)
             now = self.deps.clock()
             organization = require_organization(tx, request.organization_id)
             require_reader(self.deps, request.actor_id, organization.id, now)
@@ -174,6 +176,7 @@ class GetContact:
 
     def execute(self, request: GetContactRequest) -> ContactDetails:
         with self.deps.store.transaction() as tx:
+            bind_read_to_account(tx, actor_id=request.actor_id)
             now = self.deps.clock()
             organization = require_organization(tx, request.organization_id)
             require_reader(self.deps, request.actor_id, organization.id, now)

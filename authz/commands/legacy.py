@@ -8,13 +8,16 @@ Then the password is checked, outside any lock (PBKDF2 takes a while), with the 
 whether the login exists or not, so the time of the answer tells nothing. Last, a second
 write links the account, or audits the refusal.
 
-A login the old system shared between several people (rule 11) links only the contact(s)
-the person designates among those it maps to, each contact once: the others stay for
-their owners. With one contact mapped, the designation may be left out.
+A login the old system shared between several people (rule 11) links only the person who
+uses it, each in turn: a call names one contact (`contact_ids` holds at most one) among
+those the login maps to, each contact links once, and an account that linked one of the
+login's contacts links no other: the others stay for their owners. With one contact
+mapped, the designation may be left out.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +25,7 @@ from datetime import datetime
 from authz.commands.base import Deps, WriteOutcome, run_write
 from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE
 from authz.domain.secrets import DECOY_LEGACY_HASH, verify_django_pbkdf2
-from authz.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
 from authz.store.interface import AuditRecord, LegacyAccount, Transaction
 
 __all__ = [
@@ -34,6 +37,12 @@ __all__ = [
 ]
 
 BAD_LEGACY_CREDENTIALS = "the legacy credentials are not valid, or were already used to link an account"
+HASHING_BUSY = "too many legacy sign-ins are being checked right now; nothing was recorded, try again shortly"
+ONE_PERSON_PER_CALL = "name one file, your own: a legacy login links one person per call"
+ACCOUNT_ALREADY_LINKED_TO_LOGIN = (
+    "this account already linked a file of this shared legacy login: each person links their own file, "
+    "from their own account"
+)
 # Wrong passwords an hour against one legacy login, whichever accounts send them: the login is
 # the thing being guessed.
 LEGACY_LOGIN_FAILURE_LIMIT = 10
@@ -66,8 +75,24 @@ _Body = Callable[[Transaction, datetime], WriteOutcome]
 class LinkLegacyAccess:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        # PBKDF2 is slow on purpose: at most this many run at once, each on the worker thread of
+        # its call, so a burst of attempts leaves the other workers to checks and health.
+        self._hashing = threading.BoundedSemaphore(deps.settings.max_concurrent_hashing)
 
     def execute(self, request: LinkLegacyAccessRequest) -> LinkLegacyAccessResult:
+        if len(set(request.contact_ids)) > 1:
+            # Rule 11: one person per call. Refused before anything is counted or hashed; it tells
+            # nothing about the login (the same answer whether it exists or is shared).
+            raise InvalidArgument.field("contact_ids", ONE_PERSON_PER_CALL)
+        # Refused at once when busy, before anything is recorded: the person simply tries again.
+        if not self._hashing.acquire(blocking=False):
+            raise ResourceExhausted(HASHING_BUSY, reason="HASHING_BUSY")
+        try:
+            return self._execute(request)
+        finally:
+            self._hashing.release()
+
+    def _execute(self, request: LinkLegacyAccessRequest) -> LinkLegacyAccessResult:
         weighed = run_write(self.deps, "link_legacy_access_attempt", request, "", self._weigh(request), _Weighed)
         account = weighed.account
         # The same PBKDF2 work for an unknown login as for a known one.
@@ -163,6 +188,19 @@ class LinkLegacyAccess:
             current = tx.get_legacy_account(account.username)
             if current is None or any(contact_id in current.used_contact_ids for contact_id in designated):
                 return self._refuse(request)(tx, now)
+            already = [c for c in tx.linked_contacts(request.account_id) if c in current.contact_ids]
+            if already and already != designated:
+                # Each person in turn, from their own account: one account does not collect a shared
+                # login's files one call at a time.
+                tx.mark_link_attempt_succeeded(weighed.attempt_id)  # the password was right
+                audit = AuditRecord(
+                    now,
+                    request.account_id,
+                    "link_legacy_access_refused",
+                    {"username": account.username, "contact_ids": designated, "already_linked": already},
+                )
+                error = FailedPrecondition(ACCOUNT_ALREADY_LINKED_TO_LOGIN, reason="LEGACY_LOGIN_ALREADY_LINKED")
+                return WriteOutcome(None, audit, error=error)
             for contact_id in designated:
                 tx.use_legacy_contact(account.username, contact_id, request.account_id, now)
                 tx.link_account(request.account_id, contact_id, "legacy", now)

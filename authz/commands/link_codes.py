@@ -10,16 +10,16 @@ from authz.commands.base import (
     Attestation,
     Deps,
     WriteOutcome,
-    relation_in_force,
     require_manager,
     require_organization,
     run_write,
 )
 from authz.commands.forms import LINK_CODE_FORM, require_boxes
+from authz.commands.persons import PersonChange, require_person_changeable
 from authz.domain.model import Contact, Organization
 from authz.domain.secrets import code_lookup, hash_link_code, new_link_code, normalize_link_code, verify_link_code
-from authz.errors import FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
-from authz.mail import render_link_code_email
+from authz.errors import FailedPrecondition, InvalidLinkCode, ResourceExhausted
+from authz.mail import render_link_code_email, render_link_moved_email
 from authz.store.interface import AuditRecord, LinkCodeRecord, OutboxRow, Transaction
 
 __all__ = [
@@ -106,12 +106,10 @@ class IssueLinkCode:
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)
             require_manager(self.deps, request.actor_id, organization.id, now)
-            contact = tx.get_contact(request.contact_id)
-            relations = tx.find_relations(organization_id=organization.id, contact_id=request.contact_id)
-            if contact is None or not relations:
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
-            if not any(relation_in_force(relation, now) for relation in relations):
-                raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization.id!r}")
+            # Rule 15: only for a person active here by a relation of this organization's own.
+            contact = require_person_changeable(
+                tx, organization.id, request.contact_id, PersonChange(link_code=True), now
+            )
             if not contact.email:
                 raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to")
             expires_at = issue_code(self.deps, tx, contact, organization, request.actor_id, now)
@@ -199,16 +197,35 @@ class RedeemLinkCode:
                 audit = AuditRecord(now, account_id, "redeem_link_code_failed", {"contact_id": contact_id})
                 return WriteOutcome(None, audit, error=InvalidLinkCode())
             tx.link_account(account_id, record.contact_id, "link_code", now)
+            # Rule 15: the code binds the redeeming account to the person; the link moves, and the
+            # person is told at the address on file (theirs: no manager changes a linked person's email).
+            moved_from = tx.unlink_contact(record.contact_id, keep_account=account_id)
+            after_commit = []
+            if moved_from:
+                _tell_link_moved(tx, record.contact_id, now)
+                after_commit.append(self.deps.wake_mailer)
             audit = AuditRecord(
                 now,
                 account_id,
                 "redeem_link_code",
-                {"contact_id": record.contact_id, "account_id": account_id},
+                {"contact_id": record.contact_id, "account_id": account_id, "moved_from": moved_from},
                 organization_id=record.organization_id,
             )
-            return WriteOutcome(RedeemLinkCodeResult(record.contact_id, record.organization_id), audit)
+            return WriteOutcome(
+                RedeemLinkCodeResult(record.contact_id, record.organization_id), audit, after_commit=after_commit
+            )
 
         return run_write(self.deps, "redeem_link_code", request, "", body, RedeemLinkCodeResult)
+
+
+def _tell_link_moved(tx: Transaction, contact_id: str, now: datetime) -> None:
+    contact = tx.get_contact(contact_id)
+    if contact is None or not contact.email:
+        return
+    email = render_link_moved_email(
+        first_name=contact.first_name, last_name=contact.last_name, language=contact.language
+    )
+    tx.enqueue_mail(OutboxRow(uuid.uuid4().hex, contact.email, email.subject, email.body), now)
 
 
 def throttle_reason(tx: Transaction, account_id: str, contact_id: str | None, since: datetime) -> str | None:

@@ -9,10 +9,13 @@ either by hand ("validated") or by the grant that re-creates it ("re-established
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from authz.commands.accounts import bind_read_to_account
 from authz.commands.base import Attestation, Deps, WriteOutcome, require_manager, require_organization, run_write
 from authz.commands.forms import CHANGE_FORM, require_boxes
 from authz.commands.paging import PageCursor, decode_token, encode_token, page_size, page_token_key
@@ -31,6 +34,7 @@ __all__ = [
     "ResolveMigrationIssueResult",
     "relation_match_key",
     "row_match_key",
+    "scrub_secrets",
 ]
 
 _SEP = "\x1f"
@@ -67,6 +71,26 @@ def row_match_key(section: str, row: dict[str, Any]) -> str | None:
     return None
 
 
+# Fields of a refused row that hold a secret (a legacy password hash, a code): never kept, never shown.
+SECRET_FIELDS = frozenset({"password_hash", "password", "code", "link_code", "token", "secret"})
+REMOVED = "[removed]"
+# A PBKDF2 (or any Django-style) hash wherever it sits, e.g. pasted in a field it does not belong to.
+_HASH_LIKE = re.compile(r"[a-z0-9_]*pbkdf2[a-z0-9_]*\$\S*", re.IGNORECASE)
+
+
+def scrub_secrets(value: Any) -> Any:
+    """The row without its secrets: secret fields replaced, hash-like strings removed, at any depth."""
+    if isinstance(value, dict):
+        return {
+            key: REMOVED if str(key).lower() in SECRET_FIELDS else scrub_secrets(item) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [scrub_secrets(item) for item in value]
+    if isinstance(value, str):
+        return _HASH_LIKE.sub(REMOVED, value)
+    return value
+
+
 class MigrationIssues:
     """Keeps the import's refused rows, each for the organization(s) whose managers can act on it.
 
@@ -84,7 +108,9 @@ class MigrationIssues:
         self._organizations_of_contact: dict[str, list[str]] = {}  # only the waiting rows' contacts
 
     def record(self, section: str, index: int, row: Any, reason: str) -> None:
-        row_dict = row if isinstance(row, dict) else {"value": row}
+        # Secrets go before anything is kept: managers read these rows (ListMigrationIssues).
+        row_dict = scrub_secrets(row if isinstance(row, dict) else {"value": row})
+        reason = scrub_secrets(reason)
         if section in ("contacts", "legacy_accounts"):
             contact_ids = [row_dict.get("id")] if section == "contacts" else row_dict.get("contact_ids")
             wanted = [c for c in contact_ids if isinstance(c, str)] if isinstance(contact_ids, list) else []
@@ -186,6 +212,7 @@ class ListMigrationIssues:
         cursor = decode_token(request.page_token, query, key)
         after = _int(cursor.after) if cursor is not None else None
         with self.deps.store.transaction() as tx:
+            bind_read_to_account(tx, actor_id=request.actor_id)
             now = self.deps.clock()
             organization = require_organization(tx, request.organization_id)
             require_manager(self.deps, request.actor_id, organization.id, now)
@@ -193,7 +220,11 @@ class ListMigrationIssues:
                 organization.id, include_resolved=request.include_resolved, after=after, limit=size + 1
             )
         token = encode_token(PageCursor(query, str(issues[size - 1].id)), key) if len(issues) > size else ""
-        return ListMigrationIssuesResult(issues[:size], token)
+        # Scrubbed again on the way out: a row kept before secrets were stripped at import shows none.
+        shown = [
+            dataclasses.replace(i, row=scrub_secrets(i.row), reason=scrub_secrets(i.reason)) for i in issues[:size]
+        ]
+        return ListMigrationIssuesResult(shown, token)
 
 
 def _int(text: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authz.commands.accounts import bind_read_to_account
 from authz.commands.base import Deps
 from authz.commands.contacts import chain_active
 from authz.domain.model import RelationKind, Role
@@ -32,6 +33,7 @@ class ListProfiles:
     def execute(self, request: ListProfilesRequest) -> list[Profile]:
         profiles: list[Profile] = []
         with self.deps.store.transaction() as tx:
+            bind_read_to_account(tx, account=request.account_id)
             now = self.deps.clock()
             names: dict[str, str] = {}
             for contact_id in tx.linked_contacts(request.account_id):

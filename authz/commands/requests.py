@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from authz.commands.accounts import bind_read_to_account
 from authz.commands.base import Deps, require_organization, require_reader
 from authz.commands.paging import PageCursor, decode_token, encode_token, page_size, page_token_key
 from authz.errors import InvalidArgument
@@ -61,6 +62,7 @@ class ListRequests:
                 raise InvalidArgument.field("page_token", "not a token this service issued")
             before = int(cursor.after)
         with self.deps.store.transaction() as tx:
+            bind_read_to_account(tx, actor_id=request.actor_id)
             now = self.deps.clock()
             organization = require_organization(tx, request.organization_id)
             require_reader(self.deps, request.actor_id, organization.id, now)

@@ -23,9 +23,9 @@ from authz.commands.base import (
     require_organization,
     run_write,
 )
-from authz.commands.contacts import is_own_contact
 from authz.commands.forms import CHANGE_FORM, require_boxes
 from authz.commands.link_codes import issue_code
+from authz.commands.persons import PersonChange, require_person_changeable
 from authz.domain.model import Contact, Organization, RelationKind
 from authz.domain.validation import (
     LANGUAGES,
@@ -35,7 +35,7 @@ from authz.domain.validation import (
     phone_problem,
     phone_type_problem,
 )
-from authz.errors import FailedPrecondition, NotFound
+from authz.errors import FailedPrecondition
 from authz.mail import render_contact_update_email
 from authz.store.interface import AuditRecord, OutboxRow, Transaction
 
@@ -104,9 +104,7 @@ class UpdateContact:
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)
             require_manager(deps, request.actor_id, organization.id, now)
-            before = tx.get_contact(request.contact_id)
-            if before is None or not is_own_contact(tx, organization.id, before.id):
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
+            before = require_person_changeable(tx, organization.id, request.contact_id, _person_change(request), now)
             after = dataclasses.replace(before, **{path: getattr(request, path) for path in request.update_mask})
             changed = [name for name in UPDATABLE_FIELDS if getattr(before, name) != getattr(after, name)]
             if changed:
@@ -155,6 +153,15 @@ def _confirm(
     for recipient in recipients:
         tx.enqueue_mail(OutboxRow(uuid.uuid4().hex, recipient, email.subject, email.body), now)
     return len(recipients)
+
+
+def _person_change(request: UpdateContactRequest) -> PersonChange:
+    """What this form does to the person, for the rule on who may change whom."""
+    return PersonChange(
+        details=bool(request.update_mask),
+        email=request.email if "email" in request.update_mask else None,
+        link_code=request.issue_link_code,
+    )
 
 
 def _require_code_possible(tx: Transaction, organization_id: str, contact: Contact, now: datetime) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
+from authz.calls import bounded_wait
 from authz.config import Settings
 from authz.engine.index import DecisionEngine
 from authz.errors import FieldViolation, InvalidArgument, Unavailable
@@ -37,6 +38,7 @@ log = logging.getLogger("authz.follower")
 PAGE = 1000  # changes read per round trip
 _BEHIND = "this process could not catch up with the store within the deadline; not answered from older state"
 _MAX_BACKOFF = 5.0
+_LONGEST_WAIT = 300.0  # seconds: no wait of the follower lasts longer, whatever it is handed
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ class Follower:
         """Block until a revision newer than `revision` is heard of, or `timeout`; the newest heard."""
         with self._heard:
             if self._newest <= revision and not self._stopping.is_set():
-                self._heard.wait(timeout)
+                self._heard.wait(bounded_wait(timeout, _LONGEST_WAIT))
             return self._newest
 
     @property
@@ -122,10 +124,15 @@ class Follower:
         answer from older state), InvalidArgument when `target` is beyond anything the store
         committed (a token it never returned).
         """
+        if timeout is not None:
+            # Whatever a caller hands in (gRPC's "no deadline" is a huge number), the wait has an
+            # end and cannot overflow the platform's lock timeout.
+            timeout = bounded_wait(timeout, _LONGEST_WAIT)
         deadline = None if timeout is None else time.monotonic() + timeout
         if target is not None and self.engine.revision >= target:
             return
-        if not self._pass.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+        # The follower's own pass (no timeout) waits for a reader's pass no longer than the longest wait.
+        if not self._pass.acquire(timeout=_LONGEST_WAIT if timeout is None else timeout):
             raise Unavailable(_BEHIND)
         try:
             while target is None or self.engine.revision < target:

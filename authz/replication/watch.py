@@ -5,7 +5,8 @@ dense and read by revision, so a resumed stream neither skips nor repeats); a ch
 when nothing committed for a while. Memory is bounded per stream (one page of the log),
 and a consumer that stops reading is cut off after `watch_send_timeout_seconds` instead
 of holding a worker thread and a page forever. Streams are counted: each holds one of the
-server's worker threads, so at most `max_watchers` run at once per process.
+server's worker threads, so at most `max_watchers` run at once per calling service and
+`max_watchers_total` in all, per process. A stream may be limited to some organizations.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from authz.replication.changes import Change
 from authz.replication.follower import Follower
 from authz.store.sql import SqlStore
 
-__all__ = ["Checkpoint", "WatchChanges"]
+__all__ = ["Checkpoint", "WatchChanges", "touches"]
 
 log = logging.getLogger("authz.watch")
 
@@ -40,9 +41,23 @@ class Checkpoint:
     revision: int
 
 
+def touches(change: Change, organizations: frozenset[str] | None) -> bool:
+    """Whether a change concerns one of `organizations` (None: every organization). A change too
+    large to list (a bulk import, which asks followers to reload) concerns every one."""
+    if organizations is None or change.relations is None:
+        return True
+    return any(
+        relation.organization_id in organizations
+        or relation.grantee_organization_id in organizations
+        or relation.via_organization_id in organizations
+        for relation in change.relations
+    )
+
+
 @dataclass
 class _Stream:
     cancel: Callable[[], None]
+    caller: str = ""
     waiting_since: float | None = None  # when the consumer was handed an item it has not taken yet
 
 
@@ -56,13 +71,30 @@ class WatchChanges:
         self._watchdog: threading.Thread | None = None
 
     def stream(
-        self, after: int | None, is_active: Callable[[], bool], cancel: Callable[[], None]
+        self,
+        after: int | None,
+        is_active: Callable[[], bool],
+        cancel: Callable[[], None],
+        organizations: frozenset[str] | None = None,
+        caller: str = "",
     ) -> Iterator[Change | Checkpoint]:
-        """Changes after revision `after` (None: from the store's revision now), then as they commit."""
-        me = _Stream(cancel)
+        """Changes after revision `after` (None: from the store's revision now), then as they commit;
+        only those touching `organizations` when given (the cursor moves past the others)."""
+        me = _Stream(cancel, caller)
         with self._lock:
-            if len(self._streams) >= self.settings.max_watchers:
-                raise ResourceExhausted(f"at most {self.settings.max_watchers} Watch streams at once on a process")
+            # Per calling service, so one caller cannot hold every slot; and a total, since each
+            # stream holds one of the server's worker threads.
+            mine = sum(1 for s in self._streams.values() if s.caller == caller)
+            if mine >= self.settings.max_watchers:
+                raise ResourceExhausted(
+                    f"at most {self.settings.max_watchers} Watch streams at once per caller on a process",
+                    reason="WATCH_LIMIT_PER_CALLER",
+                )
+            if len(self._streams) >= self.settings.max_watchers_total:
+                raise ResourceExhausted(
+                    f"at most {self.settings.max_watchers_total} Watch streams at once on a process",
+                    reason="WATCH_LIMIT",
+                )
             self._streams[id(me)] = me
             self._start_watchdog()
         try:
@@ -79,9 +111,10 @@ class WatchChanges:
                 if page.expired:
                     raise FailedPrecondition(_EXPIRED)
                 for change in page.changes:
-                    me.waiting_since = time.monotonic()
-                    yield change
-                    me.waiting_since = None
+                    if touches(change, organizations):
+                        me.waiting_since = time.monotonic()
+                        yield change
+                        me.waiting_since = None
                     cursor = change.revision
                 if page.changes:
                     last_sent = time.monotonic()

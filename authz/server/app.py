@@ -159,6 +159,7 @@ class AuthzApp:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-rpc"),
             interceptors=interceptors,
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),

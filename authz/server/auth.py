@@ -9,6 +9,9 @@ Each calling service is named in a callers file (YAML or JSON)::
       - name: monthly-report
         tls_common_name: monthly-report.ccq.internal   # mutual TLS instead of (or besides) a token
         methods: [CheckAccess, BatchCheckAccess]
+      - name: cache-feeder
+        token_sha256: ...
+        methods: [Watch]          # Watch is given by name only: "*" does not include it
       - name: self-service
         token_sha256: ...
         methods: ["*"]
@@ -43,6 +46,7 @@ from authz.v1 import authz_pb2
 
 __all__ = [
     "AUTHZ_METHODS",
+    "NAMED_ONLY",
     "Caller",
     "CallerAuthInterceptor",
     "Callers",
@@ -64,6 +68,10 @@ NO_CREDENTIALS = "this service requires caller credentials (authorization: Beare
 BAD_CREDENTIALS = "the caller credentials are not valid"
 
 
+# RPCs a callers file must name: "*" does not include them.
+NAMED_ONLY = frozenset({"Watch"})
+
+
 def hash_token(token: str) -> str:
     """The form a token takes in the callers file: SHA-256, lower-case hex."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -79,7 +87,8 @@ class Caller:
     require_account: bool = False
 
     def may_call(self, method: str) -> bool:
-        return "*" in self.methods or method in self.methods
+        # Watch streams every organization's changes: it is given by name, never by "*".
+        return method in self.methods or ("*" in self.methods and method not in NAMED_ONLY)
 
 
 class Callers:
@@ -249,6 +258,11 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _authenticate(self, token: str | None, context: grpc.ServicerContext) -> Caller:
         common_name = _common_name(context)
         by_certificate = self.callers.by_common_name(common_name) if common_name else None
+        if common_name is not None and by_certificate is None:
+            # A certificate the CA signed but no caller owns is someone else's: a token beside it does
+            # not make the call the token's caller (the certificate may be a stolen key's).
+            log.warning("refused certificate %r: no caller has that common name", common_name)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
         if token is not None:
             by_token = self.callers.by_token(token) if token else None
             # A token and a certificate naming two different callers is someone's mistake or someone's trick.
@@ -259,9 +273,6 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return by_token
         if by_certificate is not None:
             return by_certificate
-        if common_name is not None:
-            log.warning("refused certificate %r: no caller has that common name", common_name)
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
         context.abort(grpc.StatusCode.UNAUTHENTICATED, NO_CREDENTIALS)
         raise AssertionError("unreachable")  # abort raises
 

@@ -198,16 +198,30 @@ class DecodeErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
     ) -> Any:
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
         parse = handler.request_deserializer
-        inner = handler.unary_unary
 
         def tolerant(data: bytes) -> Any:
             try:
                 return parse(data)
             except Exception:
                 return _UNDECODABLE
+
+        if handler.unary_stream is not None:  # Watch: the same answer before any item is sent
+            streaming = handler.unary_stream
+
+            def guarded_stream(request: Any, context: grpc.ServicerContext) -> Any:
+                if request is _UNDECODABLE:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message of this method")
+                yield from streaming(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream, request_deserializer=tolerant, response_serializer=handler.response_serializer
+            )
+        if handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             if request is _UNDECODABLE:

@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from authz.calls import bounded_wait, caller_name
+from authz.commands.accounts import watch_scope
 from authz.commands.authorizations import ListAuthorizations
 from authz.commands.base import Deps
 from authz.commands.check import CheckAccess
@@ -93,12 +95,16 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         if len(request.checks) > limit:
             ids.add("checks", f"at most {limit} checks per batch")
             ids.done()
-        if request.HasField("consistency"):
-            self._ensure(request.consistency, context)
-        # Any item's own consistency is honoured too, before anything is decided.
-        for i, item in enumerate(request.checks):
-            if item.HasField("consistency"):
-                self._ensure(item.consistency, context, f"checks[{i}].consistency")
+        # The batch's and every item's own consistency are honoured before anything is decided, by
+        # one catch-up to the freshest level any of them asks for (not one per item).
+        asked = [convert.consistency(request.consistency, self._tokens)] if request.HasField("consistency") else []
+        asked += [
+            convert.consistency(item.consistency, self._tokens, f"checks[{i}].consistency")
+            for i, item in enumerate(request.checks)
+            if item.HasField("consistency")
+        ]
+        if asked:
+            self._fresh.ensure_all(asked, self._read_wait(context))
         # One pass, in this thread: every plain item straight to the engine, answers added in
         # place; the batch takes the general path only if some item needs it (to report all
         # violations at once, or to explain).
@@ -262,13 +268,19 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         self, consistency: pb.Consistency, context: grpc.ServicerContext, field_path: str = "consistency"
     ) -> str:
         """Make this process fresh enough for the read (or raise); the token of the revision it reads at."""
-        self._fresh.ensure(convert.consistency(consistency, self._tokens, field_path), context.time_remaining())
+        self._fresh.ensure(convert.consistency(consistency, self._tokens, field_path), self._read_wait(context))
         return self._tokens.token(self.deps.engine.revision)
+
+    def _read_wait(self, context: grpc.ServicerContext) -> float:
+        """How long a read may wait to be fresh enough: the caller's deadline, and never longer than
+        the server's bound (a read with no deadline gets UNAVAILABLE after `read_wait_seconds`)."""
+        return bounded_wait(context.time_remaining(), self.deps.settings.read_wait_seconds)
 
     @handle_stream_errors
     def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchResponse]:
         after = convert.watch_request(request, self._tokens)
-        for item in self._watch.stream(after, context.is_active, context.cancel):
+        scope = watch_scope(self.deps, request.organization_ids)
+        for item in self._watch.stream(after, context.is_active, context.cancel, scope, caller_name()):
             yield convert.watch_response(item, self._tokens)
 
     # -- issue 12: lookups

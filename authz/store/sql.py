@@ -896,6 +896,24 @@ class SqlTransaction:
         )
         return [row.contact_id for row in rows]
 
+    def accounts_linked_to(self, contact_id: str) -> list[str]:
+        rows = self.c.execute(
+            select(t.account_links.c.account_id)
+            .where(t.account_links.c.contact_id == contact_id)
+            .order_by(t.account_links.c.account_id)
+        )
+        return [row.account_id for row in rows]
+
+    def unlink_contact(self, contact_id: str, *, keep_account: str) -> list[str]:
+        others = [account for account in self.accounts_linked_to(contact_id) if account != keep_account]
+        if others:
+            self.c.execute(
+                t.account_links.delete().where(
+                    and_(t.account_links.c.contact_id == contact_id, t.account_links.c.account_id.in_(others))
+                )
+            )
+        return others
+
     def get_legacy_account(self, username: str) -> LegacyAccount | None:
         row = self.c.execute(select(t.legacy_accounts).where(t.legacy_accounts.c.username == username)).first()
         if row is None:

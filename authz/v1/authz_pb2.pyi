@@ -752,8 +752,8 @@ class LinkLegacyAccessRequest(_message.Message):
     """Its password, checked against the imported hash; never stored nor logged."""
     @_builtins.property
     def contact_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """A login the old system shared: the person's own contact(s) among those it maps to.
-        Optional when the login maps to one contact only.
+        """A login the old system shared: the person's own contact among those it maps to, one per
+        call (more than one is INVALID_ARGUMENT). Optional when the login maps to one contact only.
         """
 
     def __init__(
@@ -1208,16 +1208,25 @@ class WatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_REVISION_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_IDS_FIELD_NUMBER: _builtins.int
     after_revision: _builtins.str
     """a revision token; empty = from now"""
+    @_builtins.property
+    def organization_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only changes touching these organizations (a relation on, given by, to or through one of
+        them); empty = every organization. Required, and limited to the organizations the acting
+        account's profiles may read, for a caller whose entry says `require_account`.
+        """
+
     def __init__(
         self,
         *,
         after_revision: _builtins.str = ...,
+        organization_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "organization_ids", b"organization_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

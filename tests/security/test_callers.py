@@ -34,7 +34,8 @@ def write_callers(path: Path) -> Path:
         json.dumps(
             {
                 "callers": [
-                    {"name": "portal", "token_sha256": hash_token(PORTAL_TOKEN), "methods": ["*"]},
+                    # Watch is given by name: "*" does not include it.
+                    {"name": "portal", "token_sha256": hash_token(PORTAL_TOKEN), "methods": ["*", "Watch"]},
                     {
                         "name": "monthly-report",
                         "token_sha256": hash_token(REPORT_TOKEN),
@@ -255,9 +256,11 @@ def test_mutual_tls_identifies_the_caller(start_server: Callable[..., Running], 
         with pytest.raises(UnauthenticatedError) as refused:
             stranger.allowed(PR, SQC, "profil", "read")
         assert refused.value.message == BAD_CREDENTIALS
-    # A token with a certificate no caller owns: the token names the caller.
+    # A token with a certificate no caller owns: refused too (the certificate is someone else's).
     with AuthzClient(target, credentials=credentials("stranger"), token=PORTAL_TOKEN, timeout=5) as mixed:
-        assert mixed.allowed(PR, SQC, "profil", "read")
+        with pytest.raises(UnauthenticatedError) as refused:
+            mixed.allowed(PR, SQC, "profil", "read")
+        assert refused.value.message == BAD_CREDENTIALS
     # A token and a certificate naming two different callers: someone's mistake or trick, refused.
     with (
         AuthzClient(target, credentials=credentials("report"), token=PORTAL_TOKEN, timeout=5) as mixed,
