@@ -16,11 +16,12 @@ their owners. With one contact mapped, the designation may be left out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from authz.commands.base import Deps, WriteOutcome, run_write
 from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE
+from authz.commands.profiles import ListProfiles, ListProfilesRequest, Profile
 from authz.domain.secrets import DECOY_LEGACY_HASH, verify_django_pbkdf2
 from authz.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from authz.store.interface import AuditRecord, LegacyAccount, Transaction
@@ -51,6 +52,8 @@ class LinkLegacyAccessRequest:
 class LinkLegacyAccessResult:
     contact_ids: list[str]
     revision: str = ""
+    # The account's profiles once linked, for the success message (read after the write).
+    profiles: list[Profile] = field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +91,7 @@ class LinkLegacyAccess:
                 self._ask_designation(request, account, weighed, problem),
                 LinkLegacyAccessResult,
             )
-        return run_write(
+        result = run_write(
             self.deps,
             "link_legacy_access",
             request,
@@ -96,6 +99,8 @@ class LinkLegacyAccess:
             self._link(request, account, weighed, designated),
             LinkLegacyAccessResult,
         )
+        result.profiles = ListProfiles(self.deps).execute(ListProfilesRequest(request.account_id))
+        return result
 
     @staticmethod
     def _refuse(request: LinkLegacyAccessRequest) -> _Body:

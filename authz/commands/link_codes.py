@@ -16,6 +16,7 @@ from authz.commands.base import (
     run_write,
 )
 from authz.commands.forms import LINK_CODE_FORM, require_boxes
+from authz.commands.profiles import ListProfiles, ListProfilesRequest, Profile
 from authz.domain.model import Contact, Organization
 from authz.domain.secrets import code_lookup, hash_link_code, new_link_code, normalize_link_code, verify_link_code
 from authz.errors import FailedPrecondition, InvalidLinkCode, NotFound, ResourceExhausted
@@ -150,6 +151,8 @@ class RedeemLinkCodeResult:
     contact_id: str
     organization_id: str
     revision: str = ""
+    # The account's profiles once linked, for the success message (read after the write).
+    profiles: list[Profile] = field(default_factory=list)
 
 
 class RedeemLinkCode:
@@ -208,7 +211,9 @@ class RedeemLinkCode:
             )
             return WriteOutcome(RedeemLinkCodeResult(record.contact_id, record.organization_id), audit)
 
-        return run_write(self.deps, "redeem_link_code", request, "", body, RedeemLinkCodeResult)
+        result = run_write(self.deps, "redeem_link_code", request, "", body, RedeemLinkCodeResult)
+        result.profiles = ListProfiles(self.deps).execute(ListProfilesRequest(account_id))
+        return result
 
 
 def throttle_reason(tx: Transaction, account_id: str, contact_id: str | None, since: datetime) -> str | None:

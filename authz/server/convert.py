@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from authz.commands.authorizations import AuthorizationRow, ListAuthorizationsRequest, ListAuthorizationsResult
+from authz.commands.authorizations import AuthorizationRow, ListAuthorizationsRequest, ListAuthorizationsResult, Origin
 from authz.commands.base import Attestation
+from authz.commands.catalogue import Catalogue
 from authz.commands.check import CheckRequest, CheckResult
+from authz.commands.clients import ListClientsRequest, ListClientsResult
 from authz.commands.contacts import (
     ContactDetails,
     ContactRow,
@@ -68,8 +70,10 @@ __all__ = [
     "ROLE_TO_PB",
     "Ids",
     "authorizations_response",
+    "catalogue_response",
     "check_request",
     "check_response",
+    "clients_response",
     "consistency",
     "contact_response",
     "contacts_response",
@@ -81,6 +85,7 @@ __all__ = [
     "legacy_request",
     "legacy_response",
     "list_authorizations_request",
+    "list_clients_request",
     "list_contacts_request",
     "list_migration_issues_request",
     "list_profiles_request",
@@ -346,7 +351,10 @@ def redeem_request(request: pb.RedeemLinkCodeRequest) -> RedeemLinkCodeRequest:
 
 def redeem_response(result: RedeemLinkCodeResult) -> pb.RedeemLinkCodeResponse:
     return pb.RedeemLinkCodeResponse(
-        contact_id=result.contact_id, organization_id=result.organization_id, revision=result.revision
+        contact_id=result.contact_id,
+        organization_id=result.organization_id,
+        revision=result.revision,
+        profiles=[_profile(p) for p in result.profiles],
     )
 
 
@@ -363,7 +371,9 @@ def legacy_request(request: pb.LinkLegacyAccessRequest) -> LinkLegacyAccessReque
 
 
 def legacy_response(result: LinkLegacyAccessResult) -> pb.LinkLegacyAccessResponse:
-    return pb.LinkLegacyAccessResponse(contact_ids=result.contact_ids, revision=result.revision)
+    return pb.LinkLegacyAccessResponse(
+        contact_ids=result.contact_ids, revision=result.revision, profiles=[_profile(p) for p in result.profiles]
+    )
 
 
 # -- reads
@@ -374,19 +384,19 @@ def list_profiles_request(request: pb.ListProfilesRequest) -> ListProfilesReques
     return ListProfilesRequest(account_id)
 
 
-def profiles_response(profiles: list[Profile]) -> pb.ListProfilesResponse:
-    return pb.ListProfilesResponse(
-        profiles=[
-            pb.Profile(
-                contact_id=p.contact_id,
-                organization_id=p.organization_id,
-                organization_name=p.organization_name,
-                role=ROLE_TO_PB[p.role],  # type: ignore[arg-type]
-                relation_id=p.relation_id,
-            )
-            for p in profiles
-        ]
+def _profile(p: Profile) -> pb.Profile:
+    return pb.Profile(
+        contact_id=p.contact_id,
+        organization_id=p.organization_id,
+        organization_name=p.organization_name,
+        role=ROLE_TO_PB[p.role],  # type: ignore[arg-type]
+        relation_id=p.relation_id,
+        can_manage=p.can_manage,
     )
+
+
+def profiles_response(profiles: list[Profile]) -> pb.ListProfilesResponse:
+    return pb.ListProfilesResponse(profiles=[_profile(p) for p in profiles])
 
 
 def list_contacts_request(request: pb.ListContactsRequest) -> ListContactsRequest:
@@ -449,7 +459,20 @@ def _authorization_row(row: AuthorizationRow) -> pb.AuthorizationRow:
         grantee_organization_id=row.grantee_organization_id,
         via_organization_id=row.via_organization_id,
         organization_name=row.organization_name,
+        contact_name=row.contact_name,
+        start_date=row.start_date,
+        end_date=row.end_date,
+        origin=ORIGIN_TO_PB[row.origin],  # type: ignore[arg-type]
+        removable=row.removable,
     )
+
+
+ORIGIN_TO_PB: dict[Origin, int] = {
+    Origin.GRANTED: pb.ORIGIN_GRANTED,
+    Origin.ROLE_DEFAULT: pb.ORIGIN_ROLE_DEFAULT,
+    Origin.ORGANIZATION: pb.ORIGIN_ORGANIZATION,
+    Origin.DELEGATED: pb.ORIGIN_DELEGATED,
+}
 
 
 def authorizations_response(result: ListAuthorizationsResult) -> pb.ListAuthorizationsResponse:
@@ -553,6 +576,7 @@ def list_requests_request(request: pb.ListRequestsRequest) -> ListRequestsReques
         organization_id=ids.required("organization_id", request.organization_id),
         page_size=request.page_size,
         page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+        mine=request.mine,
     )
     ids.done()
     return command
@@ -574,6 +598,8 @@ def requests_response(result: ListRequestsResult) -> pb.ListRequestsResponse:
                 changes_json=row.changes_json,
                 caller=row.caller,
                 revision=row.revision,
+                changes=[pb.FieldChange(field=c.field, before=c.before, after=c.after) for c in row.changes],
+                summary=row.summary,
             )
             for row in result.requests
         ],
@@ -735,4 +761,59 @@ def lookup_organizations_response(result: LookupResult) -> pb.LookupOrganization
         next_page_token=result.next_page_token,
         revision=result.revision,
         explanations=_explanations(result),
+    )
+
+
+# -- the screens' catalogue and clients
+def _subject_rights(grants: dict[str, Right]) -> list[pb.SubjectRight]:
+    return [pb.SubjectRight(subject=s, right=int(r)) for s, r in sorted(grants.items())]  # type: ignore[arg-type]
+
+
+def catalogue_response(catalogue: Catalogue) -> pb.GetCatalogueResponse:
+    return pb.GetCatalogueResponse(
+        subjects=[
+            pb.CatalogueSubject(
+                code=s.code, label_fr=s.label_fr, label_en=s.label_en, grantable=s.grantable, delegable=s.delegable
+            )
+            for s in catalogue.subjects
+        ],
+        roles=[
+            pb.CatalogueRole(
+                role=ROLE_TO_PB[r.role],  # type: ignore[arg-type]
+                code=r.role.value,
+                label_fr=r.label_fr,
+                label_en=r.label_en,
+                defaults=_subject_rights(r.defaults),
+            )
+            for r in catalogue.roles
+        ],
+        policy_hash=catalogue.policy_hash,
+    )
+
+
+def list_clients_request(request: pb.ListClientsRequest) -> ListClientsRequest:
+    ids = Ids()
+    command = ListClientsRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        page_size=request.page_size,
+        page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+    )
+    ids.done()
+    return command
+
+
+def clients_response(result: ListClientsResult) -> pb.ListClientsResponse:
+    return pb.ListClientsResponse(
+        clients=[
+            pb.Client(
+                organization_id=c.organization_id,
+                organization_name=c.organization_name,
+                subjects=_subject_rights(c.subjects),
+                start_date=c.start_date.isoformat(),
+                end_date=c.end_date.isoformat(),
+            )
+            for c in result.clients
+        ],
+        next_page_token=result.next_page_token,
     )

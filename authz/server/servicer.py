@@ -9,7 +9,9 @@ import grpc
 
 from authz.commands.authorizations import ListAuthorizations
 from authz.commands.base import Deps
+from authz.commands.catalogue import GetCatalogue
 from authz.commands.check import CheckAccess
+from authz.commands.clients import ListClients
 from authz.commands.contacts import GetContact, ListContacts
 from authz.commands.grant import GrantRelation
 from authz.commands.legacy import LinkLegacyAccess
@@ -62,6 +64,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         # issue 12
         self._lookup_principals = LookupPrincipals(deps)
         self._lookup_organizations = LookupOrganizations(deps)
+        # the screens' catalogue and clients
+        self._catalogue = GetCatalogue(deps)
+        self._clients = ListClients(deps)
 
     # -- checks
     @handle_errors
@@ -293,3 +298,16 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         response = convert.lookup_organizations_response(result)
         response.revision = self._tokens.token(int(result.revision))
         return response
+
+    # -- the screens' catalogue and clients
+    @handle_errors
+    def GetCatalogue(self, request: pb.GetCatalogueRequest, context: grpc.ServicerContext) -> pb.GetCatalogueResponse:
+        return self._read(request, context, lambda: convert.catalogue_response(self._catalogue.execute()))
+
+    @handle_errors
+    def ListClients(self, request: pb.ListClientsRequest, context: grpc.ServicerContext) -> pb.ListClientsResponse:
+        return self._read(
+            request,
+            context,
+            lambda: convert.clients_response(self._clients.execute(convert.list_clients_request(request))),
+        )

@@ -220,8 +220,10 @@ class Transaction(Protocol):
         ...
 
     def set_relation_end(self, relation_id: str, end_date: date) -> None: ...
-    def audit_page(self, organization_id: str, *, before: int | None, limit: int) -> list[AuditEntry]:
-        """The organization's audit, newest first, with ids below `before`."""
+    def audit_page(
+        self, organization_id: str, *, before: int | None, limit: int, actor_id: str | None = None
+    ) -> list[AuditEntry]:
+        """The organization's audit, newest first, with ids below `before` (only `actor_id`'s when given)."""
         ...
 
     def add_migration_issue(self, issue: MigrationIssueRecord) -> bool:

@@ -966,9 +966,13 @@ class SqlTransaction:
     def set_relation_end(self, relation_id: str, end_date: date) -> None:
         self.c.execute(update(t.relations).where(t.relations.c.id == relation_id).values(end_date=end_date))
 
-    def audit_page(self, organization_id: str, *, before: int | None, limit: int) -> list[AuditEntry]:
+    def audit_page(
+        self, organization_id: str, *, before: int | None, limit: int, actor_id: str | None = None
+    ) -> list[AuditEntry]:
         a = t.audit_log.c
         query = select(t.audit_log).where(a.organization_id == organization_id)
+        if actor_id is not None:
+            query = query.where(a.actor_id == actor_id)
         if before is not None:
             query = query.where(a.id < before)
         rows = self.c.execute(query.order_by(a.id.desc()).limit(limit))
