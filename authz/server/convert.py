@@ -43,9 +43,16 @@ from authz.commands.migration_issues import (
 from authz.commands.profiles import ListProfilesRequest, Profile
 from authz.commands.requests import ListRequestsRequest, ListRequestsResult
 from authz.commands.revoke import RevokeRelationRequest, RevokeRelationResult
-from authz.commands.update_contact import UPDATABLE_FIELDS, UpdateContactRequest, UpdateContactResult
+from authz.commands.update_contact import (
+    MASK_PATHS,
+    MAX_RELATION_UPDATES,
+    RelationUpdate,
+    UpdateContactRequest,
+    UpdateContactResult,
+)
 from authz.commands.update_relation import UpdateRelationRequest, UpdateRelationResult
 from authz.domain.model import Right, Role
+from authz.domain.phones import MAX_PHONES, PhoneNumber
 from authz.domain.validation import (
     MAX_EMAIL,
     MAX_NAME,
@@ -496,7 +503,7 @@ def get_contact_request(request: pb.GetContactRequest) -> GetContactRequest:
 
 def contact_response(details: ContactDetails) -> pb.Contact:
     contact = details.contact
-    phones = [pb.Phone(type=contact.phone_type, number=contact.phone)] if contact.phone else []
+    phones = [pb.Phone(type=p.type, number=p.number, region=p.region) for p in details.phones]
     return pb.Contact(
         contact_id=contact.id,
         first_name=contact.first_name,
@@ -511,8 +518,8 @@ def contact_response(details: ContactDetails) -> pb.Contact:
 def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactRequest:
     ids = Ids()
     paths = list(request.update_mask.paths)
-    if len(paths) > len(UPDATABLE_FIELDS):
-        ids.add("update_mask", f"at most {len(UPDATABLE_FIELDS)} fields")
+    if len(paths) > len(MASK_PATHS):
+        ids.add("update_mask", f"at most {len(MASK_PATHS)} fields")
     command = UpdateContactRequest(
         actor_id=ids.required("actor_id", request.actor_id),
         organization_id=ids.required("organization_id", request.organization_id),
@@ -527,6 +534,29 @@ def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactReq
         issue_link_code=request.issue_link_code,
         attestation=_attestation(request.attestation),
         request_id=ids.optional("request_id", request.request_id),
+        # Past the limits the command refuses the list; only the sizes of what it reads are bounded here.
+        relation_updates=tuple(
+            RelationUpdate(
+                relation_id=ids.text(f"relation_updates[{i}].relation_id", u.relation_id, MAX_TOKEN),
+                end_date=ids.text(f"relation_updates[{i}].end_date", u.end_date, 10),
+                add_subjects=tuple(
+                    (
+                        ids.text(f"relation_updates[{i}].add_subjects[{j}].subject", s.subject, MAX_SUBJECT),
+                        right_from_pb(s.right),
+                    )
+                    for j, s in enumerate(u.add_subjects)
+                ),
+            )
+            for i, u in enumerate(request.relation_updates[: MAX_RELATION_UPDATES + 1])
+        ),
+        phones=tuple(
+            PhoneNumber(
+                ids.text(f"phones[{i}].type", p.type, 20),
+                ids.text(f"phones[{i}].number", p.number, MAX_PHONE),
+                ids.text(f"phones[{i}].region", p.region, 2),
+            )
+            for i, p in enumerate(request.phones[: MAX_PHONES + 1])
+        ),
     )
     ids.done()
     return command

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from authz.domain.model import Contact, Organization, Relation, RelationKind
+from authz.domain.phones import PhoneNumber
 from authz.replication.changes import Change, ChangesPage
 
 if TYPE_CHECKING:
@@ -213,6 +214,14 @@ class Transaction(Protocol):
     # -- issue 13: the guide's other screens
     def update_contact(self, contact: Contact) -> None:
         """Replace the contact's details (its search key follows its name)."""
+        ...
+
+    def contact_phones(self, contact_id: str) -> list[PhoneNumber]:
+        """Every number of the contact, principal first (empty: only `Contact.phone`, if any)."""
+        ...
+
+    def set_contact_phones(self, contact_id: str, phones: Sequence[PhoneNumber]) -> None:
+        """Replace the contact's numbers by these, in this order."""
         ...
 
     def organization_contacts_with_email(self, organization_id: str, email: str) -> list[Contact]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     and_,
     create_engine,
+    delete,
     event,
     func,
     or_,
@@ -40,6 +41,7 @@ from authz.domain.model import (
     Right,
     Role,
 )
+from authz.domain.phones import PhoneNumber
 from authz.domain.text import search_key
 from authz.errors import AlreadyExists, Unavailable
 from authz.mail import MailDeliveryError, OutboxCipher, outbox_cipher
@@ -949,6 +951,22 @@ class SqlTransaction:
     # -- issue 13: the guide's other screens
     def update_contact(self, contact: Contact) -> None:
         self.c.execute(update(t.contacts).where(t.contacts.c.id == contact.id).values(**_contact_values(contact)))
+
+    def contact_phones(self, contact_id: str) -> list[PhoneNumber]:
+        p = t.contact_phones.c
+        rows = self.c.execute(select(t.contact_phones).where(p.contact_id == contact_id).order_by(p.position))
+        return [PhoneNumber(row.type, row.number, row.region) for row in rows]
+
+    def set_contact_phones(self, contact_id: str, phones: Sequence[PhoneNumber]) -> None:
+        self.c.execute(delete(t.contact_phones).where(t.contact_phones.c.contact_id == contact_id))
+        if phones:
+            self.c.execute(
+                t.contact_phones.insert(),
+                [
+                    {"contact_id": contact_id, "position": i, "type": p.type, "number": p.number, "region": p.region}
+                    for i, p in enumerate(phones)
+                ],
+            )
 
     def organization_contacts_with_email(self, organization_id: str, email: str) -> list[Contact]:
         r = t.relations.c
