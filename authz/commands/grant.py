@@ -163,7 +163,7 @@ class GrantRelation:
                     if found is None or not is_own_contact(tx, organization.id, found.id):
                         # "Contact dans ce profil": the organization's own contacts only, so no
                         # manager sends link codes to another organization's people.
-                        raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
+                        raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}", reason="CONTACT_NOT_FOUND")
                     contact = found
                 contact_id = contact.id
                 relation = Relation(
@@ -235,7 +235,7 @@ class GrantRelation:
         require_organization(tx, target_id, "target_organization_id")
         contact = tx.get_contact(request.contact_id)
         if contact is None:
-            raise NotFound(f"contact {request.contact_id!r} not found")
+            raise NotFound(f"contact {request.contact_id!r} not found", reason="CONTACT_NOT_FOUND")
         memberships = [
             relation
             for relation in tx.find_relations(organization_id=request.organization_id, contact_id=contact.id)
@@ -243,9 +243,9 @@ class GrantRelation:
         ]
         active = [relation for relation in memberships if relation_in_force(relation, now)]
         if not memberships:
-            raise NotFound(f"contact {contact.id!r} is not a contact of {request.organization_id!r}")
+            raise NotFound(f"contact {contact.id!r} is not a contact of {request.organization_id!r}", reason="CONTACT_NOT_FOUND")
         if not active:
-            raise FailedPrecondition(f"contact {contact.id!r} is not active in {request.organization_id!r}")
+            raise FailedPrecondition(f"contact {contact.id!r} is not active in {request.organization_id!r}", reason="CONTACT_INACTIVE")
         ts = now.timestamp()
         day = deps.engine.day_of(ts)
 
@@ -266,12 +266,13 @@ class GrantRelation:
                     )
             if violations:
                 raise FailedPrecondition(
-                    "cannot delegate more than the organization holds: " + "; ".join(v.description for v in violations)
+                    "cannot delegate more than the organization holds: " + "; ".join(v.description for v in violations),
+                    reason="DELEGATION_EXCEEDS_HOLDING",
                 )
             granted = subjects
         else:
             if not any(held(subject) for subject in deps.engine.policy.subjects if subject != MANAGEMENT_SUBJECT):
-                raise FailedPrecondition(f"{request.organization_id} holds nothing on {target_id} to delegate")
+                raise FailedPrecondition(f"{request.organization_id} holds nothing on {target_id} to delegate", reason="NOTHING_TO_DELEGATE")
             # "All the organization holds there", evaluated at each check, never copied.
             granted = {WILDCARD_SUBJECT: Right.WRITE}
         role = request.role or active[0].role
@@ -294,7 +295,8 @@ def _refuse_known_email(tx: Transaction, organization_id: str, email: str) -> No
         names = ", ".join(f"{contact.display_name} ({contact.id})" for contact in known)
         raise AlreadyExists(
             f"{email} is already the email of a contact of {organization_id}: {names}; pick that contact, "
-            "or set new_contact.create_anyway to create another one"
+            "or set new_contact.create_anyway to create another one",
+            reason="EMAIL_ALREADY_KNOWN",
         )
 
 

@@ -126,7 +126,7 @@ class LinkLegacyAccess:
                 audit = AuditRecord(
                     now, account_id, "link_legacy_access_throttled", {"username": username, "limit": limit}
                 )
-                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
+                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"))
             account = tx.get_legacy_account(username)
             mapped = account.contact_ids if account is not None else ()
             named = [c for c in request.contact_ids if c in mapped]

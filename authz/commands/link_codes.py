@@ -110,11 +110,11 @@ class IssueLinkCode:
             contact = tx.get_contact(request.contact_id)
             relations = tx.find_relations(organization_id=organization.id, contact_id=request.contact_id)
             if contact is None or not relations:
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
+                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}", reason="CONTACT_NOT_FOUND")
             if not any(relation_in_force(relation, now) for relation in relations):
-                raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization.id!r}")
+                raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization.id!r}", reason="CONTACT_INACTIVE")
             if not contact.email:
-                raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to")
+                raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to", reason="NO_EMAIL")
             expires_at = issue_code(self.deps, tx, contact, organization, request.actor_id, now)
             audit = AuditRecord(
                 at=now,
@@ -186,7 +186,7 @@ class RedeemLinkCode:
                 audit = AuditRecord(
                     now, account_id, "redeem_link_code_throttled", {"contact_id": contact_id, "limit": throttled}
                 )
-                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
+                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"))
             # The conditional update in use_link_code, not a lock, is what makes a code single-use.
             valid = (
                 code is not None

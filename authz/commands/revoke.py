@@ -120,7 +120,7 @@ class RevokeRelation:
             owned = {relation.id: relation for relation in self._owned(tx, request)}
             grantee = request.contact_id or request.grantee_organization_id
             if not owned:
-                raise NotFound(f"{grantee!r} has no relation with {organization.id!r}")
+                raise NotFound(f"{grantee!r} has no relation with {organization.id!r}", reason="RELATION_NOT_FOUND")
             ended: list[str] = []
             removed: list[str] = []
             touched: list[str] = []
@@ -133,7 +133,8 @@ class RevokeRelation:
                 for index, relation_id in enumerate(request.relation_ids):
                     if relation_id not in owned:
                         raise NotFound(
-                            f"relations.relation_ids[{index}]: relation {relation_id!r} not found for {grantee!r}"
+                            f"relations.relation_ids[{index}]: relation {relation_id!r} not found for {grantee!r}",
+                            reason="RELATION_NOT_FOUND",
                         )
                 for relation_id in dict.fromkeys(request.relation_ids):
                     if tx.end_relation(relation_id, now):
@@ -142,7 +143,7 @@ class RevokeRelation:
             else:
                 target = owned.get(request.subjects_relation_id)
                 if target is None:
-                    raise NotFound(f"relation {request.subjects_relation_id!r} not found for {grantee!r}")
+                    raise NotFound(f"relation {request.subjects_relation_id!r} not found for {grantee!r}", reason="RELATION_NOT_FOUND")
                 defaults = (
                     deps.engine.policy.role_defaults.get(target.role, {})
                     if target.role is not None and target.kind is RelationKind.CONTACT
@@ -153,10 +154,11 @@ class RevokeRelation:
                         # Listed under the relation, but held by its role: removing it means changing the role.
                         raise FailedPrecondition(
                             f"subject {subject!r} comes with the role {target.role.value if target.role else ''} "
-                            f"of relation {target.id!r}: it cannot be removed alone; end the relation to take it away"
+                            f"of relation {target.id!r}: it cannot be removed alone; end the relation to take it away",
+                            reason="ROLE_DEFAULT_SUBJECT",
                         )
                     if subject not in target.subjects:
-                        raise NotFound(f"subject {subject!r} is not granted on relation {target.id!r}")
+                        raise NotFound(f"subject {subject!r} is not granted on relation {target.id!r}", reason="SUBJECT_NOT_GRANTED")
                 if tx.remove_subjects(target.id, list(dict.fromkeys(request.subjects)), now):
                     removed = list(dict.fromkeys(request.subjects))
                 touched = [target.id]

@@ -187,7 +187,7 @@ class UpdateContact:
             require_manager(deps, request.actor_id, organization.id, now)
             before = tx.get_contact(request.contact_id)
             if before is None or not is_own_contact(tx, organization.id, before.id):
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
+                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}", reason="CONTACT_NOT_FOUND")
             fields = {path: getattr(request, path) for path in request.update_mask if path in UPDATABLE_FIELDS}
             if fields.get("phone"):
                 fields["phone"] = e164(fields["phone"])[0]  # checked above: stored as E.164
@@ -276,9 +276,9 @@ def _require_code_possible(tx: Transaction, organization_id: str, contact: Conta
         if r.kind is RelationKind.CONTACT
     ]
     if not any(relation_in_force(relation, now) for relation in relations):
-        raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization_id!r}")
+        raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization_id!r}", reason="CONTACT_INACTIVE")
     if not contact.email:
-        raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to")
+        raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to", reason="NO_EMAIL")
 
 
 def _legacy_phones(contact: Contact) -> list[PhoneNumber]:

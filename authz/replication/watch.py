@@ -62,7 +62,7 @@ class WatchChanges:
         me = _Stream(cancel)
         with self._lock:
             if len(self._streams) >= self.settings.max_watchers:
-                raise ResourceExhausted(f"at most {self.settings.max_watchers} Watch streams at once on a process")
+                raise ResourceExhausted(f"at most {self.settings.max_watchers} Watch streams at once on a process", reason="TOO_MANY_WATCHERS")
             self._streams[id(me)] = me
             self._start_watchdog()
         try:
@@ -77,7 +77,7 @@ class WatchChanges:
             while is_active() and not self.follower.stopping:
                 page = self.store.changes_after(cursor, PAGE)
                 if page.expired:
-                    raise FailedPrecondition(_EXPIRED)
+                    raise FailedPrecondition(_EXPIRED, reason="CURSOR_EXPIRED")
                 for change in page.changes:
                     me.waiting_since = time.monotonic()
                     yield change

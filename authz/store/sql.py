@@ -157,11 +157,11 @@ class SqlStore:
                     tx.restore_settings()
         except IntegrityError as exc:
             log.info("integrity error: %s", exc.orig)
-            raise AlreadyExists("that change conflicts with data already stored") from exc
+            raise AlreadyExists("that change conflicts with data already stored", reason="CONFLICT") from exc
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 log.warning("store unreachable: %s", type(exc.orig).__name__)
-                raise Unavailable(_STORE_DOWN) from exc
+                raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
             raise
 
     def revision(self) -> int:
@@ -186,7 +186,7 @@ class SqlStore:
             with self.engine.connect() as connection:
                 yield connection
         except OperationalError as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     def load_relations(self) -> Iterator[Relation]:
         """Every relation with its subjects in force, in one pass."""
@@ -304,14 +304,14 @@ class SqlStore:
         try:
             return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except (OperationalError, DBAPIError) as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     def read_changes(self, reader: Connection, revision: int, limit: int) -> ChangesPage:
         """`changes_after` on a connection from `open_reader`."""
         try:
             return _changes_after(reader, revision, limit)
         except (OperationalError, DBAPIError) as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     def changes_after(self, revision: int, limit: int, timeout: float | None = None) -> ChangesPage:
         """Committed changes after `revision`, in order (one range read); bounded by `timeout` seconds."""
@@ -322,7 +322,7 @@ class SqlStore:
                     connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
                 return _changes_after(connection, revision, limit)
         except (OperationalError, DBAPIError) as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     # -- issue 9: secrets shared by every server of one deployment
     def server_secret(self, name: str) -> bytes:
@@ -472,7 +472,7 @@ def _wait_no_longer_than_caller(connection: Connection) -> None:
     """Bound lock waits and statements by the caller's deadline (authz.calls), when there is one."""
     left = remaining()
     if left is not None and left <= 0:
-        raise Unavailable("the caller's deadline passed before the write could be made; nothing was written")
+        raise Unavailable("the caller's deadline passed before the write could be made; nothing was written", reason="DEADLINE_PASSED")
     milliseconds = _SQLITE_BUSY_MS if left is None else max(1, int(left * 1000))
     if connection.dialect.name == "postgresql":
         if left is not None:  # SET LOCAL: ends with this transaction
