@@ -17,7 +17,7 @@ from authz.commands.base import Attestation
 from authz.domain.validation import Violations
 from authz.errors import FieldViolation, InvalidArgument
 
-__all__ = ["ADD_FORM", "CHANGE_FORM", "LINK_CODE_FORM", "box_violations", "require_boxes"]
+__all__ = ["ADD_FORM", "CHANGE_FORM", "LINK_CODE_FORM", "box_violations", "refuse_if_any", "require_boxes"]
 
 ADD_FORM = ("authorizes_acting", "changes_accurate")
 CHANGE_FORM = ("changes_accurate",)
@@ -44,3 +44,10 @@ def box_violations(attestation: Attestation, boxes: tuple[str, ...], violations:
         if not getattr(attestation, box):
             violations.add(f"attestation.{box}", "must be attested (true)")
     return dict.fromkeys(boxes, True)
+
+
+def refuse_if_any(violations: Violations, message: str) -> None:
+    """Refuse the write with every problem found, saying so when a box was left unticked."""
+    if any(v.field.startswith("attestation.") for v in violations.items):
+        message = f"{message} (the attestations of this form are required)"
+    violations.raise_if_any(message)

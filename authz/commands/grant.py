@@ -16,7 +16,6 @@ from authz.commands.base import (
     Attestation,
     Deps,
     WriteOutcome,
-    parse_subjects,
     parse_window,
     relation_in_force,
     require_manager,
@@ -24,11 +23,11 @@ from authz.commands.base import (
     run_write,
 )
 from authz.commands.contacts import is_own_contact
-from authz.commands.forms import ADD_FORM, require_boxes
+from authz.commands.forms import ADD_FORM, box_violations, refuse_if_any
 from authz.commands.link_codes import issue_code
 from authz.commands.migration_issues import relation_match_key
 from authz.domain.dates import local_date
-from authz.domain.model import WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
+from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
 from authz.domain.validation import (
     MANAGEMENT_SUBJECT,
     Violations,
@@ -85,14 +84,29 @@ class GrantRelation:
         self.deps = deps
 
     def execute(self, request: GrantRelationRequest) -> GrantRelationResult:
-        boxes = require_boxes(request.attestation, ADD_FORM)
+        # Every problem the request shows by itself, at once: the boxes, the grantee, the subjects,
+        # the dates (checked again in the write, against its own today).
+        violations = Violations()
+        boxes = box_violations(request.attestation, ADD_FORM, violations)
         grantees = sum(bool(x) for x in (request.contact_id, request.new_contact, request.grantee_organization_id))
         if grantees != 1:
-            raise InvalidArgument.field("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
-        subjects = parse_subjects(request.subjects, self.deps.engine.policy.subjects)
-        _refuse_management_through_organizations(request)
+            violations.add("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
+        subjects = violations.subjects(request.subjects, self.deps.engine.policy.subjects)
+        _refuse_management_through_organizations(request, violations)
         if request.new_contact is not None:
-            _check_new_contact(request.new_contact)
+            _check_new_contact(request.new_contact, violations)
+        today = local_date(self.deps.clock())
+        violations.window(request.start_date, request.end_date, today=today, end_of_time=END_OF_TIME, earliest=today)
+        if request.grantee_organization_id:
+            if request.target_organization_id and request.target_organization_id != request.organization_id:
+                violations.add("target_organization_id", "must be empty for an organization grantee")
+            violations.check(
+                "grantee_organization_id",
+                self_authorization_problem(request.organization_id, request.grantee_organization_id),
+            )
+            if not request.subjects:
+                violations.add("subjects", "name at least one subject to authorize")
+        refuse_if_any(violations, "invalid grant")
         return run_write(
             self.deps,
             "grant_relation",
@@ -300,17 +314,15 @@ def _refuse_known_email(tx: Transaction, organization_id: str, email: str) -> No
         )
 
 
-def _check_new_contact(data: NewContactData) -> None:
-    violations = Violations()
+def _check_new_contact(data: NewContactData, violations: Violations) -> None:
     for name in ("first_name", "last_name"):
         violations.check(f"new_contact.{name}", name_problem(getattr(data, name)))
     violations.check("new_contact.email", email_problem(data.email))
     violations.check("new_contact.language", language_problem(data.language))
     violations.check("new_contact.phone", phone_problem(data.phone))
-    violations.raise_if_any("invalid new contact")
 
 
-def _refuse_management_through_organizations(request: GrantRelationRequest) -> None:
+def _refuse_management_through_organizations(request: GrantRelationRequest, violations: Violations) -> None:
     """Issue 9, finding 3: `relations` is never given to another organization, nor delegated."""
     if request.grantee_organization_id:
         kind = RelationKind.ORGANIZATION
@@ -321,4 +333,4 @@ def _refuse_management_through_organizations(request: GrantRelationRequest) -> N
     problem = management_subject_problem(kind, [subject for subject, _ in request.subjects])
     if problem is not None:
         index = next(i for i, (subject, _) in enumerate(request.subjects) if subject == MANAGEMENT_SUBJECT)
-        raise InvalidArgument(problem, [FieldViolation(f"subjects[{index}].subject", problem)])
+        violations.add(f"subjects[{index}].subject", problem)

@@ -19,9 +19,10 @@ from authz.commands.base import (
     require_organization,
     run_write,
 )
-from authz.commands.forms import CHANGE_FORM, require_boxes
+from authz.commands.forms import CHANGE_FORM, box_violations, refuse_if_any
 from authz.domain.model import Relation, RelationKind
-from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from authz.domain.validation import Violations
+from authz.errors import FailedPrecondition, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
 __all__ = ["RevokeRelation", "RevokeRelationRequest", "RevokeRelationResult"]
@@ -63,23 +64,22 @@ class RevokeRelation:
         self.deps = deps
 
     def execute(self, request: RevokeRelationRequest) -> RevokeRelationResult:
-        boxes = require_boxes(request.attestation, CHANGE_FORM)  # the removal form's one box (rule 9)
+        # Every problem the request shows by itself, at once.
+        violations = Violations()
+        boxes = box_violations(request.attestation, CHANGE_FORM, violations)  # the removal form's one box (rule 9)
         if bool(request.contact_id) == bool(request.grantee_organization_id):
-            raise InvalidArgument.field("grantee", "exactly one of contact_id, grantee_organization_id")
+            violations.add("grantee", "exactly one of contact_id, grantee_organization_id")
         if not request.scope:
-            raise InvalidArgument.field("scope", "choose all_relations, relations or subjects")
+            violations.add("scope", "choose all_relations, relations or subjects")
         if request.scope == "subjects":
             policy = self.deps.engine.policy
             # A retired subject is still known: its grants stay in the store as history and may be removed.
-            unknown = [
-                FieldViolation(f"subjects.subjects[{i}]", f"unknown subject {s!r}")
-                for i, s in enumerate(request.subjects)
-                if s not in policy.subjects and s not in policy.retired
-            ]
+            for i, s in enumerate(request.subjects):
+                if s not in policy.subjects and s not in policy.retired:
+                    violations.add(f"subjects.subjects[{i}]", f"unknown subject {s!r}")
             if not request.subjects:
-                unknown.append(FieldViolation("subjects.subjects", "name at least one subject to remove"))
-            if unknown:
-                raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in unknown), unknown)
+                violations.add("subjects.subjects", "name at least one subject to remove")
+        refuse_if_any(violations, "invalid removal")
         return run_write(
             self.deps,
             "revoke_relation",

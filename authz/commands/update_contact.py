@@ -30,7 +30,7 @@ from authz.commands.base import (
     run_write,
 )
 from authz.commands.contacts import is_own_contact
-from authz.commands.forms import CHANGE_FORM, box_violations
+from authz.commands.forms import CHANGE_FORM, box_violations, refuse_if_any
 from authz.commands.link_codes import issue_code
 from authz.commands.update_relation import RelationChange, apply_relation_change, parse_relation_change
 from authz.domain.model import Contact, Organization, Relation, RelationKind, Right
@@ -180,7 +180,7 @@ class UpdateContact:
         boxes = box_violations(request.attestation, CHANGE_FORM, violations)
         phones = check_update(request, violations)
         relation_changes = _relation_changes(request, deps.engine.policy.subjects, violations)
-        violations.raise_if_any("invalid contact update")
+        refuse_if_any(violations, "invalid contact update")
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)

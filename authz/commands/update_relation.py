@@ -28,7 +28,7 @@ from authz.commands.base import (
     require_organization,
     run_write,
 )
-from authz.commands.forms import CHANGE_FORM, box_violations
+from authz.commands.forms import CHANGE_FORM, box_violations, refuse_if_any
 from authz.domain.dates import day_start, local_date, parse_date
 from authz.domain.model import Relation, RelationKind, Right
 from authz.domain.validation import Violations, management_subject_problem
@@ -80,7 +80,7 @@ class UpdateRelation:
             request.add_subjects,
             self.deps.engine.policy.subjects,
         )
-        violations.raise_if_any("invalid relation update")
+        refuse_if_any(violations, "invalid relation update")
         deps = self.deps
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:

@@ -25,6 +25,7 @@ from authz.commands.contacts import (
     ListContactsRequest,
     ListContactsResult,
 )
+from authz.commands.forms import ADD_FORM, CHANGE_FORM, LINK_CODE_FORM, box_violations, refuse_if_any
 from authz.commands.grant import GrantRelationRequest, GrantRelationResult, NewContactData
 from authz.commands.legacy import LinkLegacyAccessRequest, LinkLegacyAccessResult
 from authz.commands.link_codes import (
@@ -149,7 +150,7 @@ class Ids(Violations):
         return self.text(field_path, value, limit)
 
     def done(self) -> None:
-        self.raise_if_any()
+        refuse_if_any(self, "invalid request")
 
 
 def role_from_pb(value: int, ids: Ids, field_path: str = "role", *, required: bool) -> Role | None:
@@ -211,6 +212,8 @@ def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
     request_id = ids.optional("request_id", request.request_id)
     ids.text("start_date", request.start_date, 10)
     ids.text("end_date", request.end_date, 10)
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), ADD_FORM, ids)
     ids.done()
     return GrantRelationRequest(
         actor_id=actor_id,
@@ -262,6 +265,8 @@ def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
             ids.text(f"subjects.subjects[{i}]", s, MAX_SUBJECT) for i, s in enumerate(request.subjects.subjects)
         )
     request_id = ids.optional("request_id", request.request_id)
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
     ids.done()
     return RevokeRelationRequest(
         actor_id=actor_id,
@@ -338,6 +343,8 @@ def issue_link_code_request(request: pb.IssueLinkCodeRequest) -> IssueLinkCodeRe
         request_id=ids.optional("request_id", request.request_id),
         attestation=_attestation(request.attestation),
     )
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), LINK_CODE_FORM, ids)
     ids.done()
     return command
 
@@ -558,6 +565,8 @@ def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactReq
             for i, p in enumerate(request.phones[: MAX_PHONES + 1])
         ),
     )
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
     ids.done()
     return command
 
@@ -586,6 +595,8 @@ def update_relation_request(request: pb.UpdateRelationRequest) -> UpdateRelation
         attestation=_attestation(request.attestation),
         request_id=ids.optional("request_id", request.request_id),
     )
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
     ids.done()
     return command
 
@@ -687,6 +698,8 @@ def resolve_migration_issue_request(request: pb.ResolveMigrationIssueRequest) ->
         attestation=_attestation(request.attestation),
         request_id=ids.optional("request_id", request.request_id),
     )
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
     ids.done()
     return command
 
