@@ -220,10 +220,14 @@ def _require_account_acts(tx: Transaction, actor_id: str, request: Any) -> None:
     (issue 9): the actor must be one of its linked profiles, or the account the request is for."""
     account = account_id()
     if not account:
-        raise PermissionDenied("this caller must name the end-user account (x-authz-account) with each write", reason="ACCOUNT_REQUIRED")
+        raise PermissionDenied(
+            "this caller must name the end-user account (x-authz-account) with each write", reason="ACCOUNT_REQUIRED"
+        )
     if actor_id:
         if actor_id not in tx.linked_contacts(account):
-            raise PermissionDenied(f"{actor_id!r} is not a profile linked to the account that is acting", reason="NOT_A_LINKED_PROFILE")
+            raise PermissionDenied(
+                f"{actor_id!r} is not a profile linked to the account that is acting", reason="NOT_A_LINKED_PROFILE"
+            )
     elif getattr(request, "account_id", account) != account:
         raise PermissionDenied("the request is for another account than the one that is acting", reason="OTHER_ACCOUNT")
 
@@ -260,7 +264,9 @@ def require_organization(tx: Transaction, organization_id: str, field_path: str 
 def require_manager(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:
     """Rule 2: only a contact holding write on `relations` manages an organization."""
     if not deps.engine.check(actor_id, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, now.timestamp()):
-        raise PermissionDenied(f"{actor_id!r} may not manage the relations of {organization_id!r}", reason="NOT_A_MANAGER")
+        raise PermissionDenied(
+            f"{actor_id!r} may not manage the relations of {organization_id!r}", reason="NOT_A_MANAGER"
+        )
 
 
 def require_manager_remains(
@@ -280,7 +286,9 @@ def require_manager_remains(
     contacts = {r.contact_id for r in relations if r.kind is RelationKind.CONTACT and r.contact_id}
     for moment in (now,) if at is None else (now, at):
         ts = moment.timestamp()
-        if not any(scratch.check(contact, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, ts) for contact in contacts):
+        if not any(
+            scratch.check(contact, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, ts) for contact in contacts
+        ):
             when = "" if moment is now else f" from {local_date(moment).isoformat()}"
             raise FailedPrecondition(
                 f"this change would leave {organization_id!r} with no one to manage its relations{when}: "

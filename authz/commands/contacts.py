@@ -182,7 +182,10 @@ class GetContact:
             contact = tx.get_contact(request.contact_id)
             relations = relations_shown_to(tx, organization.id, request.contact_id)
             if contact is None or not relations:
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}", reason="CONTACT_NOT_FOUND")
+                raise NotFound(
+                    f"contact {request.contact_id!r} is not a contact of {organization.id!r}",
+                    reason="CONTACT_NOT_FOUND",
+                )
             rows = _Rows(self.deps, tx, now)
             phones = tx.contact_phones(contact.id) or (
                 [PhoneNumber(contact.phone_type, contact.phone, "")] if contact.phone else []

@@ -177,7 +177,10 @@ class GrantRelation:
                     if found is None or not is_own_contact(tx, organization.id, found.id):
                         # "Contact dans ce profil": the organization's own contacts only, so no
                         # manager sends link codes to another organization's people.
-                        raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}", reason="CONTACT_NOT_FOUND")
+                        raise NotFound(
+                            f"contact {request.contact_id!r} is not a contact of {organization.id!r}",
+                            reason="CONTACT_NOT_FOUND",
+                        )
                     contact = found
                 contact_id = contact.id
                 relation = Relation(
@@ -257,9 +260,13 @@ class GrantRelation:
         ]
         active = [relation for relation in memberships if relation_in_force(relation, now)]
         if not memberships:
-            raise NotFound(f"contact {contact.id!r} is not a contact of {request.organization_id!r}", reason="CONTACT_NOT_FOUND")
+            raise NotFound(
+                f"contact {contact.id!r} is not a contact of {request.organization_id!r}", reason="CONTACT_NOT_FOUND"
+            )
         if not active:
-            raise FailedPrecondition(f"contact {contact.id!r} is not active in {request.organization_id!r}", reason="CONTACT_INACTIVE")
+            raise FailedPrecondition(
+                f"contact {contact.id!r} is not active in {request.organization_id!r}", reason="CONTACT_INACTIVE"
+            )
         ts = now.timestamp()
         day = deps.engine.day_of(ts)
 
@@ -286,7 +293,9 @@ class GrantRelation:
             granted = subjects
         else:
             if not any(held(subject) for subject in deps.engine.policy.subjects if subject != MANAGEMENT_SUBJECT):
-                raise FailedPrecondition(f"{request.organization_id} holds nothing on {target_id} to delegate", reason="NOTHING_TO_DELEGATE")
+                raise FailedPrecondition(
+                    f"{request.organization_id} holds nothing on {target_id} to delegate", reason="NOTHING_TO_DELEGATE"
+                )
             # "All the organization holds there", evaluated at each check, never copied.
             granted = {WILDCARD_SUBJECT: Right.WRITE}
         role = request.role or active[0].role

@@ -110,11 +110,18 @@ class IssueLinkCode:
             contact = tx.get_contact(request.contact_id)
             relations = tx.find_relations(organization_id=organization.id, contact_id=request.contact_id)
             if contact is None or not relations:
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}", reason="CONTACT_NOT_FOUND")
+                raise NotFound(
+                    f"contact {request.contact_id!r} is not a contact of {organization.id!r}",
+                    reason="CONTACT_NOT_FOUND",
+                )
             if not any(relation_in_force(relation, now) for relation in relations):
-                raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization.id!r}", reason="CONTACT_INACTIVE")
+                raise FailedPrecondition(
+                    f"contact {contact.id!r} is not active in {organization.id!r}", reason="CONTACT_INACTIVE"
+                )
             if not contact.email:
-                raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to", reason="NO_EMAIL")
+                raise FailedPrecondition(
+                    f"contact {contact.id!r} has no email address to send the code to", reason="NO_EMAIL"
+                )
             expires_at = issue_code(self.deps, tx, contact, organization, request.actor_id, now)
             audit = AuditRecord(
                 at=now,

@@ -143,7 +143,10 @@ class RevokeRelation:
             else:
                 target = owned.get(request.subjects_relation_id)
                 if target is None:
-                    raise NotFound(f"relation {request.subjects_relation_id!r} not found for {grantee!r}", reason="RELATION_NOT_FOUND")
+                    raise NotFound(
+                        f"relation {request.subjects_relation_id!r} not found for {grantee!r}",
+                        reason="RELATION_NOT_FOUND",
+                    )
                 defaults = (
                     deps.engine.policy.role_defaults.get(target.role, {})
                     if target.role is not None and target.kind is RelationKind.CONTACT
@@ -158,7 +161,10 @@ class RevokeRelation:
                             reason="ROLE_DEFAULT_SUBJECT",
                         )
                     if subject not in target.subjects:
-                        raise NotFound(f"subject {subject!r} is not granted on relation {target.id!r}", reason="SUBJECT_NOT_GRANTED")
+                        raise NotFound(
+                            f"subject {subject!r} is not granted on relation {target.id!r}",
+                            reason="SUBJECT_NOT_GRANTED",
+                        )
                 if tx.remove_subjects(target.id, list(dict.fromkeys(request.subjects)), now):
                     removed = list(dict.fromkeys(request.subjects))
                 touched = [target.id]

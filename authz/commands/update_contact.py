@@ -187,7 +187,10 @@ class UpdateContact:
             require_manager(deps, request.actor_id, organization.id, now)
             before = tx.get_contact(request.contact_id)
             if before is None or not is_own_contact(tx, organization.id, before.id):
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}", reason="CONTACT_NOT_FOUND")
+                raise NotFound(
+                    f"contact {request.contact_id!r} is not a contact of {organization.id!r}",
+                    reason="CONTACT_NOT_FOUND",
+                )
             fields = {path: getattr(request, path) for path in request.update_mask if path in UPDATABLE_FIELDS}
             if fields.get("phone"):
                 fields["phone"] = e164(fields["phone"])[0]  # checked above: stored as E.164
@@ -199,15 +202,8 @@ class UpdateContact:
                 principal = phones[0] if phones else PhoneNumber("", "")
                 fields.update(phone=principal.number, phone_type=principal.type)
             after = dataclasses.replace(before, **fields)
-            if (
-                PHONES_PATH not in request.update_mask
-                and stored_phones
-                and (after.phone, after.phone_type)
-                != (
-                    before.phone,
-                    before.phone_type,
-                )
-            ):
+            moved = (after.phone, after.phone_type) != (before.phone, before.phone_type)
+            if PHONES_PATH not in request.update_mask and stored_phones and moved:
                 # The principal number changed alone: the list follows it.
                 first = [PhoneNumber(after.phone_type, after.phone, "")] if after.phone else []
                 phones_after = first + stored_phones[1:]
@@ -276,7 +272,9 @@ def _require_code_possible(tx: Transaction, organization_id: str, contact: Conta
         if r.kind is RelationKind.CONTACT
     ]
     if not any(relation_in_force(relation, now) for relation in relations):
-        raise FailedPrecondition(f"contact {contact.id!r} is not active in {organization_id!r}", reason="CONTACT_INACTIVE")
+        raise FailedPrecondition(
+            f"contact {contact.id!r} is not active in {organization_id!r}", reason="CONTACT_INACTIVE"
+        )
     if not contact.email:
         raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to", reason="NO_EMAIL")
 

@@ -171,7 +171,9 @@ class Follower:
         started = time.perf_counter()
         with self.store.snapshot() as snapshot:
             if snapshot.store_id != self.store_id:
-                raise Unavailable("the database is not the store this process started on; restart it", reason="WRONG_STORE")
+                raise Unavailable(
+                    "the database is not the store this process started on; restart it", reason="WRONG_STORE"
+                )
             self.engine.load_rows(snapshot.rows, snapshot.revision)
         self.reloads += 1
         log.warning(

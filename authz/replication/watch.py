@@ -62,7 +62,10 @@ class WatchChanges:
         me = _Stream(cancel)
         with self._lock:
             if len(self._streams) >= self.settings.max_watchers:
-                raise ResourceExhausted(f"at most {self.settings.max_watchers} Watch streams at once on a process", reason="TOO_MANY_WATCHERS")
+                raise ResourceExhausted(
+                    f"at most {self.settings.max_watchers} Watch streams at once on a process",
+                    reason="TOO_MANY_WATCHERS",
+                )
             self._streams[id(me)] = me
             self._start_watchdog()
         try:

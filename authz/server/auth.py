@@ -219,7 +219,9 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 log.warning("caller %s may not call %s", caller.name, method)
                 abort_with(
                     context,
-                    errors.PermissionDenied(f"caller {caller.name!r} may not call {method}", reason="CALLER_NOT_ALLOWED"),
+                    errors.PermissionDenied(
+                        f"caller {caller.name!r} may not call {method}", reason="CALLER_NOT_ALLOWED"
+                    ),
                 )
             return caller
 

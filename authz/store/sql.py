@@ -472,7 +472,9 @@ def _wait_no_longer_than_caller(connection: Connection) -> None:
     """Bound lock waits and statements by the caller's deadline (authz.calls), when there is one."""
     left = remaining()
     if left is not None and left <= 0:
-        raise Unavailable("the caller's deadline passed before the write could be made; nothing was written", reason="DEADLINE_PASSED")
+        raise Unavailable(
+            "the caller's deadline passed before the write could be made; nothing was written", reason="DEADLINE_PASSED"
+        )
     milliseconds = _SQLITE_BUSY_MS if left is None else max(1, int(left * 1000))
     if connection.dialect.name == "postgresql":
         if left is not None:  # SET LOCAL: ends with this transaction

@@ -469,7 +469,9 @@ class AsyncAuthzClient:
         """Every change, newest first, following ``next_page_token`` until it is empty."""
         page_token = ""
         while True:
-            page = await self.list_requests(actor_id, organization_id, page_size=page_size, page_token=page_token, mine=mine)
+            page = await self.list_requests(
+                actor_id, organization_id, page_size=page_size, page_token=page_token, mine=mine
+            )
             for row in page.requests:
                 yield row
             if not page.next_page_token:
