@@ -71,6 +71,7 @@ class _Origin:
 class _OriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Origin.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ORIGIN_UNSPECIFIED: _Origin.ValueType  # 0
+    """never sent"""
     ORIGIN_GRANTED: _Origin.ValueType  # 1
     """granted explicitly on a contact's relation"""
     ORIGIN_ROLE_DEFAULT: _Origin.ValueType  # 2
@@ -84,6 +85,7 @@ class Origin(_Origin, metaclass=_OriginEnumTypeWrapper):
     """Why an authorization row exists."""
 
 ORIGIN_UNSPECIFIED: Origin.ValueType  # 0
+"""never sent"""
 ORIGIN_GRANTED: Origin.ValueType  # 1
 """granted explicitly on a contact's relation"""
 ORIGIN_ROLE_DEFAULT: Origin.ValueType  # 2
@@ -1415,7 +1417,9 @@ class RelationUpdate(_message.Message):
     end_date: _builtins.str
     """YYYY-MM-DD, empty = unchanged; not before the start, nor today"""
     @_builtins.property
-    def add_subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]: ...
+    def add_subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]:
+        """subjects added to the relation in place (never more than a delegation may give)"""
+
     def __init__(
         self,
         *,
@@ -2055,7 +2059,10 @@ Global___LookupOrganizationsResponse: _TypeAlias = LookupOrganizationsResponse  
 
 @_typing.final
 class GetCatalogueRequest(_message.Message):
-    """-- the screens' catalogue and clients"""
+    """-- the screens' catalogue and clients
+
+    GetCatalogue's request: the catalogue names no person or organization.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -2091,7 +2098,9 @@ class CatalogueSubject(_message.Message):
     code: _builtins.str
     """what callers send, e.g. "rapport_mensuel" """
     label_fr: _builtins.str
+    """what people see, in French"""
     label_en: _builtins.str
+    """what people see, in English"""
     grantable: _builtins.bool
     """may be granted on a contact's relation"""
     delegable: _builtins.bool
@@ -2125,10 +2134,13 @@ class CatalogueRole(_message.Message):
     LABEL_EN_FIELD_NUMBER: _builtins.int
     DEFAULTS_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
+    """the role, as the other calls name it"""
     code: _builtins.str
     """lower-case name, e.g. "personne_responsable" """
     label_fr: _builtins.str
+    """what people see, in French"""
     label_en: _builtins.str
+    """what people see, in English"""
     @_builtins.property
     def defaults(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]:
         """what the role holds by default on its own organization"""
@@ -2152,6 +2164,8 @@ Global___CatalogueRole: _TypeAlias = CatalogueRole  # noqa: Y015
 
 @_typing.final
 class GetCatalogueResponse(_message.Message):
+    """The catalogue: every label and drop-down of subjects and roles the screens show."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECTS_FIELD_NUMBER: _builtins.int
@@ -2161,6 +2175,7 @@ class GetCatalogueResponse(_message.Message):
     policy_hash: _builtins.str
     """content hash of the policy folder the answer comes from"""
     revision: _builtins.str
+    """the revision the answer was decided at"""
     @_builtins.property
     def subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogueSubject]:
         """in code order"""
@@ -2187,6 +2202,8 @@ Global___GetCatalogueResponse: _TypeAlias = GetCatalogueResponse  # noqa: Y015
 
 @_typing.final
 class ListClientsRequest(_message.Message):
+    """ListClients' request: needs read on the organization's `relations`."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTOR_ID_FIELD_NUMBER: _builtins.int
@@ -2195,13 +2212,17 @@ class ListClientsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
+    """the contact filling the form"""
     organization_id: _builtins.str
     """the organization filling the delegation form"""
     page_size: _builtins.int
     """0 = 100; at most 1,000"""
     page_token: _builtins.str
+    """a previous answer's next_page_token; empty = the first page"""
     @_builtins.property
-    def consistency(self) -> Global___Consistency: ...
+    def consistency(self) -> Global___Consistency:
+        """unset = minimize_latency"""
+
     def __init__(
         self,
         *,
@@ -2233,9 +2254,11 @@ class Client(_message.Message):
     organization_id: _builtins.str
     """the client: the organization the rights are on"""
     organization_name: _builtins.str
+    """the client's name, as the drop-down shows it"""
     start_date: _builtins.str
     """YYYY-MM-DD of the authorization in force"""
     end_date: _builtins.str
+    """YYYY-MM-DD it ends (9999-12-31: no end)"""
     @_builtins.property
     def subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]:
         """what it grants today (catalogue codes): what a delegation may offer"""
@@ -2259,13 +2282,17 @@ Global___Client: _TypeAlias = Client  # noqa: Y015
 
 @_typing.final
 class ListClientsResponse(_message.Message):
+    """A page of the organization's clients."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CLIENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """empty on the last page"""
     revision: _builtins.str
+    """the revision the answer was decided at"""
     @_builtins.property
     def clients(self) -> _containers.RepeatedCompositeFieldContainer[Global___Client]:
         """in organization id order"""
