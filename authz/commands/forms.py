@@ -46,8 +46,14 @@ def box_violations(attestation: Attestation, boxes: tuple[str, ...], violations:
     return dict.fromkeys(boxes, True)
 
 
-def refuse_if_any(violations: Violations, message: str) -> None:
-    """Refuse the write with every problem found, saying so when a box was left unticked."""
+def refuse_if_any(violations: Violations, message: str, found: Violations | None = None) -> None:
+    """Refuse the write with every problem found, saying so when a box was left unticked.
+
+    `found`: what the caller's edge found first; a field it already names is not named twice.
+    """
+    if found is not None and found.items:
+        named = {v.field for v in found.items}
+        violations.items = [*found.items, *(v for v in violations.items if v.field not in named)]
     if any(v.field.startswith("attestation.") for v in violations.items):
         message = f"{message} (the attestations of this form are required)"
     violations.raise_if_any(message)

@@ -83,13 +83,15 @@ class GrantRelation:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def execute(self, request: GrantRelationRequest) -> GrantRelationResult:
+    def execute(self, request: GrantRelationRequest, found: Violations | None = None) -> GrantRelationResult:
+        """`found`: problems the caller's edge already found in the request, refused with these."""
         # Every problem the request shows by itself, at once: the boxes, the grantee, the subjects,
         # the dates (checked again in the write, against its own today).
         violations = Violations()
         boxes = box_violations(request.attestation, ADD_FORM, violations)
         grantees = sum(bool(x) for x in (request.contact_id, request.new_contact, request.grantee_organization_id))
-        if grantees != 1:
+        edge = found if found is not None else Violations()
+        if grantees != 1 and not edge.reported("grantee", "contact_id", "grantee_organization_id"):
             violations.add("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
         subjects = violations.subjects(request.subjects, self.deps.engine.policy.subjects)
         _refuse_management_through_organizations(request, violations)
@@ -106,7 +108,7 @@ class GrantRelation:
             )
             if not request.subjects:
                 violations.add("subjects", "name at least one subject to authorize")
-        refuse_if_any(violations, "invalid grant")
+        refuse_if_any(violations, "invalid grant", found)
         return run_write(
             self.deps,
             "grant_relation",

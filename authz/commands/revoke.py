@@ -63,13 +63,16 @@ class RevokeRelation:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def execute(self, request: RevokeRelationRequest) -> RevokeRelationResult:
+    def execute(self, request: RevokeRelationRequest, found: Violations | None = None) -> RevokeRelationResult:
+        """`found`: problems the caller's edge already found in the request, refused with these."""
         # Every problem the request shows by itself, at once.
         violations = Violations()
         boxes = box_violations(request.attestation, CHANGE_FORM, violations)  # the removal form's one box (rule 9)
-        if bool(request.contact_id) == bool(request.grantee_organization_id):
+        edge = found if found is not None else Violations()
+        grantee_reported = edge.reported("grantee", "contact_id", "grantee_organization_id")
+        if bool(request.contact_id) == bool(request.grantee_organization_id) and not grantee_reported:
             violations.add("grantee", "exactly one of contact_id, grantee_organization_id")
-        if not request.scope:
+        if not request.scope and not edge.reported("scope", "all_relations"):
             violations.add("scope", "choose all_relations, relations or subjects")
         if request.scope == "subjects":
             policy = self.deps.engine.policy
@@ -79,7 +82,7 @@ class RevokeRelation:
                     violations.add(f"subjects.subjects[{i}]", f"unknown subject {s!r}")
             if not request.subjects:
                 violations.add("subjects.subjects", "name at least one subject to remove")
-        refuse_if_any(violations, "invalid removal")
+        refuse_if_any(violations, "invalid removal", found)
         return run_write(
             self.deps,
             "revoke_relation",

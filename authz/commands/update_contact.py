@@ -173,14 +173,15 @@ class UpdateContact:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def execute(self, request: UpdateContactRequest) -> UpdateContactResult:
+    def execute(self, request: UpdateContactRequest, found: Violations | None = None) -> UpdateContactResult:
+        """`found`: problems the caller's edge already found in the request, refused with these."""
         deps = self.deps
         # Every problem of the form at once: the box, the fields, the phones, the relations.
         violations = Violations()
         boxes = box_violations(request.attestation, CHANGE_FORM, violations)
         phones = check_update(request, violations)
         relation_changes = _relation_changes(request, deps.engine.policy.subjects, violations)
-        refuse_if_any(violations, "invalid contact update")
+        refuse_if_any(violations, "invalid contact update", found)
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)

@@ -69,7 +69,8 @@ class UpdateRelation:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def execute(self, request: UpdateRelationRequest) -> UpdateRelationResult:
+    def execute(self, request: UpdateRelationRequest, found: Violations | None = None) -> UpdateRelationResult:
+        """`found`: problems the caller's edge already found in the request, refused with these."""
         violations = Violations()
         boxes = box_violations(request.attestation, CHANGE_FORM, violations)
         change = parse_relation_change(
@@ -80,7 +81,7 @@ class UpdateRelation:
             request.add_subjects,
             self.deps.engine.policy.subjects,
         )
-        refuse_if_any(violations, "invalid relation update")
+        refuse_if_any(violations, "invalid relation update", found)
         deps = self.deps
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:

@@ -153,6 +153,16 @@ class Ids(Violations):
         refuse_if_any(self, "invalid request")
 
 
+def _finish(ids: Ids, carried: bool, attestation: pb.Attestation, form: tuple[str, ...]) -> None:
+    """End a write's conversion: carried on, the command refuses the findings with its own; here,
+    a malformed request is refused with its form's boxes, so a caller learns every problem at once."""
+    if carried:
+        return
+    if ids.items:
+        box_violations(_attestation(attestation), form, ids)
+    ids.done()
+
+
 def role_from_pb(value: int, ids: Ids, field_path: str = "role", *, required: bool) -> Role | None:
     if value == pb.ROLE_UNSPECIFIED:
         if required:
@@ -180,8 +190,9 @@ def _attestation(message: pb.Attestation) -> Attestation:
     return Attestation(message.authorizes_acting, message.changes_accurate)
 
 
-def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
-    ids = Ids()
+def grant_request(request: pb.GrantRelationRequest, carry: Ids | None = None) -> GrantRelationRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     actor_id = ids.required("actor_id", request.actor_id)
     organization_id = ids.required("organization_id", request.organization_id)
     grantee = request.WhichOneof("grantee")
@@ -212,9 +223,7 @@ def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
     request_id = ids.optional("request_id", request.request_id)
     ids.text("start_date", request.start_date, 10)
     ids.text("end_date", request.end_date, 10)
-    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
-        box_violations(_attestation(request.attestation), ADD_FORM, ids)
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, ADD_FORM)
     return GrantRelationRequest(
         actor_id=actor_id,
         organization_id=organization_id,
@@ -231,8 +240,9 @@ def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
     )
 
 
-def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
-    ids = Ids()
+def revoke_request(request: pb.RevokeRelationRequest, carry: Ids | None = None) -> RevokeRelationRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     actor_id = ids.required("actor_id", request.actor_id)
     organization_id = ids.required("organization_id", request.organization_id)
     grantee = request.WhichOneof("grantee")
@@ -265,9 +275,7 @@ def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
             ids.text(f"subjects.subjects[{i}]", s, MAX_SUBJECT) for i, s in enumerate(request.subjects.subjects)
         )
     request_id = ids.optional("request_id", request.request_id)
-    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
-        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, CHANGE_FORM)
     return RevokeRelationRequest(
         actor_id=actor_id,
         organization_id=organization_id,
@@ -522,8 +530,9 @@ def contact_response(details: ContactDetails) -> pb.Contact:
     )
 
 
-def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactRequest:
-    ids = Ids()
+def update_contact_request(request: pb.UpdateContactRequest, carry: Ids | None = None) -> UpdateContactRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     paths = list(request.update_mask.paths)
     if len(paths) > len(MASK_PATHS):
         ids.add("update_mask", f"at most {len(MASK_PATHS)} fields")
@@ -565,9 +574,7 @@ def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactReq
             for i, p in enumerate(request.phones[: MAX_PHONES + 1])
         ),
     )
-    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
-        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, CHANGE_FORM)
     return command
 
 
@@ -580,8 +587,9 @@ def update_contact_response(result: UpdateContactResult) -> pb.UpdateContactResp
     )
 
 
-def update_relation_request(request: pb.UpdateRelationRequest) -> UpdateRelationRequest:
-    ids = Ids()
+def update_relation_request(request: pb.UpdateRelationRequest, carry: Ids | None = None) -> UpdateRelationRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     subjects = [
         (ids.text(f"add_subjects[{i}].subject", item.subject, MAX_SUBJECT), right_from_pb(item.right))
         for i, item in enumerate(request.add_subjects)
@@ -595,9 +603,7 @@ def update_relation_request(request: pb.UpdateRelationRequest) -> UpdateRelation
         attestation=_attestation(request.attestation),
         request_id=ids.optional("request_id", request.request_id),
     )
-    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
-        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, CHANGE_FORM)
     return command
 
 

@@ -144,14 +144,16 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     def GrantRelation(
         self, request: pb.GrantRelationRequest, context: grpc.ServicerContext
     ) -> pb.GrantRelationResponse:
-        return convert.grant_response(self._grant.execute(convert.grant_request(request)))
+        found = convert.Ids()  # the edge's findings, refused by the command with its own
+        return convert.grant_response(self._grant.execute(convert.grant_request(request, found), found))
 
     @within_deadline
     @handle_errors
     def RevokeRelation(
         self, request: pb.RevokeRelationRequest, context: grpc.ServicerContext
     ) -> pb.RevokeRelationResponse:
-        return convert.revoke_response(self._revoke.execute(convert.revoke_request(request)))
+        found = convert.Ids()
+        return convert.revoke_response(self._revoke.execute(convert.revoke_request(request, found), found))
 
     @within_deadline
     @handle_errors
@@ -217,14 +219,18 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     def UpdateContact(
         self, request: pb.UpdateContactRequest, context: grpc.ServicerContext
     ) -> pb.UpdateContactResponse:
-        return convert.update_contact_response(self._update_contact.execute(convert.update_contact_request(request)))
+        found = convert.Ids()
+        command = convert.update_contact_request(request, found)
+        return convert.update_contact_response(self._update_contact.execute(command, found))
 
     @within_deadline
     @handle_errors
     def UpdateRelation(
         self, request: pb.UpdateRelationRequest, context: grpc.ServicerContext
     ) -> pb.UpdateRelationResponse:
-        return convert.update_relation_response(self._update_relation.execute(convert.update_relation_request(request)))
+        found = convert.Ids()
+        command = convert.update_relation_request(request, found)
+        return convert.update_relation_response(self._update_relation.execute(command, found))
 
     @handle_errors
     def ListRequests(self, request: pb.ListRequestsRequest, context: grpc.ServicerContext) -> pb.ListRequestsResponse:

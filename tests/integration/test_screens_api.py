@@ -270,3 +270,38 @@ def test_errors_carry_a_precise_reason(demo_any: Running) -> None:
             client.revoke_relation(PR, SQC, contact_id=manager, all_relations=True, attest=True)
         client.revoke_relation(PR, SQC, contact_id=PR, all_relations=True, attest=True)
     assert last.value.reason == "LAST_MANAGER"
+
+
+# -- Every violation at once -----------------------------------------------------------------------
+
+
+def test_a_write_names_every_problem_of_the_request_at_once(demo_any: Running) -> None:
+    client = demo_any.client
+    before = row_counts(demo_any)
+    with pytest.raises(InvalidArgumentError) as grant:
+        client.grant_relation(
+            PR, SQC, contact_id="bad id!", role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("nope", R)], end_date="2020-13-01"
+        )
+    assert {field for field, _ in grant.value.field_violations} == {
+        "contact_id",
+        "attestation.authorizes_acting",
+        "attestation.changes_accurate",
+        "subjects[0].subject",
+        "end_date",
+    }
+    with pytest.raises(InvalidArgumentError) as revoke:
+        client.revoke_relation(PR, SQC, contact_id=IND, relation_id="R-IND", subjects=["nope"])
+    assert {field for field, _ in revoke.value.field_violations} == {
+        "attestation.changes_accurate",
+        "subjects.subjects[0]",
+    }
+    with pytest.raises(InvalidArgumentError) as update:
+        client.update_relation(PR, SQC, "bad id!", end_date="tomorrow", add_subjects=[("nope", W)])
+    assert {field for field, _ in update.value.field_violations} == {
+        "relation_id",
+        "attestation.changes_accurate",
+        "end_date",
+        "add_subjects[0].subject",
+    }
+    assert "attestations of this form are required" in update.value.message
+    assert row_counts(demo_any) == before
