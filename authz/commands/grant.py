@@ -28,6 +28,7 @@ from authz.commands.link_codes import issue_code
 from authz.commands.migration_issues import relation_match_key
 from authz.domain.dates import local_date
 from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
+from authz.domain.phones import e164
 from authz.domain.validation import (
     MANAGEMENT_SUBJECT,
     Violations,
@@ -171,7 +172,7 @@ class GrantRelation:
                         last_name=data.last_name,
                         email=data.email,
                         language=data.language or "fr",
-                        phone=data.phone,
+                        phone=e164(data.phone)[0] if data.phone else "",  # checked before the write
                     )
                     tx.add_contact(contact, now)
                 else:
@@ -331,6 +332,8 @@ def _check_new_contact(data: NewContactData, violations: Violations) -> None:
     violations.check("new_contact.email", email_problem(data.email))
     violations.check("new_contact.language", language_problem(data.language))
     violations.check("new_contact.phone", phone_problem(data.phone))
+    if data.phone and phone_problem(data.phone) is None:
+        violations.check("new_contact.phone", e164(data.phone)[1])
 
 
 def _refuse_management_through_organizations(request: GrantRelationRequest, violations: Violations) -> None:

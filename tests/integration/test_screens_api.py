@@ -16,6 +16,7 @@ from authz_client import (
     AuthorizationRow,
     FailedPreconditionError,
     InvalidArgumentError,
+    NewContact,
     NotFoundError,
     Origin,
     PermissionDeniedError,
@@ -305,3 +306,18 @@ def test_a_write_names_every_problem_of_the_request_at_once(demo_any: Running) -
     }
     assert "attestations of this form are required" in update.value.message
     assert row_counts(demo_any) == before
+
+
+def test_a_new_contacts_phone_is_checked_and_stored_in_e164(demo_any: Running) -> None:
+    client = demo_any.client
+    with pytest.raises(InvalidArgumentError) as refused:
+        client.grant_relation(
+            PR, SQC, new_contact=NewContact(first_name="A", last_name="B", email="ab@example.org", phone="abc"),
+            role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("profil", R)], attest=True,
+        )
+    assert [field for field, _ in refused.value.field_violations] == ["new_contact.phone"]
+    added = client.grant_relation(
+        PR, SQC, new_contact=NewContact(first_name="A", last_name="B", email="ab@example.org", phone="514 987 6543"),
+        role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("profil", R)], attest=True,
+    )
+    assert [p.number for p in client.get_contact(PR, SQC, added.contact_id).phones] == ["+15149876543"]
