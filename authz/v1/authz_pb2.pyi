@@ -1360,7 +1360,7 @@ class UpdateContactRequest(_message.Message):
     """"Émettre un nouveau code de liaison" in the same form"""
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """which of first_name, last_name, email, language, phone, phone_type"""
+        """which of first_name, last_name, email, language, phone, phone_type, phones"""
 
     @_builtins.property
     def attestation(self) -> Global___Attestation: ...
