@@ -10,6 +10,7 @@ from dataclasses import dataclass
 __all__ = [
     "AlreadyExists",
     "AuthzError",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "FieldViolation",
     "InvalidArgument",
@@ -94,3 +95,7 @@ class Unauthenticated(AuthzError):
 
 class Unavailable(AuthzError):
     default_reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(AuthzError):
+    default_reason = "DEADLINE_EXCEEDED"

@@ -170,6 +170,7 @@ _FIELD_LABELS = {
     "language": ("Langue de communication", "Language of communication"),
     "phone": ("Numéro de téléphone principal", "Main phone number"),
     "phone_type": ("Type du numéro de téléphone principal", "Main phone number type"),
+    "phones": ("Numéros de téléphone", "Phone numbers"),
 }
 
 

@@ -134,7 +134,9 @@ def write_lock_within_deadline(deps: Deps) -> Iterator[None]:
     left = remaining()
     wait = deps.settings.write_wait_seconds if left is None else max(min(left, deps.settings.write_wait_seconds), 0.0)
     if not deps.write_lock.acquire(timeout=wait):
-        raise Unavailable(_DEADLINE_PASSED if left is not None and left <= wait else _LOCK_BUSY)
+        if left is not None and left <= wait:
+            raise Unavailable(_DEADLINE_PASSED, reason="DEADLINE_PASSED")
+        raise Unavailable(_LOCK_BUSY, reason="WRITES_BUSY")
     try:
         yield
     finally:
@@ -145,7 +147,7 @@ def _before_commit() -> None:
     left = remaining()
     if left is not None and left <= 0:
         # Raising inside the transaction rolls it back: a caller that gave up is never left guessing.
-        raise Unavailable(_DEADLINE_PASSED)
+        raise Unavailable(_DEADLINE_PASSED, reason="DEADLINE_PASSED")
 
 
 def run_write(
@@ -186,7 +188,8 @@ def run_write(
                     stored_digest, response = previous
                     if stored_digest != digest:
                         raise FailedPrecondition(
-                            f"request_id {request_id!r} was already used for a different {operation} request"
+                            f"request_id {request_id!r} was already used for a different {operation} request",
+                            reason="REQUEST_ID_REUSED",
                         )
                     return result_type(**response)
             now = deps.clock()
@@ -217,12 +220,16 @@ def _require_account_acts(tx: Transaction, actor_id: str, request: Any) -> None:
     (issue 9): the actor must be one of its linked profiles, or the account the request is for."""
     account = account_id()
     if not account:
-        raise PermissionDenied("this caller must name the end-user account (x-authz-account) with each write")
+        raise PermissionDenied(
+            "this caller must name the end-user account (x-authz-account) with each write", reason="ACCOUNT_REQUIRED"
+        )
     if actor_id:
         if actor_id not in tx.linked_contacts(account):
-            raise PermissionDenied(f"{actor_id!r} is not a profile linked to the account that is acting")
+            raise PermissionDenied(
+                f"{actor_id!r} is not a profile linked to the account that is acting", reason="NOT_A_LINKED_PROFILE"
+            )
     elif getattr(request, "account_id", account) != account:
-        raise PermissionDenied("the request is for another account than the one that is acting")
+        raise PermissionDenied("the request is for another account than the one that is acting", reason="OTHER_ACCOUNT")
 
 
 def _catch_up(deps: Deps, tx: Transaction, newest: int) -> None:
@@ -234,7 +241,7 @@ def _catch_up(deps: Deps, tx: Transaction, newest: int) -> None:
             # Too far behind for the log (retention), or a bulk import: the follower reloads.
             if deps.follower is not None:
                 deps.follower.wake()
-            raise Unavailable(_RELOADING)
+            raise Unavailable(_RELOADING, reason="RELOADING")
 
 
 def require_attestation(attestation: Attestation) -> None:
@@ -250,14 +257,16 @@ def require_attestation(attestation: Attestation) -> None:
 def require_organization(tx: Transaction, organization_id: str, field_path: str = "organization_id") -> Organization:
     organization = tx.get_organization(organization_id)
     if organization is None:
-        raise NotFound(f"{field_path}: organization {organization_id!r} not found")
+        raise NotFound(f"{field_path}: organization {organization_id!r} not found", reason="ORGANIZATION_NOT_FOUND")
     return organization
 
 
 def require_manager(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:
     """Rule 2: only a contact holding write on `relations` manages an organization."""
     if not deps.engine.check(actor_id, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, now.timestamp()):
-        raise PermissionDenied(f"{actor_id!r} may not manage the relations of {organization_id!r}")
+        raise PermissionDenied(
+            f"{actor_id!r} may not manage the relations of {organization_id!r}", reason="NOT_A_MANAGER"
+        )
 
 
 def require_manager_remains(
@@ -277,17 +286,20 @@ def require_manager_remains(
     contacts = {r.contact_id for r in relations if r.kind is RelationKind.CONTACT and r.contact_id}
     for moment in (now,) if at is None else (now, at):
         ts = moment.timestamp()
-        if not any(scratch.check(contact, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, ts) for contact in contacts):
+        if not any(
+            scratch.check(contact, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, ts) for contact in contacts
+        ):
             when = "" if moment is now else f" from {local_date(moment).isoformat()}"
             raise FailedPrecondition(
                 f"this change would leave {organization_id!r} with no one to manage its relations{when}: "
-                "give another contact write on relations first"
+                "give another contact write on relations first",
+                reason="LAST_MANAGER",
             )
 
 
 def require_reader(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:
     if not deps.engine.check(actor_id, organization_id, MANAGEMENT_SUBJECT, Right.READ, now.timestamp()):
-        raise PermissionDenied(f"{actor_id!r} may not read the relations of {organization_id!r}")
+        raise PermissionDenied(f"{actor_id!r} may not read the relations of {organization_id!r}", reason="NOT_A_READER")
 
 
 def parse_window(start_text: str, end_text: str, today: date, *, allow_past: bool = False) -> tuple[date, date]:

@@ -8,7 +8,7 @@ something there), so every list agrees with CheckAccess.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from authz.commands.accounts import bind_read_to_account
@@ -16,6 +16,7 @@ from authz.commands.base import Deps, displayed_end, relation_in_force, require_
 from authz.commands.listing import paged_rows
 from authz.commands.paging import page_size, page_token_key
 from authz.domain.model import Contact, Relation, RelationKind, Role
+from authz.domain.phones import PhoneNumber
 from authz.domain.text import search_key
 from authz.errors import NotFound
 from authz.store.interface import Transaction
@@ -166,6 +167,7 @@ class GetContactRequest:
 class ContactDetails:
     contact: Contact
     relations: list[ContactRow]
+    phones: list[PhoneNumber] = field(default_factory=list)  # every number, principal first
 
 
 class GetContact:
@@ -183,6 +185,12 @@ class GetContact:
             contact = tx.get_contact(request.contact_id)
             relations = relations_shown_to(tx, organization.id, request.contact_id)
             if contact is None or not relations:
-                raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
+                raise NotFound(
+                    f"contact {request.contact_id!r} is not a contact of {organization.id!r}",
+                    reason="CONTACT_NOT_FOUND",
+                )
             rows = _Rows(self.deps, tx, now)
-            return ContactDetails(contact, [rows.row(relation) for relation in relations])
+            phones = tx.contact_phones(contact.id) or (
+                [PhoneNumber(contact.phone_type, contact.phone, "")] if contact.phone else []
+            )
+            return ContactDetails(contact, [rows.row(relation) for relation in relations], phones)

@@ -16,7 +16,6 @@ from authz.commands.base import (
     Attestation,
     Deps,
     WriteOutcome,
-    parse_subjects,
     parse_window,
     relation_in_force,
     require_manager,
@@ -24,11 +23,12 @@ from authz.commands.base import (
     run_write,
 )
 from authz.commands.contacts import is_own_contact
-from authz.commands.forms import ADD_FORM, require_boxes
+from authz.commands.forms import ADD_FORM, box_violations, refuse_if_any
 from authz.commands.link_codes import issue_code
 from authz.commands.migration_issues import relation_match_key
 from authz.domain.dates import local_date
-from authz.domain.model import WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
+from authz.domain.model import END_OF_TIME, WILDCARD_SUBJECT, Contact, Relation, RelationKind, Right, Role
+from authz.domain.phones import e164
 from authz.domain.validation import (
     MANAGEMENT_SUBJECT,
     Violations,
@@ -84,15 +84,32 @@ class GrantRelation:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def execute(self, request: GrantRelationRequest) -> GrantRelationResult:
-        boxes = require_boxes(request.attestation, ADD_FORM)
+    def execute(self, request: GrantRelationRequest, found: Violations | None = None) -> GrantRelationResult:
+        """`found`: problems the caller's edge already found in the request, refused with these."""
+        # Every problem the request shows by itself, at once: the boxes, the grantee, the subjects,
+        # the dates (checked again in the write, against its own today).
+        violations = Violations()
+        boxes = box_violations(request.attestation, ADD_FORM, violations)
         grantees = sum(bool(x) for x in (request.contact_id, request.new_contact, request.grantee_organization_id))
-        if grantees != 1:
-            raise InvalidArgument.field("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
-        subjects = parse_subjects(request.subjects, self.deps.engine.policy.subjects)
-        _refuse_management_through_organizations(request)
+        edge = found if found is not None else Violations()
+        if grantees != 1 and not edge.reported("grantee", "contact_id", "grantee_organization_id"):
+            violations.add("grantee", "exactly one of contact_id, new_contact, grantee_organization_id")
+        subjects = violations.subjects(request.subjects, self.deps.engine.policy.subjects)
+        _refuse_management_through_organizations(request, violations)
         if request.new_contact is not None:
-            _check_new_contact(request.new_contact)
+            _check_new_contact(request.new_contact, violations)
+        today = local_date(self.deps.clock())
+        violations.window(request.start_date, request.end_date, today=today, end_of_time=END_OF_TIME, earliest=today)
+        if request.grantee_organization_id:
+            if request.target_organization_id and request.target_organization_id != request.organization_id:
+                violations.add("target_organization_id", "must be empty for an organization grantee")
+            violations.check(
+                "grantee_organization_id",
+                self_authorization_problem(request.organization_id, request.grantee_organization_id),
+            )
+            if not request.subjects:
+                violations.add("subjects", "name at least one subject to authorize")
+        refuse_if_any(violations, "invalid grant", found)
         return run_write(
             self.deps,
             "grant_relation",
@@ -155,7 +172,7 @@ class GrantRelation:
                         last_name=data.last_name,
                         email=data.email,
                         language=data.language or "fr",
-                        phone=data.phone,
+                        phone=e164(data.phone)[0] if data.phone else "",  # checked before the write
                     )
                     tx.add_contact(contact, now)
                 else:
@@ -163,7 +180,10 @@ class GrantRelation:
                     if found is None or not is_own_contact(tx, organization.id, found.id):
                         # "Contact dans ce profil": the organization's own contacts only, so no
                         # manager sends link codes to another organization's people.
-                        raise NotFound(f"contact {request.contact_id!r} is not a contact of {organization.id!r}")
+                        raise NotFound(
+                            f"contact {request.contact_id!r} is not a contact of {organization.id!r}",
+                            reason="CONTACT_NOT_FOUND",
+                        )
                     contact = found
                 contact_id = contact.id
                 relation = Relation(
@@ -235,7 +255,7 @@ class GrantRelation:
         require_organization(tx, target_id, "target_organization_id")
         contact = tx.get_contact(request.contact_id)
         if contact is None:
-            raise NotFound(f"contact {request.contact_id!r} not found")
+            raise NotFound(f"contact {request.contact_id!r} not found", reason="CONTACT_NOT_FOUND")
         memberships = [
             relation
             for relation in tx.find_relations(organization_id=request.organization_id, contact_id=contact.id)
@@ -243,9 +263,13 @@ class GrantRelation:
         ]
         active = [relation for relation in memberships if relation_in_force(relation, now)]
         if not memberships:
-            raise NotFound(f"contact {contact.id!r} is not a contact of {request.organization_id!r}")
+            raise NotFound(
+                f"contact {contact.id!r} is not a contact of {request.organization_id!r}", reason="CONTACT_NOT_FOUND"
+            )
         if not active:
-            raise FailedPrecondition(f"contact {contact.id!r} is not active in {request.organization_id!r}")
+            raise FailedPrecondition(
+                f"contact {contact.id!r} is not active in {request.organization_id!r}", reason="CONTACT_INACTIVE"
+            )
         ts = now.timestamp()
         day = deps.engine.day_of(ts)
 
@@ -266,12 +290,15 @@ class GrantRelation:
                     )
             if violations:
                 raise FailedPrecondition(
-                    "cannot delegate more than the organization holds: " + "; ".join(v.description for v in violations)
+                    "cannot delegate more than the organization holds: " + "; ".join(v.description for v in violations),
+                    reason="DELEGATION_EXCEEDS_HOLDING",
                 )
             granted = subjects
         else:
             if not any(held(subject) for subject in deps.engine.policy.subjects if subject != MANAGEMENT_SUBJECT):
-                raise FailedPrecondition(f"{request.organization_id} holds nothing on {target_id} to delegate")
+                raise FailedPrecondition(
+                    f"{request.organization_id} holds nothing on {target_id} to delegate", reason="NOTHING_TO_DELEGATE"
+                )
             # "All the organization holds there", evaluated at each check, never copied.
             granted = {WILDCARD_SUBJECT: Right.WRITE}
         role = request.role or active[0].role
@@ -294,21 +321,22 @@ def _refuse_known_email(tx: Transaction, organization_id: str, email: str) -> No
         names = ", ".join(f"{contact.display_name} ({contact.id})" for contact in known)
         raise AlreadyExists(
             f"{email} is already the email of a contact of {organization_id}: {names}; pick that contact, "
-            "or set new_contact.create_anyway to create another one"
+            "or set new_contact.create_anyway to create another one",
+            reason="EMAIL_ALREADY_KNOWN",
         )
 
 
-def _check_new_contact(data: NewContactData) -> None:
-    violations = Violations()
+def _check_new_contact(data: NewContactData, violations: Violations) -> None:
     for name in ("first_name", "last_name"):
         violations.check(f"new_contact.{name}", name_problem(getattr(data, name)))
     violations.check("new_contact.email", email_problem(data.email))
     violations.check("new_contact.language", language_problem(data.language))
     violations.check("new_contact.phone", phone_problem(data.phone))
-    violations.raise_if_any("invalid new contact")
+    if data.phone and phone_problem(data.phone) is None:
+        violations.check("new_contact.phone", e164(data.phone)[1])
 
 
-def _refuse_management_through_organizations(request: GrantRelationRequest) -> None:
+def _refuse_management_through_organizations(request: GrantRelationRequest, violations: Violations) -> None:
     """Issue 9, finding 3: `relations` is never given to another organization, nor delegated."""
     if request.grantee_organization_id:
         kind = RelationKind.ORGANIZATION
@@ -319,4 +347,4 @@ def _refuse_management_through_organizations(request: GrantRelationRequest) -> N
     problem = management_subject_problem(kind, [subject for subject, _ in request.subjects])
     if problem is not None:
         index = next(i for i, (subject, _) in enumerate(request.subjects) if subject == MANAGEMENT_SUBJECT)
-        raise InvalidArgument(problem, [FieldViolation(f"subjects[{index}].subject", problem)])
+        violations.add(f"subjects[{index}].subject", problem)

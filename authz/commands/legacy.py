@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from authz.commands.base import Deps, WriteOutcome, run_write
 from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE
+from authz.commands.profiles import ListProfiles, ListProfilesRequest, Profile
 from authz.domain.secrets import DECOY_LEGACY_HASH, verify_django_pbkdf2
 from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
 from authz.store.interface import AuditRecord, LegacyAccount, Transaction
@@ -60,6 +61,8 @@ class LinkLegacyAccessRequest:
 class LinkLegacyAccessResult:
     contact_ids: list[str]
     revision: str = ""
+    # The account's profiles once linked, for the success message (read after the write).
+    profiles: list[Profile] = field(default_factory=list)
 
 
 @dataclass
@@ -113,7 +116,7 @@ class LinkLegacyAccess:
                 self._ask_designation(request, account, weighed, problem),
                 LinkLegacyAccessResult,
             )
-        return run_write(
+        result = run_write(
             self.deps,
             "link_legacy_access",
             request,
@@ -121,6 +124,8 @@ class LinkLegacyAccess:
             self._link(request, account, weighed, designated),
             LinkLegacyAccessResult,
         )
+        result.profiles = ListProfiles(self.deps).execute(ListProfilesRequest(request.account_id))
+        return result
 
     @staticmethod
     def _refuse(request: LinkLegacyAccessRequest) -> _Body:
@@ -146,7 +151,7 @@ class LinkLegacyAccess:
                 audit = AuditRecord(
                     now, account_id, "link_legacy_access_throttled", {"username": username, "limit": limit}
                 )
-                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
+                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"))
             account = tx.get_legacy_account(username)
             mapped = account.contact_ids if account is not None else ()
             named = [c for c in request.contact_ids if c in mapped]

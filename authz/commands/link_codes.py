@@ -16,6 +16,7 @@ from authz.commands.base import (
 )
 from authz.commands.forms import LINK_CODE_FORM, require_boxes
 from authz.commands.persons import PersonChange, require_person_changeable
+from authz.commands.profiles import ListProfiles, ListProfilesRequest, Profile
 from authz.domain.model import Contact, Organization
 from authz.domain.secrets import code_lookup, hash_link_code, new_link_code, normalize_link_code, verify_link_code
 from authz.errors import FailedPrecondition, InvalidLinkCode, ResourceExhausted
@@ -111,7 +112,9 @@ class IssueLinkCode:
                 tx, organization.id, request.contact_id, PersonChange(link_code=True), now
             )
             if not contact.email:
-                raise FailedPrecondition(f"contact {contact.id!r} has no email address to send the code to")
+                raise FailedPrecondition(
+                    f"contact {contact.id!r} has no email address to send the code to", reason="NO_EMAIL"
+                )
             expires_at = issue_code(self.deps, tx, contact, organization, request.actor_id, now)
             audit = AuditRecord(
                 at=now,
@@ -148,6 +151,8 @@ class RedeemLinkCodeResult:
     contact_id: str
     organization_id: str
     revision: str = ""
+    # The account's profiles once linked, for the success message (read after the write).
+    profiles: list[Profile] = field(default_factory=list)
 
 
 class RedeemLinkCode:
@@ -181,7 +186,7 @@ class RedeemLinkCode:
                 audit = AuditRecord(
                     now, account_id, "redeem_link_code_throttled", {"contact_id": contact_id, "limit": throttled}
                 )
-                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
+                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"))
             # The conditional update in use_link_code, not a lock, is what makes a code single-use.
             valid = (
                 code is not None
@@ -215,7 +220,9 @@ class RedeemLinkCode:
                 RedeemLinkCodeResult(record.contact_id, record.organization_id), audit, after_commit=after_commit
             )
 
-        return run_write(self.deps, "redeem_link_code", request, "", body, RedeemLinkCodeResult)
+        result = run_write(self.deps, "redeem_link_code", request, "", body, RedeemLinkCodeResult)
+        result.profiles = ListProfiles(self.deps).execute(ListProfilesRequest(account_id))
+        return result
 
 
 def _tell_link_moved(tx: Transaction, contact_id: str, now: datetime) -> None:

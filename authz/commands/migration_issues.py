@@ -265,7 +265,10 @@ class ResolveMigrationIssue:
             require_manager(deps, request.actor_id, organization.id, now)
             issue = tx.resolve_migration_issue(request.issue_id, organization.id, now, request.actor_id, "validated")
             if issue is None:
-                raise NotFound(f"no open migration issue {request.issue_id} for {organization.id!r}")
+                raise NotFound(
+                    f"no open migration issue {request.issue_id} for {organization.id!r}",
+                    reason="MIGRATION_ISSUE_NOT_FOUND",
+                )
             audit = AuditRecord(
                 at=now,
                 actor_id=request.actor_id,

@@ -19,9 +19,10 @@ from authz.commands.base import (
     require_organization,
     run_write,
 )
-from authz.commands.forms import CHANGE_FORM, require_boxes
+from authz.commands.forms import CHANGE_FORM, box_violations, refuse_if_any
 from authz.domain.model import Relation, RelationKind
-from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from authz.domain.validation import Violations
+from authz.errors import FailedPrecondition, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
 __all__ = ["RevokeRelation", "RevokeRelationRequest", "RevokeRelationResult"]
@@ -62,24 +63,26 @@ class RevokeRelation:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def execute(self, request: RevokeRelationRequest) -> RevokeRelationResult:
-        boxes = require_boxes(request.attestation, CHANGE_FORM)  # the removal form's one box (rule 9)
-        if bool(request.contact_id) == bool(request.grantee_organization_id):
-            raise InvalidArgument.field("grantee", "exactly one of contact_id, grantee_organization_id")
-        if not request.scope:
-            raise InvalidArgument.field("scope", "choose all_relations, relations or subjects")
+    def execute(self, request: RevokeRelationRequest, found: Violations | None = None) -> RevokeRelationResult:
+        """`found`: problems the caller's edge already found in the request, refused with these."""
+        # Every problem the request shows by itself, at once.
+        violations = Violations()
+        boxes = box_violations(request.attestation, CHANGE_FORM, violations)  # the removal form's one box (rule 9)
+        edge = found if found is not None else Violations()
+        grantee_reported = edge.reported("grantee", "contact_id", "grantee_organization_id")
+        if bool(request.contact_id) == bool(request.grantee_organization_id) and not grantee_reported:
+            violations.add("grantee", "exactly one of contact_id, grantee_organization_id")
+        if not request.scope and not edge.reported("scope", "all_relations"):
+            violations.add("scope", "choose all_relations, relations or subjects")
         if request.scope == "subjects":
             policy = self.deps.engine.policy
             # A retired subject is still known: its grants stay in the store as history and may be removed.
-            unknown = [
-                FieldViolation(f"subjects.subjects[{i}]", f"unknown subject {s!r}")
-                for i, s in enumerate(request.subjects)
-                if s not in policy.subjects and s not in policy.retired
-            ]
+            for i, s in enumerate(request.subjects):
+                if s not in policy.subjects and s not in policy.retired:
+                    violations.add(f"subjects.subjects[{i}]", f"unknown subject {s!r}")
             if not request.subjects:
-                unknown.append(FieldViolation("subjects.subjects", "name at least one subject to remove"))
-            if unknown:
-                raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in unknown), unknown)
+                violations.add("subjects.subjects", "name at least one subject to remove")
+        refuse_if_any(violations, "invalid removal", found)
         return run_write(
             self.deps,
             "revoke_relation",
@@ -120,7 +123,7 @@ class RevokeRelation:
             owned = {relation.id: relation for relation in self._owned(tx, request)}
             grantee = request.contact_id or request.grantee_organization_id
             if not owned:
-                raise NotFound(f"{grantee!r} has no relation with {organization.id!r}")
+                raise NotFound(f"{grantee!r} has no relation with {organization.id!r}", reason="RELATION_NOT_FOUND")
             ended: list[str] = []
             removed: list[str] = []
             touched: list[str] = []
@@ -133,7 +136,8 @@ class RevokeRelation:
                 for index, relation_id in enumerate(request.relation_ids):
                     if relation_id not in owned:
                         raise NotFound(
-                            f"relations.relation_ids[{index}]: relation {relation_id!r} not found for {grantee!r}"
+                            f"relations.relation_ids[{index}]: relation {relation_id!r} not found for {grantee!r}",
+                            reason="RELATION_NOT_FOUND",
                         )
                 for relation_id in dict.fromkeys(request.relation_ids):
                     if tx.end_relation(relation_id, now):
@@ -142,7 +146,10 @@ class RevokeRelation:
             else:
                 target = owned.get(request.subjects_relation_id)
                 if target is None:
-                    raise NotFound(f"relation {request.subjects_relation_id!r} not found for {grantee!r}")
+                    raise NotFound(
+                        f"relation {request.subjects_relation_id!r} not found for {grantee!r}",
+                        reason="RELATION_NOT_FOUND",
+                    )
                 defaults = (
                     deps.engine.policy.role_defaults.get(target.role, {})
                     if target.role is not None and target.kind is RelationKind.CONTACT
@@ -153,10 +160,14 @@ class RevokeRelation:
                         # Listed under the relation, but held by its role: removing it means changing the role.
                         raise FailedPrecondition(
                             f"subject {subject!r} comes with the role {target.role.value if target.role else ''} "
-                            f"of relation {target.id!r}: it cannot be removed alone; end the relation to take it away"
+                            f"of relation {target.id!r}: it cannot be removed alone; end the relation to take it away",
+                            reason="ROLE_DEFAULT_SUBJECT",
                         )
                     if subject not in target.subjects:
-                        raise NotFound(f"subject {subject!r} is not granted on relation {target.id!r}")
+                        raise NotFound(
+                            f"subject {subject!r} is not granted on relation {target.id!r}",
+                            reason="SUBJECT_NOT_GRANTED",
+                        )
                 if tx.remove_subjects(target.id, list(dict.fromkeys(request.subjects)), now):
                     removed = list(dict.fromkeys(request.subjects))
                 touched = [target.id]

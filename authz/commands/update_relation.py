@@ -14,27 +14,36 @@ the rule RevokeRelation applies now).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from authz.commands.base import (
     Attestation,
     Deps,
     WriteOutcome,
-    parse_subjects,
     require_manager,
     require_manager_remains,
     require_organization,
     run_write,
 )
-from authz.commands.forms import CHANGE_FORM, require_boxes
+from authz.commands.forms import CHANGE_FORM, box_violations, refuse_if_any
 from authz.domain.dates import day_start, local_date, parse_date
 from authz.domain.model import Relation, RelationKind, Right
-from authz.domain.validation import management_subject_problem
+from authz.domain.validation import Violations, management_subject_problem
 from authz.errors import FailedPrecondition, InvalidArgument, NotFound
 from authz.store.interface import AuditRecord, Transaction
 
-__all__ = ["UpdateRelation", "UpdateRelationRequest", "UpdateRelationResult"]
+__all__ = [
+    "AppliedRelationChange",
+    "RelationChange",
+    "UpdateRelation",
+    "UpdateRelationRequest",
+    "UpdateRelationResult",
+    "apply_relation_change",
+    "parse_relation_change",
+]
 
 
 @dataclass(frozen=True)
@@ -60,49 +69,25 @@ class UpdateRelation:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def execute(self, request: UpdateRelationRequest) -> UpdateRelationResult:
-        boxes = require_boxes(request.attestation, CHANGE_FORM)
-        if not request.end_date and not request.add_subjects:
-            raise InvalidArgument.field("end_date", "nothing to change: give an end date or subjects to add")
-        new_end: date | None = None
-        if request.end_date:
-            try:
-                new_end = parse_date(request.end_date)
-            except ValueError:
-                raise InvalidArgument.field("end_date", "must be a date YYYY-MM-DD") from None
-        subjects = parse_subjects(request.add_subjects, self.deps.engine.policy.subjects, "add_subjects")
+    def execute(self, request: UpdateRelationRequest, found: Violations | None = None) -> UpdateRelationResult:
+        """`found`: problems the caller's edge already found in the request, refused with these."""
+        violations = Violations()
+        boxes = box_violations(request.attestation, CHANGE_FORM, violations)
+        change = parse_relation_change(
+            violations,
+            "",
+            request.relation_id,
+            request.end_date,
+            request.add_subjects,
+            self.deps.engine.policy.subjects,
+        )
+        refuse_if_any(violations, "invalid relation update", found)
         deps = self.deps
 
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)
             require_manager(deps, request.actor_id, organization.id, now)
-            relation = tx.get_relation(request.relation_id)
-            if relation is None or not _managed_by(relation, organization.id):
-                raise NotFound(f"relation {request.relation_id!r} not found for {organization.id!r}")
-            if relation.ended_at is not None:
-                raise FailedPrecondition(f"relation {relation.id!r} was removed; add a new relation instead")
-            today = local_date(now)
-            end = relation.end_date
-            if new_end is not None and new_end != relation.end_date:
-                if new_end < relation.start_date:
-                    raise InvalidArgument.field(
-                        "end_date", f"must not be before the start date ({relation.start_date.isoformat()})"
-                    )
-                if new_end < today:
-                    raise InvalidArgument.field(
-                        "end_date", f"must not be before today ({today.isoformat()}); to end it now, remove it"
-                    )
-                tx.set_relation_end(relation.id, new_end)
-                if new_end < relation.end_date:
-                    # Someone must manage the organization the day after this relation now ends.
-                    require_manager_remains(deps, tx, organization.id, now, at=day_start(new_end + timedelta(days=1)))
-                end = new_end
-            added = {s: r for s, r in subjects.items() if relation.subjects.get(s) != r}
-            if added:
-                _check_subjects(deps, relation, added, now)
-                tx.add_subjects(relation.id, added, now)
-            changed = tx.get_relation(relation.id)
-            assert changed is not None
+            applied = apply_relation_change(deps, tx, organization.id, change, now)
             audit = AuditRecord(
                 at=now,
                 actor_id=request.actor_id,
@@ -110,20 +95,112 @@ class UpdateRelation:
                 organization_id=organization.id,
                 request_id=request.request_id or None,
                 attestation=boxes,
-                changes={
-                    "relation_id": relation.id,
-                    "contact_id": relation.contact_id,
-                    "grantee_organization_id": relation.grantee_organization_id,
-                    "end_date": {"before": relation.end_date, "after": end} if end != relation.end_date else None,
-                    "subjects_added": added,
-                },
+                changes=applied.audit,
             )
-            result = UpdateRelationResult(relation.id, end.isoformat(), len(added))
-            return WriteOutcome(result, audit, changed=[changed])
+            result = UpdateRelationResult(applied.relation.id, applied.end_date.isoformat(), len(applied.added))
+            return WriteOutcome(result, audit, changed=[applied.relation])
 
         return run_write(
             deps, "update_relation", request, request.request_id, body, UpdateRelationResult, actor_id=request.actor_id
         )
+
+
+@dataclass(frozen=True)
+class RelationChange:
+    """One relation's change, its input checked: what UpdateRelation and UpdateContact's
+    `relation_updates` apply, the same way."""
+
+    relation_id: str
+    end_date: date | None  # None: unchanged
+    add_subjects: dict[str, Right]
+    field_prefix: str = ""  # where its fields are in the request, for the violations
+
+
+@dataclass(frozen=True)
+class AppliedRelationChange:
+    relation: Relation  # as it stands after the change
+    end_date: date  # the end date now in force
+    added: dict[str, Right]
+    audit: dict[str, Any]  # what the audit records of it
+
+
+def parse_relation_change(
+    violations: Violations,
+    field_prefix: str,
+    relation_id: str,
+    end_date: str,
+    add_subjects: Iterable[tuple[str, Right]],
+    catalogue: Mapping[str, Any],
+) -> RelationChange:
+    """The change's input rules, every problem recorded in `violations` (nothing raised)."""
+    pairs = list(add_subjects)
+    if not end_date and not pairs:
+        violations.add(f"{field_prefix}end_date", "nothing to change: give an end date or subjects to add")
+    new_end: date | None = None
+    if end_date:
+        try:
+            new_end = parse_date(end_date)
+        except ValueError:
+            violations.add(f"{field_prefix}end_date", "must be a date YYYY-MM-DD")
+    subjects = violations.subjects(pairs, catalogue, f"{field_prefix}add_subjects")
+    return RelationChange(relation_id, new_end, subjects, field_prefix)
+
+
+def apply_relation_change(
+    deps: Deps, tx: Transaction, organization_id: str, change: RelationChange, now: datetime, contact_id: str = ""
+) -> AppliedRelationChange:
+    """Apply one relation's change inside the write (`contact_id`: it must be that contact's relation)."""
+    prefix = change.field_prefix
+    relation = tx.get_relation(change.relation_id)
+    if (
+        relation is None
+        or not _managed_by(relation, organization_id)
+        or (contact_id and relation.contact_id != contact_id)
+    ):
+        raise NotFound(
+            f"relation {change.relation_id!r} not found for {organization_id!r}", reason="RELATION_NOT_FOUND"
+        )
+    if relation.ended_at is not None:
+        raise FailedPrecondition(
+            f"relation {relation.id!r} was removed; add a new relation instead", reason="RELATION_REMOVED"
+        )
+    today = local_date(now)
+    end = relation.end_date
+    new_end = change.end_date
+    # What only the relation tells (its start, its kind), every problem at once.
+    violations = Violations()
+    moved = new_end is not None and new_end != relation.end_date
+    if new_end is not None and moved:
+        if new_end < relation.start_date:
+            violations.add(
+                f"{prefix}end_date", f"must not be before the start date ({relation.start_date.isoformat()})"
+            )
+        if new_end < today:
+            violations.add(
+                f"{prefix}end_date", f"must not be before today ({today.isoformat()}); to end it now, remove it"
+            )
+    violations.check(f"{prefix}add_subjects", management_subject_problem(relation.kind, change.add_subjects))
+    violations.raise_if_any("invalid relation update")
+    if new_end is not None and moved:
+        tx.set_relation_end(relation.id, new_end)
+        if new_end < relation.end_date:
+            # Someone must manage the organization the day after this relation now ends.
+            require_manager_remains(deps, tx, organization_id, now, at=day_start(new_end + timedelta(days=1)))
+        end = new_end
+    added = {s: r for s, r in change.add_subjects.items() if relation.subjects.get(s) != r}
+    if added:
+        _check_subjects(deps, relation, added, now, prefix)
+        tx.add_subjects(relation.id, added, now)
+    changed = tx.get_relation(relation.id)
+    assert changed is not None
+    audit = {
+        "relation_id": relation.id,
+        "contact_id": relation.contact_id,
+        "grantee_organization_id": relation.grantee_organization_id,
+        "end_date": {"before": relation.end_date, "after": end} if end != relation.end_date else None,
+        "subjects_added": added,
+    }
+    return AppliedRelationChange(changed, end, added, audit)
 
 
 def _managed_by(relation: Relation, organization_id: str) -> bool:
@@ -134,10 +211,10 @@ def _managed_by(relation: Relation, organization_id: str) -> bool:
     return relation.organization_id == organization_id
 
 
-def _check_subjects(deps: Deps, relation: Relation, added: dict[str, Right], now: datetime) -> None:
+def _check_subjects(deps: Deps, relation: Relation, added: dict[str, Right], now: datetime, prefix: str = "") -> None:
     problem = management_subject_problem(relation.kind, added)
     if problem is not None:
-        raise InvalidArgument.field("add_subjects", problem)
+        raise InvalidArgument.field(f"{prefix}add_subjects", problem)
     if relation.kind is not RelationKind.DELEGATION:
         return
     via = relation.via_organization_id or ""
@@ -149,4 +226,6 @@ def _check_subjects(deps: Deps, relation: Relation, added: dict[str, Right], now
         if held < right:
             over.append(f"{via} holds {held.code if held else 'nothing'} on {subject}, not {right.code}")
     if over:
-        raise FailedPrecondition("cannot delegate more than the organization holds: " + "; ".join(over))
+        raise FailedPrecondition(
+            "cannot delegate more than the organization holds: " + "; ".join(over), reason="DELEGATION_EXCEEDS_HOLDING"
+        )

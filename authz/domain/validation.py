@@ -272,6 +272,10 @@ class Violations:
             subjects[subject] = right
         return subjects
 
+    def reported(self, *field_paths: str) -> bool:
+        """Is a problem already recorded on one of these fields? (Then what follows from it is not repeated.)"""
+        return any(v.field in field_paths for v in self.items)
+
     def raise_if_any(self, message: str = "invalid request") -> None:
         raise_if_any(self.items, message)
 

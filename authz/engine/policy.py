@@ -29,6 +29,7 @@ __all__ = [
     "MODEL_FILE",
     "POLICY_FILE",
     "RETIRED_FILE",
+    "ROLES_FILE",
     "SUBJECTS_FILE",
     "Policy",
     "PolicyLoadError",
@@ -46,6 +47,9 @@ SUBJECTS_FILE = "subjects.csv"
 RETIRED_FILE = "retired.csv"
 POLICY_FILES = (MODEL_FILE, POLICY_FILE, SUBJECTS_FILE)
 RETIRED_HEADER = ["code", "label_fr", "label_en", "retired_on"]
+# Optional: the roles' labels, for the screens (GetCatalogue); a role without a line shows its code.
+ROLES_FILE = "roles.csv"
+ROLES_HEADER = ["code", "label_fr", "label_en"]
 
 _PROBE_SUBJECT = "\x00probe"
 _PROBE_ORGANIZATION = "\x00probe-organization"
@@ -83,6 +87,12 @@ class Policy:
     # Retired subjects: a check on one answers "not allowed", lists leave them out, and
     # their grants stay in the store as history. Never in `subjects`.
     retired: Mapping[str, SubjectLabel] = field(default_factory=dict)
+    # What people see for each role (roles.csv); `code` is the role's value.
+    role_labels: Mapping[Role, SubjectLabel] = field(default_factory=dict)
+
+    def role_label(self, role: Role) -> SubjectLabel:
+        """The role's labels, its code where roles.csv gives none."""
+        return self.role_labels.get(role) or SubjectLabel(role.value, role.value, role.value)
 
     @classmethod
     def load(cls, directory: Path | str | None = None) -> Policy:
@@ -97,6 +107,7 @@ class Policy:
         """The policy from the files' texts, read once (the reloader validates these same texts)."""
         subjects = parse_subjects(texts[SUBJECTS_FILE], folder / SUBJECTS_FILE)
         retired = parse_retired(texts.get(RETIRED_FILE, ""), folder / RETIRED_FILE)
+        role_labels = parse_role_labels(texts.get(ROLES_FILE, ""), folder / ROLES_FILE)
         model_path = folder / MODEL_FILE
         try:
             enforcer = new_enforcer(texts[MODEL_FILE], texts[POLICY_FILE])
@@ -113,6 +124,7 @@ class Policy:
             subjects=subjects,
             role_defaults=role_defaults,
             retired=retired,
+            role_labels=role_labels,
         )
 
     def default_right(self, role: Role, subject: str) -> Right:
@@ -127,9 +139,9 @@ def read_policy_texts(folder: Path) -> tuple[dict[str, str], list[tuple[Path, st
     """The texts of the policy files (retired.csv only when present), and what could not be read."""
     texts: dict[str, str] = {}
     problems: list[tuple[Path, str]] = []
-    for name in (*POLICY_FILES, RETIRED_FILE):
+    for name in (*POLICY_FILES, RETIRED_FILE, ROLES_FILE):
         path = folder / name
-        if name == RETIRED_FILE and not path.exists():
+        if name in (RETIRED_FILE, ROLES_FILE) and not path.exists():
             continue
         try:
             texts[name] = path.read_text(encoding="utf-8")
@@ -185,6 +197,24 @@ def parse_retired(text: str, path: Path) -> dict[str, SubjectLabel]:
         if cells[0]:
             retired[cells[0]] = SubjectLabel(cells[0], cells[1], cells[2])
     return retired
+
+
+def parse_role_labels(text: str, path: Path) -> dict[Role, SubjectLabel]:
+    """roles.csv: `code,label_fr,label_en`; an absent or empty file labels nothing."""
+    rows = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not rows:
+        return {}
+    reader = csv.reader(io.StringIO("\n".join(rows)))
+    if [c.strip() for c in next(reader)] != ROLES_HEADER:
+        raise PolicyLoadError([f"{path}: the header must be {','.join(ROLES_HEADER)}"])
+    labels: dict[Role, SubjectLabel] = {}
+    known = {role.value: role for role in Role}
+    for fields in reader:
+        cells = [c.strip() for c in fields] + ["", "", ""]
+        if cells[0] not in known:
+            raise PolicyLoadError([f"{path}: {cells[0]!r} is not a role"])
+        labels[known[cells[0]]] = SubjectLabel(cells[0], cells[1], cells[2])
+    return labels
 
 
 def new_enforcer(model_text: str, policy_text: str) -> casbin.Enforcer:

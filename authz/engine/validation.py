@@ -31,6 +31,8 @@ from authz.engine.policy import (
     POLICY_FILE,
     RETIRED_FILE,
     RETIRED_HEADER,
+    ROLES_FILE,
+    ROLES_HEADER,
     SUBJECTS_FILE,
     Policy,
     PolicyLoadError,
@@ -149,6 +151,7 @@ def validate_texts(
     model_path = str(folder / MODEL_FILE)
     subjects = _check_subjects(str(folder / SUBJECTS_FILE), texts[SUBJECTS_FILE], problems)
     retired = _check_retired(str(folder / RETIRED_FILE), texts.get(RETIRED_FILE, ""), subjects, problems)
+    _check_role_labels(str(folder / ROLES_FILE), texts.get(ROLES_FILE, ""), problems)
     defined = _check_model(model_path, texts[MODEL_FILE], problems)
     g_lines = _check_policy_lines(str(folder / POLICY_FILE), texts[POLICY_FILE], defined, subjects, problems, retired)
     if not report.errors:
@@ -291,6 +294,40 @@ def _check_subjects(path: str, text: str, problems: list[Problem]) -> set[str]:
 
 
 # ---------------------------------------------------------------------------- retired.csv
+def _check_role_labels(path: str, text: str, problems: list[Problem]) -> None:
+    """roles.csv is optional; when present: a header, then each role once with both labels."""
+    lines = _content_lines(text)
+    if not lines:
+        return
+    header_line, header = lines[0]
+    if [c.strip() for c in next(csv.reader([header]))] != ROLES_HEADER:
+        problems.append(
+            Problem(path, header_line, f"the first line must be the header {','.join(ROLES_HEADER)}, not {header!r}")
+        )
+        return
+    known = {role.value for role in Role}
+    seen: dict[str, int] = {}
+    for number, line in lines[1:]:
+        fields = [c.strip() for c in next(csv.reader([line]))]
+        if len(fields) != 3:
+            problems.append(Problem(path, number, f"has {len(fields)} fields, expected 3 (code,label_fr,label_en)"))
+            continue
+        code, label_fr, label_en = fields
+        if code not in known:
+            problems.append(Problem(path, number, f"{code!r} is not a role: one of {', '.join(sorted(known))}"))
+            continue
+        if code in seen:
+            problems.append(Problem(path, number, f"role {code!r} is listed twice (first on line {seen[code]})"))
+            continue
+        seen[code] = number
+        if not label_fr:
+            problems.append(Problem(path, number, f"role {code!r} has no French label (label_fr)"))
+        if not label_en:
+            problems.append(Problem(path, number, f"role {code!r} has no English label (label_en)"))
+    for code in sorted(known - set(seen)):
+        problems.append(Problem(path, None, f"role {code!r} has no line: the screens would show its code", WARNING))
+
+
 def _check_retired(path: str, text: str, subjects: set[str], problems: list[Problem]) -> set[str]:
     """retired.csv is optional; when present: a header, then one retired subject per line."""
     lines = _content_lines(text)

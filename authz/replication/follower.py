@@ -133,12 +133,12 @@ class Follower:
             return
         # The follower's own pass (no timeout) waits for a reader's pass no longer than the longest wait.
         if not self._pass.acquire(timeout=_LONGEST_WAIT if timeout is None else timeout):
-            raise Unavailable(_BEHIND)
+            raise Unavailable(_BEHIND, reason="REPLICA_BEHIND")
         try:
             while target is None or self.engine.revision < target:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise Unavailable(_BEHIND)
+                    raise Unavailable(_BEHIND, reason="REPLICA_BEHIND")
                 page = self._changes(self.engine.revision, left)
                 self._heard_of(page.newest)
                 if page.expired or not apply_changes(self.engine, page.changes):
@@ -178,7 +178,9 @@ class Follower:
         started = time.perf_counter()
         with self.store.snapshot() as snapshot:
             if snapshot.store_id != self.store_id:
-                raise Unavailable("the database is not the store this process started on; restart it")
+                raise Unavailable(
+                    "the database is not the store this process started on; restart it", reason="WRONG_STORE"
+                )
             self.engine.load_rows(snapshot.rows, snapshot.revision)
         self.reloads += 1
         log.warning(

@@ -109,7 +109,7 @@ class WatchChanges:
             while is_active() and not self.follower.stopping:
                 page = self.store.changes_after(cursor, PAGE)
                 if page.expired:
-                    raise FailedPrecondition(_EXPIRED)
+                    raise FailedPrecondition(_EXPIRED, reason="CURSOR_EXPIRED")
                 for change in page.changes:
                     if touches(change, organizations):
                         me.waiting_since = time.monotonic()

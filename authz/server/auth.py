@@ -40,8 +40,10 @@ from typing import Any
 import grpc
 import yaml
 
+from authz import errors
 from authz.calls import ACCOUNT_METADATA, account_scope, caller_scope
 from authz.config import ConfigError, Settings
+from authz.server.errors import abort_with
 from authz.v1 import authz_pb2
 
 __all__ = [
@@ -224,7 +226,12 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             caller = self._authenticate(token, context)
             if not caller.may_call(method):
                 log.warning("caller %s may not call %s", caller.name, method)
-                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"caller {caller.name!r} may not call {method}")
+                abort_with(
+                    context,
+                    errors.PermissionDenied(
+                        f"caller {caller.name!r} may not call {method}", reason="CALLER_NOT_ALLOWED"
+                    ),
+                )
             return caller
 
         if handler.unary_unary is not None:
@@ -262,19 +269,17 @@ class CallerAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             # A certificate the CA signed but no caller owns is someone else's: a token beside it does
             # not make the call the token's caller (the certificate may be a stolen key's).
             log.warning("refused certificate %r: no caller has that common name", common_name)
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+            abort_with(context, errors.Unauthenticated(BAD_CREDENTIALS, reason="UNKNOWN_CERTIFICATE"))
         if token is not None:
             by_token = self.callers.by_token(token) if token else None
             # A token and a certificate naming two different callers is someone's mistake or someone's trick.
             if by_token is None or (by_certificate is not None and by_certificate is not by_token):
                 log.warning("refused a call with invalid credentials from %s", context.peer())
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
-                raise AssertionError("unreachable")  # abort raises
+                abort_with(context, errors.Unauthenticated(BAD_CREDENTIALS, reason="BAD_CREDENTIALS"))
             return by_token
         if by_certificate is not None:
             return by_certificate
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, NO_CREDENTIALS)
-        raise AssertionError("unreachable")  # abort raises
+        abort_with(context, errors.Unauthenticated(NO_CREDENTIALS, reason="NO_CREDENTIALS"))
 
 
 def is_loopback(listen: str) -> bool:

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from authz.commands.authorizations import AuthorizationRow, ListAuthorizationsRequest, ListAuthorizationsResult
+from authz.commands.authorizations import AuthorizationRow, ListAuthorizationsRequest, ListAuthorizationsResult, Origin
 from authz.commands.base import Attestation
+from authz.commands.catalogue import Catalogue
 from authz.commands.check import CheckRequest, CheckResult
+from authz.commands.clients import ListClientsRequest, ListClientsResult
 from authz.commands.contacts import (
     ContactDetails,
     ContactRow,
@@ -23,6 +25,7 @@ from authz.commands.contacts import (
     ListContactsRequest,
     ListContactsResult,
 )
+from authz.commands.forms import ADD_FORM, CHANGE_FORM, LINK_CODE_FORM, box_violations, refuse_if_any
 from authz.commands.grant import GrantRelationRequest, GrantRelationResult, NewContactData
 from authz.commands.legacy import LinkLegacyAccessRequest, LinkLegacyAccessResult
 from authz.commands.link_codes import (
@@ -41,9 +44,16 @@ from authz.commands.migration_issues import (
 from authz.commands.profiles import ListProfilesRequest, Profile
 from authz.commands.requests import ListRequestsRequest, ListRequestsResult
 from authz.commands.revoke import RevokeRelationRequest, RevokeRelationResult
-from authz.commands.update_contact import UPDATABLE_FIELDS, UpdateContactRequest, UpdateContactResult
+from authz.commands.update_contact import (
+    MASK_PATHS,
+    MAX_RELATION_UPDATES,
+    RelationUpdate,
+    UpdateContactRequest,
+    UpdateContactResult,
+)
 from authz.commands.update_relation import UpdateRelationRequest, UpdateRelationResult
 from authz.domain.model import Right, Role
+from authz.domain.phones import MAX_PHONES, PhoneNumber
 from authz.domain.validation import (
     MAX_EMAIL,
     MAX_NAME,
@@ -68,8 +78,10 @@ __all__ = [
     "ROLE_TO_PB",
     "Ids",
     "authorizations_response",
+    "catalogue_response",
     "check_request",
     "check_response",
+    "clients_response",
     "consistency",
     "contact_response",
     "contacts_response",
@@ -81,6 +93,7 @@ __all__ = [
     "legacy_request",
     "legacy_response",
     "list_authorizations_request",
+    "list_clients_request",
     "list_contacts_request",
     "list_migration_issues_request",
     "list_profiles_request",
@@ -137,7 +150,17 @@ class Ids(Violations):
         return self.text(field_path, value, limit)
 
     def done(self) -> None:
-        self.raise_if_any()
+        refuse_if_any(self, "invalid request")
+
+
+def _finish(ids: Ids, carried: bool, attestation: pb.Attestation, form: tuple[str, ...]) -> None:
+    """End a write's conversion: carried on, the command refuses the findings with its own; here,
+    a malformed request is refused with its form's boxes, so a caller learns every problem at once."""
+    if carried:
+        return
+    if ids.items:
+        box_violations(_attestation(attestation), form, ids)
+    ids.done()
 
 
 def role_from_pb(value: int, ids: Ids, field_path: str = "role", *, required: bool) -> Role | None:
@@ -167,8 +190,9 @@ def _attestation(message: pb.Attestation) -> Attestation:
     return Attestation(message.authorizes_acting, message.changes_accurate)
 
 
-def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
-    ids = Ids()
+def grant_request(request: pb.GrantRelationRequest, carry: Ids | None = None) -> GrantRelationRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     actor_id = ids.required("actor_id", request.actor_id)
     organization_id = ids.required("organization_id", request.organization_id)
     grantee = request.WhichOneof("grantee")
@@ -199,7 +223,7 @@ def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
     request_id = ids.optional("request_id", request.request_id)
     ids.text("start_date", request.start_date, 10)
     ids.text("end_date", request.end_date, 10)
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, ADD_FORM)
     return GrantRelationRequest(
         actor_id=actor_id,
         organization_id=organization_id,
@@ -216,8 +240,9 @@ def grant_request(request: pb.GrantRelationRequest) -> GrantRelationRequest:
     )
 
 
-def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
-    ids = Ids()
+def revoke_request(request: pb.RevokeRelationRequest, carry: Ids | None = None) -> RevokeRelationRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     actor_id = ids.required("actor_id", request.actor_id)
     organization_id = ids.required("organization_id", request.organization_id)
     grantee = request.WhichOneof("grantee")
@@ -250,7 +275,7 @@ def revoke_request(request: pb.RevokeRelationRequest) -> RevokeRelationRequest:
             ids.text(f"subjects.subjects[{i}]", s, MAX_SUBJECT) for i, s in enumerate(request.subjects.subjects)
         )
     request_id = ids.optional("request_id", request.request_id)
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, CHANGE_FORM)
     return RevokeRelationRequest(
         actor_id=actor_id,
         organization_id=organization_id,
@@ -326,6 +351,8 @@ def issue_link_code_request(request: pb.IssueLinkCodeRequest) -> IssueLinkCodeRe
         request_id=ids.optional("request_id", request.request_id),
         attestation=_attestation(request.attestation),
     )
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), LINK_CODE_FORM, ids)
     ids.done()
     return command
 
@@ -346,7 +373,10 @@ def redeem_request(request: pb.RedeemLinkCodeRequest) -> RedeemLinkCodeRequest:
 
 def redeem_response(result: RedeemLinkCodeResult) -> pb.RedeemLinkCodeResponse:
     return pb.RedeemLinkCodeResponse(
-        contact_id=result.contact_id, organization_id=result.organization_id, revision=result.revision
+        contact_id=result.contact_id,
+        organization_id=result.organization_id,
+        revision=result.revision,
+        profiles=[_profile(p) for p in result.profiles],
     )
 
 
@@ -363,7 +393,9 @@ def legacy_request(request: pb.LinkLegacyAccessRequest) -> LinkLegacyAccessReque
 
 
 def legacy_response(result: LinkLegacyAccessResult) -> pb.LinkLegacyAccessResponse:
-    return pb.LinkLegacyAccessResponse(contact_ids=result.contact_ids, revision=result.revision)
+    return pb.LinkLegacyAccessResponse(
+        contact_ids=result.contact_ids, revision=result.revision, profiles=[_profile(p) for p in result.profiles]
+    )
 
 
 # -- reads
@@ -374,19 +406,19 @@ def list_profiles_request(request: pb.ListProfilesRequest) -> ListProfilesReques
     return ListProfilesRequest(account_id)
 
 
-def profiles_response(profiles: list[Profile]) -> pb.ListProfilesResponse:
-    return pb.ListProfilesResponse(
-        profiles=[
-            pb.Profile(
-                contact_id=p.contact_id,
-                organization_id=p.organization_id,
-                organization_name=p.organization_name,
-                role=ROLE_TO_PB[p.role],  # type: ignore[arg-type]
-                relation_id=p.relation_id,
-            )
-            for p in profiles
-        ]
+def _profile(p: Profile) -> pb.Profile:
+    return pb.Profile(
+        contact_id=p.contact_id,
+        organization_id=p.organization_id,
+        organization_name=p.organization_name,
+        role=ROLE_TO_PB[p.role],  # type: ignore[arg-type]
+        relation_id=p.relation_id,
+        can_manage=p.can_manage,
     )
+
+
+def profiles_response(profiles: list[Profile]) -> pb.ListProfilesResponse:
+    return pb.ListProfilesResponse(profiles=[_profile(p) for p in profiles])
 
 
 def list_contacts_request(request: pb.ListContactsRequest) -> ListContactsRequest:
@@ -449,7 +481,20 @@ def _authorization_row(row: AuthorizationRow) -> pb.AuthorizationRow:
         grantee_organization_id=row.grantee_organization_id,
         via_organization_id=row.via_organization_id,
         organization_name=row.organization_name,
+        contact_name=row.contact_name,
+        start_date=row.start_date,
+        end_date=row.end_date,
+        origin=ORIGIN_TO_PB[row.origin],  # type: ignore[arg-type]
+        removable=row.removable,
     )
+
+
+ORIGIN_TO_PB: dict[Origin, int] = {
+    Origin.GRANTED: pb.ORIGIN_GRANTED,
+    Origin.ROLE_DEFAULT: pb.ORIGIN_ROLE_DEFAULT,
+    Origin.ORGANIZATION: pb.ORIGIN_ORGANIZATION,
+    Origin.DELEGATED: pb.ORIGIN_DELEGATED,
+}
 
 
 def authorizations_response(result: ListAuthorizationsResult) -> pb.ListAuthorizationsResponse:
@@ -473,7 +518,7 @@ def get_contact_request(request: pb.GetContactRequest) -> GetContactRequest:
 
 def contact_response(details: ContactDetails) -> pb.Contact:
     contact = details.contact
-    phones = [pb.Phone(type=contact.phone_type, number=contact.phone)] if contact.phone else []
+    phones = [pb.Phone(type=p.type, number=p.number, region=p.region) for p in details.phones]
     return pb.Contact(
         contact_id=contact.id,
         first_name=contact.first_name,
@@ -485,11 +530,12 @@ def contact_response(details: ContactDetails) -> pb.Contact:
     )
 
 
-def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactRequest:
-    ids = Ids()
+def update_contact_request(request: pb.UpdateContactRequest, carry: Ids | None = None) -> UpdateContactRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     paths = list(request.update_mask.paths)
-    if len(paths) > len(UPDATABLE_FIELDS):
-        ids.add("update_mask", f"at most {len(UPDATABLE_FIELDS)} fields")
+    if len(paths) > len(MASK_PATHS):
+        ids.add("update_mask", f"at most {len(MASK_PATHS)} fields")
     command = UpdateContactRequest(
         actor_id=ids.required("actor_id", request.actor_id),
         organization_id=ids.required("organization_id", request.organization_id),
@@ -504,8 +550,31 @@ def update_contact_request(request: pb.UpdateContactRequest) -> UpdateContactReq
         issue_link_code=request.issue_link_code,
         attestation=_attestation(request.attestation),
         request_id=ids.optional("request_id", request.request_id),
+        # Past the limits the command refuses the list; only the sizes of what it reads are bounded here.
+        relation_updates=tuple(
+            RelationUpdate(
+                relation_id=ids.text(f"relation_updates[{i}].relation_id", u.relation_id, MAX_TOKEN),
+                end_date=ids.text(f"relation_updates[{i}].end_date", u.end_date, 10),
+                add_subjects=tuple(
+                    (
+                        ids.text(f"relation_updates[{i}].add_subjects[{j}].subject", s.subject, MAX_SUBJECT),
+                        right_from_pb(s.right),
+                    )
+                    for j, s in enumerate(u.add_subjects)
+                ),
+            )
+            for i, u in enumerate(request.relation_updates[: MAX_RELATION_UPDATES + 1])
+        ),
+        phones=tuple(
+            PhoneNumber(
+                ids.text(f"phones[{i}].type", p.type, 20),
+                ids.text(f"phones[{i}].number", p.number, MAX_PHONE),
+                ids.text(f"phones[{i}].region", p.region, 2),
+            )
+            for i, p in enumerate(request.phones[: MAX_PHONES + 1])
+        ),
     )
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, CHANGE_FORM)
     return command
 
 
@@ -518,8 +587,9 @@ def update_contact_response(result: UpdateContactResult) -> pb.UpdateContactResp
     )
 
 
-def update_relation_request(request: pb.UpdateRelationRequest) -> UpdateRelationRequest:
-    ids = Ids()
+def update_relation_request(request: pb.UpdateRelationRequest, carry: Ids | None = None) -> UpdateRelationRequest:
+    """`carry`: the edge's findings go on to the command, which adds its own and refuses them all at once."""
+    ids = carry if carry is not None else Ids()
     subjects = [
         (ids.text(f"add_subjects[{i}].subject", item.subject, MAX_SUBJECT), right_from_pb(item.right))
         for i, item in enumerate(request.add_subjects)
@@ -533,7 +603,7 @@ def update_relation_request(request: pb.UpdateRelationRequest) -> UpdateRelation
         attestation=_attestation(request.attestation),
         request_id=ids.optional("request_id", request.request_id),
     )
-    ids.done()
+    _finish(ids, carry is not None, request.attestation, CHANGE_FORM)
     return command
 
 
@@ -553,6 +623,7 @@ def list_requests_request(request: pb.ListRequestsRequest) -> ListRequestsReques
         organization_id=ids.required("organization_id", request.organization_id),
         page_size=request.page_size,
         page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+        mine=request.mine,
     )
     ids.done()
     return command
@@ -574,6 +645,8 @@ def requests_response(result: ListRequestsResult) -> pb.ListRequestsResponse:
                 changes_json=row.changes_json,
                 caller=row.caller,
                 revision=row.revision,
+                changes=[pb.FieldChange(field=c.field, before=c.before, after=c.after) for c in row.changes],
+                summary=row.summary,
             )
             for row in result.requests
         ],
@@ -631,6 +704,8 @@ def resolve_migration_issue_request(request: pb.ResolveMigrationIssueRequest) ->
         attestation=_attestation(request.attestation),
         request_id=ids.optional("request_id", request.request_id),
     )
+    if ids.items:  # malformed: refused here, with the form's boxes (the command names them with the rest)
+        box_violations(_attestation(request.attestation), CHANGE_FORM, ids)
     ids.done()
     return command
 
@@ -735,4 +810,59 @@ def lookup_organizations_response(result: LookupResult) -> pb.LookupOrganization
         next_page_token=result.next_page_token,
         revision=result.revision,
         explanations=_explanations(result),
+    )
+
+
+# -- the screens' catalogue and clients
+def _subject_rights(grants: dict[str, Right]) -> list[pb.SubjectRight]:
+    return [pb.SubjectRight(subject=s, right=int(r)) for s, r in sorted(grants.items())]  # type: ignore[arg-type]
+
+
+def catalogue_response(catalogue: Catalogue) -> pb.GetCatalogueResponse:
+    return pb.GetCatalogueResponse(
+        subjects=[
+            pb.CatalogueSubject(
+                code=s.code, label_fr=s.label_fr, label_en=s.label_en, grantable=s.grantable, delegable=s.delegable
+            )
+            for s in catalogue.subjects
+        ],
+        roles=[
+            pb.CatalogueRole(
+                role=ROLE_TO_PB[r.role],  # type: ignore[arg-type]
+                code=r.role.value,
+                label_fr=r.label_fr,
+                label_en=r.label_en,
+                defaults=_subject_rights(r.defaults),
+            )
+            for r in catalogue.roles
+        ],
+        policy_hash=catalogue.policy_hash,
+    )
+
+
+def list_clients_request(request: pb.ListClientsRequest) -> ListClientsRequest:
+    ids = Ids()
+    command = ListClientsRequest(
+        actor_id=ids.required("actor_id", request.actor_id),
+        organization_id=ids.required("organization_id", request.organization_id),
+        page_size=request.page_size,
+        page_token=ids.text("page_token", request.page_token, MAX_TOKEN),
+    )
+    ids.done()
+    return command
+
+
+def clients_response(result: ListClientsResult) -> pb.ListClientsResponse:
+    return pb.ListClientsResponse(
+        clients=[
+            pb.Client(
+                organization_id=c.organization_id,
+                organization_name=c.organization_name,
+                subjects=_subject_rights(c.subjects),
+                start_date=c.start_date.isoformat(),
+                end_date=c.end_date.isoformat(),
+            )
+            for c in result.clients
+        ],
+        next_page_token=result.next_page_token,
     )

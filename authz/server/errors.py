@@ -40,7 +40,10 @@ STATUS_OF: dict[type[errors.AuthzError], grpc.StatusCode] = {
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# What an unexpected failure answers: no detail of it, a reason all the same.
+_INTERNAL = "internal error; it was logged"
 
 
 def _status_code(error: errors.AuthzError) -> grpc.StatusCode:
@@ -139,7 +142,7 @@ def handle_errors(method: F) -> F:
             abort_with(context, error)
         except Exception:
             log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; it was logged")
+            abort_with(context, errors.AuthzError(_INTERNAL, reason="INTERNAL"))
 
     return wrapper  # type: ignore[return-value]
 
@@ -155,7 +158,7 @@ def handle_stream_errors(method: F) -> F:
             abort_with(context, error)
         except Exception:
             log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; it was logged")
+            abort_with(context, errors.AuthzError(_INTERNAL, reason="INTERNAL"))
 
     return wrapper  # type: ignore[return-value]
 
@@ -171,7 +174,10 @@ def within_deadline(method: F) -> F:
         remaining = context.time_remaining()
         if not context.is_active() or (remaining is not None and remaining <= 0):
             # The caller has given up already: doing the write now would only surprise them.
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call started")
+            abort_with(
+                context,
+                errors.DeadlineExceeded("the deadline passed before the call started", reason="DEADLINE_PASSED"),
+            )
         writing = _WRITING.set(True)
         try:
             with deadline_scope(remaining):

@@ -11,7 +11,9 @@ from authz.calls import bounded_wait, caller_name
 from authz.commands.accounts import watch_scope
 from authz.commands.authorizations import ListAuthorizations
 from authz.commands.base import Deps
+from authz.commands.catalogue import GetCatalogue
 from authz.commands.check import CheckAccess
+from authz.commands.clients import ListClients
 from authz.commands.contacts import GetContact, ListContacts
 from authz.commands.grant import GrantRelation
 from authz.commands.legacy import LinkLegacyAccess
@@ -64,6 +66,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         # issue 12
         self._lookup_principals = LookupPrincipals(deps)
         self._lookup_organizations = LookupOrganizations(deps)
+        # the screens' catalogue and clients
+        self._catalogue = GetCatalogue(deps)
+        self._clients = ListClients(deps)
 
     # -- checks
     @handle_errors
@@ -145,14 +150,16 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     def GrantRelation(
         self, request: pb.GrantRelationRequest, context: grpc.ServicerContext
     ) -> pb.GrantRelationResponse:
-        return convert.grant_response(self._grant.execute(convert.grant_request(request)))
+        found = convert.Ids()  # the edge's findings, refused by the command with its own
+        return convert.grant_response(self._grant.execute(convert.grant_request(request, found), found))
 
     @within_deadline
     @handle_errors
     def RevokeRelation(
         self, request: pb.RevokeRelationRequest, context: grpc.ServicerContext
     ) -> pb.RevokeRelationResponse:
-        return convert.revoke_response(self._revoke.execute(convert.revoke_request(request)))
+        found = convert.Ids()
+        return convert.revoke_response(self._revoke.execute(convert.revoke_request(request, found), found))
 
     @within_deadline
     @handle_errors
@@ -218,14 +225,18 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     def UpdateContact(
         self, request: pb.UpdateContactRequest, context: grpc.ServicerContext
     ) -> pb.UpdateContactResponse:
-        return convert.update_contact_response(self._update_contact.execute(convert.update_contact_request(request)))
+        found = convert.Ids()
+        command = convert.update_contact_request(request, found)
+        return convert.update_contact_response(self._update_contact.execute(command, found))
 
     @within_deadline
     @handle_errors
     def UpdateRelation(
         self, request: pb.UpdateRelationRequest, context: grpc.ServicerContext
     ) -> pb.UpdateRelationResponse:
-        return convert.update_relation_response(self._update_relation.execute(convert.update_relation_request(request)))
+        found = convert.Ids()
+        command = convert.update_relation_request(request, found)
+        return convert.update_relation_response(self._update_relation.execute(command, found))
 
     @handle_errors
     def ListRequests(self, request: pb.ListRequestsRequest, context: grpc.ServicerContext) -> pb.ListRequestsResponse:
@@ -305,3 +316,16 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         response = convert.lookup_organizations_response(result)
         response.revision = self._tokens.token(int(result.revision))
         return response
+
+    # -- the screens' catalogue and clients
+    @handle_errors
+    def GetCatalogue(self, request: pb.GetCatalogueRequest, context: grpc.ServicerContext) -> pb.GetCatalogueResponse:
+        return self._read(request, context, lambda: convert.catalogue_response(self._catalogue.execute()))
+
+    @handle_errors
+    def ListClients(self, request: pb.ListClientsRequest, context: grpc.ServicerContext) -> pb.ListClientsResponse:
+        return self._read(
+            request,
+            context,
+            lambda: convert.clients_response(self._clients.execute(convert.list_clients_request(request))),
+        )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from authz.domain.model import Contact, Organization, Relation, RelationKind
+from authz.domain.phones import PhoneNumber
 from authz.replication.changes import Change, ChangesPage
 
 if TYPE_CHECKING:
@@ -220,13 +221,23 @@ class Transaction(Protocol):
         """Replace the contact's details (its search key follows its name)."""
         ...
 
+    def contact_phones(self, contact_id: str) -> list[PhoneNumber]:
+        """Every number of the contact, principal first (empty: only `Contact.phone`, if any)."""
+        ...
+
+    def set_contact_phones(self, contact_id: str, phones: Sequence[PhoneNumber]) -> None:
+        """Replace the contact's numbers by these, in this order."""
+        ...
+
     def organization_contacts_with_email(self, organization_id: str, email: str) -> list[Contact]:
         """Contacts with a relation with (or through) the organization whose email is `email`, any case."""
         ...
 
     def set_relation_end(self, relation_id: str, end_date: date) -> None: ...
-    def audit_page(self, organization_id: str, *, before: int | None, limit: int) -> list[AuditEntry]:
-        """The organization's audit, newest first, with ids below `before`."""
+    def audit_page(
+        self, organization_id: str, *, before: int | None, limit: int, actor_id: str | None = None
+    ) -> list[AuditEntry]:
+        """The organization's audit, newest first, with ids below `before` (only `actor_id`'s when given)."""
         ...
 
     def add_migration_issue(self, issue: MigrationIssueRecord) -> bool:

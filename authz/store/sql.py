@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     and_,
     create_engine,
+    delete,
     event,
     func,
     or_,
@@ -40,6 +41,7 @@ from authz.domain.model import (
     Right,
     Role,
 )
+from authz.domain.phones import PhoneNumber
 from authz.domain.text import search_key
 from authz.errors import AlreadyExists, Unavailable
 from authz.mail import MailDeliveryError, OutboxCipher, outbox_cipher
@@ -155,11 +157,11 @@ class SqlStore:
                     tx.restore_settings()
         except IntegrityError as exc:
             log.info("integrity error: %s", exc.orig)
-            raise AlreadyExists("that change conflicts with data already stored") from exc
+            raise AlreadyExists("that change conflicts with data already stored", reason="CONFLICT") from exc
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 log.warning("store unreachable: %s", type(exc.orig).__name__)
-                raise Unavailable(_STORE_DOWN) from exc
+                raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
             raise
 
     def revision(self) -> int:
@@ -184,7 +186,7 @@ class SqlStore:
             with self.engine.connect() as connection:
                 yield connection
         except OperationalError as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     def load_relations(self) -> Iterator[Relation]:
         """Every relation with its subjects in force, in one pass."""
@@ -302,14 +304,14 @@ class SqlStore:
         try:
             return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except (OperationalError, DBAPIError) as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     def read_changes(self, reader: Connection, revision: int, limit: int) -> ChangesPage:
         """`changes_after` on a connection from `open_reader`."""
         try:
             return _changes_after(reader, revision, limit)
         except (OperationalError, DBAPIError) as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     def changes_after(self, revision: int, limit: int, timeout: float | None = None) -> ChangesPage:
         """Committed changes after `revision`, in order (one range read); bounded by `timeout` seconds."""
@@ -320,7 +322,7 @@ class SqlStore:
                     connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
                 return _changes_after(connection, revision, limit)
         except (OperationalError, DBAPIError) as exc:
-            raise Unavailable(_STORE_DOWN) from exc
+            raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
     # -- issue 9: secrets shared by every server of one deployment
     def server_secret(self, name: str) -> bytes:
@@ -470,7 +472,9 @@ def _wait_no_longer_than_caller(connection: Connection) -> None:
     """Bound lock waits and statements by the caller's deadline (authz.calls), when there is one."""
     left = remaining()
     if left is not None and left <= 0:
-        raise Unavailable("the caller's deadline passed before the write could be made; nothing was written")
+        raise Unavailable(
+            "the caller's deadline passed before the write could be made; nothing was written", reason="DEADLINE_PASSED"
+        )
     milliseconds = _SQLITE_BUSY_MS if left is None else max(1, int(left * 1000))
     if connection.dialect.name == "postgresql":
         if left is not None:  # SET LOCAL: ends with this transaction
@@ -968,6 +972,22 @@ class SqlTransaction:
     def update_contact(self, contact: Contact) -> None:
         self.c.execute(update(t.contacts).where(t.contacts.c.id == contact.id).values(**_contact_values(contact)))
 
+    def contact_phones(self, contact_id: str) -> list[PhoneNumber]:
+        p = t.contact_phones.c
+        rows = self.c.execute(select(t.contact_phones).where(p.contact_id == contact_id).order_by(p.position))
+        return [PhoneNumber(row.type, row.number, row.region) for row in rows]
+
+    def set_contact_phones(self, contact_id: str, phones: Sequence[PhoneNumber]) -> None:
+        self.c.execute(delete(t.contact_phones).where(t.contact_phones.c.contact_id == contact_id))
+        if phones:
+            self.c.execute(
+                t.contact_phones.insert(),
+                [
+                    {"contact_id": contact_id, "position": i, "type": p.type, "number": p.number, "region": p.region}
+                    for i, p in enumerate(phones)
+                ],
+            )
+
     def organization_contacts_with_email(self, organization_id: str, email: str) -> list[Contact]:
         r = t.relations.c
         members = select(r.contact_id).where(
@@ -984,9 +1004,13 @@ class SqlTransaction:
     def set_relation_end(self, relation_id: str, end_date: date) -> None:
         self.c.execute(update(t.relations).where(t.relations.c.id == relation_id).values(end_date=end_date))
 
-    def audit_page(self, organization_id: str, *, before: int | None, limit: int) -> list[AuditEntry]:
+    def audit_page(
+        self, organization_id: str, *, before: int | None, limit: int, actor_id: str | None = None
+    ) -> list[AuditEntry]:
         a = t.audit_log.c
         query = select(t.audit_log).where(a.organization_id == organization_id)
+        if actor_id is not None:
+            query = query.where(a.actor_id == actor_id)
         if before is not None:
             query = query.where(a.id < before)
         rows = self.c.execute(query.order_by(a.id.desc()).limit(limit))

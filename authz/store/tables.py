@@ -281,3 +281,15 @@ store_identity = Table(
     Column("id", Integer, primary_key=True),
     Column("store_id", String(32), nullable=False),
 )
+
+# Every number of a contact ("Ajouter un autre numéro"), principal first, in E.164. The principal
+# one is also kept on `contacts` (phone, phone_type) for the readers that know only one.
+contact_phones = Table(
+    "contact_phones",
+    metadata,
+    Column("contact_id", String(ID), ForeignKey("contacts.id"), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("type", String(20), nullable=False),
+    Column("number", String(40), nullable=False),
+    Column("region", String(2), nullable=False),
+)

@@ -97,6 +97,38 @@ RIGHT_WRITE: Right.ValueType  # 2
 """Change or submit it (and see it)."""
 Global___Right: _TypeAlias = Right  # noqa: Y015
 
+class _Origin:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Origin.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORIGIN_UNSPECIFIED: _Origin.ValueType  # 0
+    """never sent"""
+    ORIGIN_GRANTED: _Origin.ValueType  # 1
+    """granted explicitly on a contact's relation"""
+    ORIGIN_ROLE_DEFAULT: _Origin.ValueType  # 2
+    """held by the contact's role by default: removed with the relation only"""
+    ORIGIN_ORGANIZATION: _Origin.ValueType  # 3
+    """an organization-to-organization authorization"""
+    ORIGIN_DELEGATED: _Origin.ValueType  # 4
+    """a delegation to a contact through another organization"""
+
+class Origin(_Origin, metaclass=_OriginEnumTypeWrapper):
+    """Why an authorization row exists."""
+
+ORIGIN_UNSPECIFIED: Origin.ValueType  # 0
+"""never sent"""
+ORIGIN_GRANTED: Origin.ValueType  # 1
+"""granted explicitly on a contact's relation"""
+ORIGIN_ROLE_DEFAULT: Origin.ValueType  # 2
+"""held by the contact's role by default: removed with the relation only"""
+ORIGIN_ORGANIZATION: Origin.ValueType  # 3
+"""an organization-to-organization authorization"""
+ORIGIN_DELEGATED: Origin.ValueType  # 4
+"""a delegation to a contact through another organization"""
+Global___Origin: _TypeAlias = Origin  # noqa: Y015
+
 @_typing.final
 class SubjectRight(_message.Message):
     """One subject of the catalogue with the right held on it."""
@@ -713,22 +745,28 @@ class RedeemLinkCodeResponse(_message.Message):
     CONTACT_ID_FIELD_NUMBER: _builtins.int
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    PROFILES_FIELD_NUMBER: _builtins.int
     contact_id: _builtins.str
     """The contact the account is now linked to."""
     organization_id: _builtins.str
     """The organization the code was issued for."""
     revision: _builtins.str
     """The store revision of the answer (or of the write): an opaque token."""
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]:
+        """the account's profiles after linking, as ListProfiles gives them"""
+
     def __init__(
         self,
         *,
         contact_id: _builtins.str = ...,
         organization_id: _builtins.str = ...,
         revision: _builtins.str = ...,
+        profiles: _abc.Iterable[Global___Profile] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "organization_id", b"organization_id", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "organization_id", b"organization_id", "profiles", b"profiles", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -780,21 +818,27 @@ class LinkLegacyAccessResponse(_message.Message):
 
     CONTACT_IDS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    PROFILES_FIELD_NUMBER: _builtins.int
     revision: _builtins.str
     """The store revision of the answer (or of the write): an opaque token."""
     @_builtins.property
     def contact_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The contacts the account is now linked to."""
 
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]:
+        """the account's profiles after linking, as ListProfiles gives them"""
+
     def __init__(
         self,
         *,
         contact_ids: _abc.Iterable[_builtins.str] | None = ...,
         revision: _builtins.str = ...,
+        profiles: _abc.Iterable[Global___Profile] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_ids", b"contact_ids", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_ids", b"contact_ids", "profiles", b"profiles", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -839,6 +883,7 @@ class Profile(_message.Message):
     ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     RELATION_ID_FIELD_NUMBER: _builtins.int
+    CAN_MANAGE_FIELD_NUMBER: _builtins.int
     contact_id: _builtins.str
     """The contact the account acts as: pass it as `actor_id`."""
     organization_id: _builtins.str
@@ -849,6 +894,8 @@ class Profile(_message.Message):
     """The role held there."""
     relation_id: _builtins.str
     """the relation this profile stands on"""
+    can_manage: _builtins.bool
+    """the contact holds write on `relations` there today"""
     def __init__(
         self,
         *,
@@ -857,10 +904,11 @@ class Profile(_message.Message):
         organization_name: _builtins.str = ...,
         role: Global___Role.ValueType = ...,
         relation_id: _builtins.str = ...,
+        can_manage: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "organization_id", b"organization_id", "organization_name", b"organization_name", "relation_id", b"relation_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["can_manage", b"can_manage", "contact_id", b"contact_id", "organization_id", b"organization_id", "organization_name", b"organization_name", "relation_id", b"relation_id", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1092,6 +1140,11 @@ class AuthorizationRow(_message.Message):
     GRANTEE_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     VIA_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
+    CONTACT_NAME_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    REMOVABLE_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """A catalogue code."""
     right: Global___Right.ValueType
@@ -1112,6 +1165,16 @@ class AuthorizationRow(_message.Message):
     """set on a delegated row"""
     organization_name: _builtins.str
     """the name of organization_id"""
+    contact_name: _builtins.str
+    """the contact's display name; empty on an organization-to-organization row"""
+    start_date: _builtins.str
+    """YYYY-MM-DD: the relation's window, so a future row and an ended one differ"""
+    end_date: _builtins.str
+    """YYYY-MM-DD: the day it ends (the removal day when it was removed early)"""
+    origin: Global___Origin.ValueType
+    """why the row is there"""
+    removable: _builtins.bool
+    """the row can be removed on its own (RevokeRelation's `subjects` scope)"""
     def __init__(
         self,
         *,
@@ -1125,10 +1188,15 @@ class AuthorizationRow(_message.Message):
         grantee_organization_id: _builtins.str = ...,
         via_organization_id: _builtins.str = ...,
         organization_name: _builtins.str = ...,
+        contact_name: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        origin: Global___Origin.ValueType = ...,
+        removable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "contact_id", b"contact_id", "grantee_organization_id", b"grantee_organization_id", "organization_id", b"organization_id", "organization_name", b"organization_name", "relation_id", b"relation_id", "right", b"right", "role", b"role", "subject", b"subject", "via_organization_id", b"via_organization_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "contact_id", b"contact_id", "contact_name", b"contact_name", "end_date", b"end_date", "grantee_organization_id", b"grantee_organization_id", "organization_id", b"organization_id", "organization_name", b"organization_name", "origin", b"origin", "relation_id", b"relation_id", "removable", b"removable", "right", b"right", "role", b"role", "start_date", b"start_date", "subject", b"subject", "via_organization_id", b"via_organization_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1393,19 +1461,23 @@ class Phone(_message.Message):
 
     TYPE_FIELD_NUMBER: _builtins.int
     NUMBER_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """e.g. "cellulaire", "domicile", "travail"; empty = not given"""
     number: _builtins.str
-    """The number as stored."""
+    """stored and returned in E.164 form ("+15145551234")"""
+    region: _builtins.str
+    """ISO 3166 code the number is read in when not given with "+" (e.g. "CA"); empty = "CA" """
     def __init__(
         self,
         *,
         type: _builtins.str = ...,
         number: _builtins.str = ...,
+        region: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["number", b"number", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["number", b"number", "region", b"region", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1484,6 +1556,8 @@ class UpdateContactRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PHONE_TYPE_FIELD_NUMBER: _builtins.int
     ISSUE_LINK_CODE_FIELD_NUMBER: _builtins.int
+    RELATION_UPDATES_FIELD_NUMBER: _builtins.int
+    PHONES_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     """The contact filling the form: the profile the user acts under. Required."""
     organization_id: _builtins.str
@@ -1510,11 +1584,23 @@ class UpdateContactRequest(_message.Message):
     """"Émettre un nouveau code de liaison" in the same form"""
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """which of first_name, last_name, email, language, phone, phone_type"""
+        """which of first_name, last_name, email, language, phone, phone_type, phones"""
 
     @_builtins.property
     def attestation(self) -> Global___Attestation:
-        """changes_accurate."""
+        """The form's box: changes_accurate."""
+
+    @_builtins.property
+    def relation_updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelationUpdate]:
+        """The same form's relations ("Date de fin", "Ajouter des sujets"): changed in the same write,
+        under the same attestation and audit entry; all or nothing.
+        """
+
+    @_builtins.property
+    def phones(self) -> _containers.RepeatedCompositeFieldContainer[Global___Phone]:
+        """Every number of the contact, principal first ("Ajouter un autre numéro"), when update_mask
+        names `phones`: the list replaces the stored one. Each is validated and stored in E.164.
+        """
 
     def __init__(
         self,
@@ -1532,14 +1618,48 @@ class UpdateContactRequest(_message.Message):
         request_id: _builtins.str = ...,
         phone_type: _builtins.str = ...,
         issue_link_code: _builtins.bool = ...,
+        relation_updates: _abc.Iterable[Global___RelationUpdate] | None = ...,
+        phones: _abc.Iterable[Global___Phone] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attestation", b"attestation", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "attestation", b"attestation", "contact_id", b"contact_id", "email", b"email", "first_name", b"first_name", "issue_link_code", b"issue_link_code", "language", b"language", "last_name", b"last_name", "organization_id", b"organization_id", "phone", b"phone", "phone_type", b"phone_type", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "attestation", b"attestation", "contact_id", b"contact_id", "email", b"email", "first_name", b"first_name", "issue_link_code", b"issue_link_code", "language", b"language", "last_name", b"last_name", "organization_id", b"organization_id", "phone", b"phone", "phone_type", b"phone_type", "phones", b"phones", "relation_updates", b"relation_updates", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateContactRequest: _TypeAlias = UpdateContactRequest  # noqa: Y015
+
+@_typing.final
+class RelationUpdate(_message.Message):
+    """One relation's change inside UpdateContact: what UpdateRelation does, in the same write."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELATION_ID_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    ADD_SUBJECTS_FIELD_NUMBER: _builtins.int
+    relation_id: _builtins.str
+    """a relation of the contact, managed by organization_id"""
+    end_date: _builtins.str
+    """YYYY-MM-DD, empty = unchanged; not before the start, nor today"""
+    @_builtins.property
+    def add_subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]:
+        """subjects added to the relation in place (never more than a delegation may give)"""
+
+    def __init__(
+        self,
+        *,
+        relation_id: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        add_subjects: _abc.Iterable[Global___SubjectRight] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_subjects", b"add_subjects", "end_date", b"end_date", "relation_id", b"relation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelationUpdate: _TypeAlias = RelationUpdate  # noqa: Y015
 
 @_typing.final
 class UpdateContactResponse(_message.Message):
@@ -1674,6 +1794,7 @@ class ListRequestsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
     actor_id: _builtins.str
     """The contact filling the form: the profile the user acts under. Required."""
     organization_id: _builtins.str
@@ -1682,6 +1803,10 @@ class ListRequestsRequest(_message.Message):
     """0 = 100; at most 1,000"""
     page_token: _builtins.str
     """Empty for the first page, else the previous answer's `next_page_token` (bound to the same query)."""
+    mine: _builtins.bool
+    """Only the actor's own requests ("Mes demandes"): open to every active contact of the
+    organization, not only to those who may read its relations.
+    """
     @_builtins.property
     def consistency(self) -> Global___Consistency:
         """How fresh the answer must be; unset = minimize_latency."""
@@ -1694,14 +1819,45 @@ class ListRequestsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         consistency: Global___Consistency | None = ...,
+        mine: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "mine", b"mine", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRequestsRequest: _TypeAlias = ListRequestsRequest  # noqa: Y015
+
+@_typing.final
+class FieldChange(_message.Message):
+    """One field a request changed, as text."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """e.g. "email", "end_date", "subjects.rapport_mensuel" """
+    before: _builtins.str
+    """empty when the field had no value"""
+    after: _builtins.str
+    """empty when the field has no value any more"""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        before: _builtins.str = ...,
+        after: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldChange: _TypeAlias = FieldChange  # noqa: Y015
 
 @_typing.final
 class RequestRow(_message.Message):
@@ -1718,6 +1874,8 @@ class RequestRow(_message.Message):
     CHANGES_JSON_FIELD_NUMBER: _builtins.int
     CALLER_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """the audit entry's id"""
     actor_id: _builtins.str
@@ -1732,6 +1890,8 @@ class RequestRow(_message.Message):
     """the calling service"""
     revision: _builtins.str
     """The store revision of the answer (or of the write): an opaque token."""
+    summary: _builtins.str
+    """one line saying what was done, in the organization's language (fr default)"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """When it was made."""
@@ -1739,6 +1899,10 @@ class RequestRow(_message.Message):
     @_builtins.property
     def attestation(self) -> Global___Attestation:
         """which boxes were ticked"""
+
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]:
+        """what changed, field by field (changes_json, typed)"""
 
     def __init__(
         self,
@@ -1752,10 +1916,12 @@ class RequestRow(_message.Message):
         changes_json: _builtins.str = ...,
         caller: _builtins.str = ...,
         revision: _builtins.str = ...,
+        changes: _abc.Iterable[Global___FieldChange] | None = ...,
+        summary: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attestation", b"attestation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_id", b"actor_id", "actor_name", b"actor_name", "at", b"at", "attestation", b"attestation", "caller", b"caller", "changes_json", b"changes_json", "request_id", b"request_id", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_id", b"actor_id", "actor_name", b"actor_name", "at", b"at", "attestation", b"attestation", "caller", b"caller", "changes", b"changes", "changes_json", b"changes_json", "request_id", b"request_id", "revision", b"revision", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2213,3 +2379,258 @@ class LookupOrganizationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LookupOrganizationsResponse: _TypeAlias = LookupOrganizationsResponse  # noqa: Y015
+
+@_typing.final
+class GetCatalogueRequest(_message.Message):
+    """-- the screens' catalogue and clients
+
+    GetCatalogue's request: the catalogue names no person or organization.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def consistency(self) -> Global___Consistency:
+        """the policy the answer comes from is this process's"""
+
+    def __init__(
+        self,
+        *,
+        consistency: Global___Consistency | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCatalogueRequest: _TypeAlias = GetCatalogueRequest  # noqa: Y015
+
+@_typing.final
+class CatalogueSubject(_message.Message):
+    """A subject of the catalogue (subjects.csv)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    LABEL_FR_FIELD_NUMBER: _builtins.int
+    LABEL_EN_FIELD_NUMBER: _builtins.int
+    GRANTABLE_FIELD_NUMBER: _builtins.int
+    DELEGABLE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """what callers send, e.g. "rapport_mensuel" """
+    label_fr: _builtins.str
+    """what people see, in French"""
+    label_en: _builtins.str
+    """what people see, in English"""
+    grantable: _builtins.bool
+    """may be granted on a contact's relation"""
+    delegable: _builtins.bool
+    """may be given to another organization or delegated (never `relations`)"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        label_fr: _builtins.str = ...,
+        label_en: _builtins.str = ...,
+        grantable: _builtins.bool = ...,
+        delegable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delegable", b"delegable", "grantable", b"grantable", "label_en", b"label_en", "label_fr", b"label_fr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogueSubject: _TypeAlias = CatalogueSubject  # noqa: Y015
+
+@_typing.final
+class CatalogueRole(_message.Message):
+    """A role (the guide's "fonction") and what it holds by default (policy.csv, roles.csv)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    LABEL_FR_FIELD_NUMBER: _builtins.int
+    LABEL_EN_FIELD_NUMBER: _builtins.int
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    role: Global___Role.ValueType
+    """the role, as the other calls name it"""
+    code: _builtins.str
+    """lower-case name, e.g. "personne_responsable" """
+    label_fr: _builtins.str
+    """what people see, in French"""
+    label_en: _builtins.str
+    """what people see, in English"""
+    @_builtins.property
+    def defaults(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]:
+        """what the role holds by default on its own organization"""
+
+    def __init__(
+        self,
+        *,
+        role: Global___Role.ValueType = ...,
+        code: _builtins.str = ...,
+        label_fr: _builtins.str = ...,
+        label_en: _builtins.str = ...,
+        defaults: _abc.Iterable[Global___SubjectRight] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "defaults", b"defaults", "label_en", b"label_en", "label_fr", b"label_fr", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogueRole: _TypeAlias = CatalogueRole  # noqa: Y015
+
+@_typing.final
+class GetCatalogueResponse(_message.Message):
+    """The catalogue: every label and drop-down of subjects and roles the screens show."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    POLICY_HASH_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    policy_hash: _builtins.str
+    """content hash of the policy folder the answer comes from"""
+    revision: _builtins.str
+    """the revision the answer was decided at"""
+    @_builtins.property
+    def subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogueSubject]:
+        """in code order"""
+
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogueRole]:
+        """in Role order"""
+
+    def __init__(
+        self,
+        *,
+        subjects: _abc.Iterable[Global___CatalogueSubject] | None = ...,
+        roles: _abc.Iterable[Global___CatalogueRole] | None = ...,
+        policy_hash: _builtins.str = ...,
+        revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy_hash", b"policy_hash", "revision", b"revision", "roles", b"roles", "subjects", b"subjects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCatalogueResponse: _TypeAlias = GetCatalogueResponse  # noqa: Y015
+
+@_typing.final
+class ListClientsRequest(_message.Message):
+    """ListClients' request: needs read on the organization's `relations`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    actor_id: _builtins.str
+    """the contact filling the form"""
+    organization_id: _builtins.str
+    """the organization filling the delegation form"""
+    page_size: _builtins.int
+    """0 = 100; at most 1,000"""
+    page_token: _builtins.str
+    """a previous answer's next_page_token; empty = the first page"""
+    @_builtins.property
+    def consistency(self) -> Global___Consistency:
+        """unset = minimize_latency"""
+
+    def __init__(
+        self,
+        *,
+        actor_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        consistency: Global___Consistency | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "consistency", b"consistency", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClientsRequest: _TypeAlias = ListClientsRequest  # noqa: Y015
+
+@_typing.final
+class Client(_message.Message):
+    """An organization that authorizes the requesting one, and what it grants today."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """the client: the organization the rights are on"""
+    organization_name: _builtins.str
+    """the client's name, as the drop-down shows it"""
+    start_date: _builtins.str
+    """YYYY-MM-DD of the authorization in force"""
+    end_date: _builtins.str
+    """YYYY-MM-DD it ends (9999-12-31: no end)"""
+    @_builtins.property
+    def subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectRight]:
+        """what it grants today (catalogue codes): what a delegation may offer"""
+
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        organization_name: _builtins.str = ...,
+        subjects: _abc.Iterable[Global___SubjectRight] | None = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "organization_id", b"organization_id", "organization_name", b"organization_name", "start_date", b"start_date", "subjects", b"subjects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Client: _TypeAlias = Client  # noqa: Y015
+
+@_typing.final
+class ListClientsResponse(_message.Message):
+    """A page of the organization's clients."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """empty on the last page"""
+    revision: _builtins.str
+    """the revision the answer was decided at"""
+    @_builtins.property
+    def clients(self) -> _containers.RepeatedCompositeFieldContainer[Global___Client]:
+        """in organization id order"""
+
+    def __init__(
+        self,
+        *,
+        clients: _abc.Iterable[Global___Client] | None = ...,
+        next_page_token: _builtins.str = ...,
+        revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "next_page_token", b"next_page_token", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClientsResponse: _TypeAlias = ListClientsResponse  # noqa: Y015

@@ -98,6 +98,14 @@ class AuthzServiceStub:
     """
     LookupOrganizations: _grpc.UnaryUnaryMultiCallable[_authz_pb2.LookupOrganizationsRequest, _authz_pb2.LookupOrganizationsResponse]
     """"What can": the organizations where CheckAccess would allow this contact."""
+    GetCatalogue: _grpc.UnaryUnaryMultiCallable[_authz_pb2.GetCatalogueRequest, _authz_pb2.GetCatalogueResponse]
+    """The screens' catalogue: the subjects and roles of the policy folder, with their labels, so that
+    no front-end hard-codes them. Open to every caller (it names no person or organization).
+    """
+    ListClients: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListClientsRequest, _authz_pb2.ListClientsResponse]
+    """The organizations that authorize organization_id (its "clients"), with what each grants today:
+    the delegation form's drop-down ("Une autre organisation"). Needs read on its `relations`.
+    """
 
 @_typing.type_check_only
 class AuthzServiceAsyncStub(AuthzServiceStub):
@@ -155,6 +163,14 @@ class AuthzServiceAsyncStub(AuthzServiceStub):
     """
     LookupOrganizations: _aio.UnaryUnaryMultiCallable[_authz_pb2.LookupOrganizationsRequest, _authz_pb2.LookupOrganizationsResponse]  # type: ignore[assignment]
     """"What can": the organizations where CheckAccess would allow this contact."""
+    GetCatalogue: _aio.UnaryUnaryMultiCallable[_authz_pb2.GetCatalogueRequest, _authz_pb2.GetCatalogueResponse]  # type: ignore[assignment]
+    """The screens' catalogue: the subjects and roles of the policy folder, with their labels, so that
+    no front-end hard-codes them. Open to every caller (it names no person or organization).
+    """
+    ListClients: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListClientsRequest, _authz_pb2.ListClientsResponse]  # type: ignore[assignment]
+    """The organizations that authorize organization_id (its "clients"), with what each grants today:
+    the delegation form's drop-down ("Une autre organisation"). Needs read on its `relations`.
+    """
 
 class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may see and change what in the CCQ online services' files."""
@@ -323,5 +339,25 @@ class AuthzServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.LookupOrganizationsResponse, _abc.Awaitable[_authz_pb2.LookupOrganizationsResponse]]:
         """"What can": the organizations where CheckAccess would allow this contact."""
+
+    @_abc_1.abstractmethod
+    def GetCatalogue(
+        self,
+        request: _authz_pb2.GetCatalogueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.GetCatalogueResponse, _abc.Awaitable[_authz_pb2.GetCatalogueResponse]]:
+        """The screens' catalogue: the subjects and roles of the policy folder, with their labels, so that
+        no front-end hard-codes them. Open to every caller (it names no person or organization).
+        """
+
+    @_abc_1.abstractmethod
+    def ListClients(
+        self,
+        request: _authz_pb2.ListClientsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListClientsResponse, _abc.Awaitable[_authz_pb2.ListClientsResponse]]:
+        """The organizations that authorize organization_id (its "clients"), with what each grants today:
+        the delegation form's drop-down ("Une autre organisation"). Needs read on its `relations`.
+        """
 
 def add_AuthzServiceServicer_to_server(servicer: AuthzServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,6 +12,7 @@ SHIPPED = default_policy_dir()
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "broken"
 POLICY_FILES = ("model.conf", "policy.csv", "subjects.csv")
 RETIRED = "retired.csv"  # optional
+ROLES = "roles.csv"  # optional
 DIRIGEANT_MANAGES = "g, dirigeant, relations, write\n"
 
 
@@ -19,10 +20,11 @@ def copy_policy(target: Path, source: Path = SHIPPED) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in POLICY_FILES:
         shutil.copyfile(source / name, target / name)
-    if (source / RETIRED).exists():
-        shutil.copyfile(source / RETIRED, target / RETIRED)
-    else:
-        (target / RETIRED).unlink(missing_ok=True)
+    for optional in (RETIRED, ROLES):
+        if (source / optional).exists():
+            shutil.copyfile(source / optional, target / optional)
+        else:
+            (target / optional).unlink(missing_ok=True)
     return target
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from authz.cli import main
+from authz.domain.model import Role
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy
 from authz.policytools.validate import validate
@@ -57,7 +58,7 @@ def test_hot_reload_refuses_each_broken_fixture(case: Path, tmp_path: Path) -> N
     engine = DecisionEngine(serving)
     states: list[bool] = []
     watcher = PolicyWatcher(folder, engine, on_state=states.append)
-    for name in ("model.conf", "policy.csv", "subjects.csv", "retired.csv"):
+    for name in ("model.conf", "policy.csv", "subjects.csv", "retired.csv", "roles.csv"):
         (folder / name).unlink(missing_ok=True)
         if (case / name).exists():
             shutil.copyfile(case / name, folder / name)
@@ -202,3 +203,19 @@ def test_the_server_does_not_import_the_policy_tools() -> None:
     code = "import sys, authz.server.app; print(sorted(m for m in sys.modules if m.startswith('authz.policytools')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_role_labels_come_from_roles_csv_and_a_missing_line_is_a_warning(tmp_path: Path) -> None:
+    shipped = Policy.load(SHIPPED)
+    assert shipped.role_label(Role.INDIVIDU_AUTORISE).label_en == "Authorized individual"
+    folder = copy_policy(tmp_path / "policy")
+    roles = folder / "roles.csv"
+    roles.write_text(
+        "".join(line for line in roles.read_text(encoding="utf-8").splitlines(keepends=True) if "dirigeant" not in line),
+        encoding="utf-8",
+    )
+    report = validate(folder)
+    assert report.ok and report.policy is not None
+    assert any("role 'dirigeant' has no line" in p.message for p in report.warnings)
+    # The screens then show the role's code.
+    assert report.policy.role_label(Role.DIRIGEANT).label_fr == "dirigeant"

@@ -14,7 +14,16 @@ misuse of the client (two grantees, no revocation scope, a naive datetime...).
 """
 
 from ._connection import DEFAULT_RETRY, RetryPolicy, Tls
-from ._requests import FULLY_CONSISTENT, DateLike, RightLike, RoleLike, SubjectRightLike, check_request
+from ._requests import (
+    FULLY_CONSISTENT,
+    DateLike,
+    PhoneLike,
+    RightLike,
+    RoleLike,
+    SubjectRightLike,
+    check_request,
+    relation_update,
+)
 from .aio import AsyncAuthzClient
 from .client import DEFAULT_TIMEOUT, AuthzClient
 from .errors import (
@@ -30,19 +39,25 @@ from .errors import (
 )
 from .v1.authz_pb2 import (
     AuthorizationRow,
+    CatalogueRole,
+    CatalogueSubject,
     CheckAccessRequest,
     CheckAccessResponse,
     Contact,
     ContactRow,
+    FieldChange,
     MigrationIssue,
     NewContact,
+    Origin,
     Phone,
     Profile,
+    RelationUpdate,
     RequestRow,
     Right,
     Role,
     SubjectRight,
 )
+from .v1.authz_pb2 import Client as ClientOrganization
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -53,19 +68,26 @@ __all__ = [
     "AuthorizationRow",
     "AuthzClient",
     "AuthzClientError",
+    "CatalogueRole",
+    "CatalogueSubject",
     "CheckAccessRequest",
     "CheckAccessResponse",
+    "ClientOrganization",
     "Contact",
     "ContactRow",
     "DateLike",
     "FailedPreconditionError",
+    "FieldChange",
     "InvalidArgumentError",
     "MigrationIssue",
     "NewContact",
     "NotFoundError",
+    "Origin",
     "PermissionDeniedError",
     "Phone",
+    "PhoneLike",
     "Profile",
+    "RelationUpdate",
     "RequestRow",
     "ResourceExhaustedError",
     "RetryPolicy",
@@ -79,4 +101,5 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "check_request",
+    "relation_update",
 ]

@@ -266,6 +266,36 @@ def change_attestation(attest: bool) -> authz_pb2.Attestation:
     return authz_pb2.Attestation(changes_accurate=attest is True)
 
 
+PhoneLike: TypeAlias = "authz_pb2.Phone | str | tuple[str, str] | tuple[str, str, str]"
+"""A ``Phone``, a number, ``(type, number)`` or ``(type, number, region)``."""
+
+
+def relation_update(
+    relation_id: str, *, end_date: DateLike = None, add_subjects: Iterable[SubjectRightLike] = ()
+) -> authz_pb2.RelationUpdate:
+    """One relation's change inside ``update_contact`` (what ``update_relation`` takes)."""
+    return authz_pb2.RelationUpdate(
+        relation_id=relation_id, end_date=date_text(end_date, "end_date"), add_subjects=subject_rights(add_subjects)
+    )
+
+
+def phone_messages(phones: Iterable[PhoneLike]) -> list[authz_pb2.Phone]:
+    """``Phone`` messages from messages, numbers, or ``(type, number[, region])`` tuples."""
+    if isinstance(phones, str | bytes):
+        raise ValueError("phones must be a list of numbers, Phone messages or (type, number[, region]) tuples")
+    result: list[authz_pb2.Phone] = []
+    for item in phones:
+        if isinstance(item, authz_pb2.Phone):
+            result.append(item)
+        elif isinstance(item, str):
+            result.append(authz_pb2.Phone(number=item))
+        elif isinstance(item, tuple) and len(item) in (2, 3) and all(isinstance(part, str) for part in item):
+            result.append(authz_pb2.Phone(type=item[0], number=item[1], region=item[2] if len(item) == 3 else ""))
+        else:
+            raise ValueError(f"expected a Phone, a number or (type, number[, region]), got {item!r}")
+    return result
+
+
 def update_contact_request(
     actor_id: str,
     organization_id: str,
@@ -275,9 +305,16 @@ def update_contact_request(
     issue_link_code: bool,
     attest: bool,
     request_id: str,
+    relation_updates: Iterable[authz_pb2.RelationUpdate] = (),
+    phones: Iterable[PhoneLike] | None = None,
 ) -> authz_pb2.UpdateContactRequest:
-    """The fields given (not None) change; the mask names exactly those."""
+    """The fields given (not None) change; the mask names exactly those (``phones`` when given:
+    the list replaces every number). ``relation_updates`` change the contact's relations in the same write."""
     given = {name: value for name, value in changes.items() if value is not None}
+    updates = list(relation_updates)
+    for update in updates:
+        if not isinstance(update, authz_pb2.RelationUpdate):
+            raise ValueError(f"relation_updates takes RelationUpdate messages (see relation_update), got {update!r}")
     request = authz_pb2.UpdateContactRequest(
         actor_id=actor_id,
         organization_id=organization_id,
@@ -285,10 +322,14 @@ def update_contact_request(
         issue_link_code=issue_link_code,
         attestation=change_attestation(attest),
         request_id=request_id,
+        relation_updates=updates,
     )
     for name, value in given.items():
         setattr(request, name, value)
     request.update_mask.paths.extend(given)
+    if phones is not None:
+        request.phones.extend(phone_messages(phones))
+        request.update_mask.paths.append("phones")
     return request
 
 
@@ -311,3 +352,15 @@ def update_relation_request(
         attestation=change_attestation(attest),
         request_id=request_id,
     )
+
+
+# -- the screens' catalogue and clients
+
+
+def list_clients_request(
+    actor_id: str, organization_id: str, *, page_size: int, page_token: str, consistency: str | None
+) -> authz_pb2.ListClientsRequest:
+    request = authz_pb2.ListClientsRequest(
+        actor_id=actor_id, organization_id=organization_id, page_size=page_size, page_token=page_token
+    )
+    return set_consistency(request, consistency)  # type: ignore[no-any-return]

@@ -405,10 +405,15 @@ class AuthzClient:
         issue_link_code: bool = False,
         attest: bool = False,
         request_id: str = "",
+        relation_updates: Iterable[authz_pb2.RelationUpdate] = (),
+        phones: Iterable[rq.PhoneLike] | None = None,
     ) -> authz_pb2.UpdateContactResponse:
         """Change the fields given (the update mask names them); the contact gets a confirmation email.
 
         ``issue_link_code=True`` also sends a new link code; ``attest=True`` ticks the form's box.
+        ``phones`` replaces every number (principal first; each a number, ``(type, number)`` or
+        ``(type, number, region)``); ``relation_updates`` (see ``relation_update``) change the
+        contact's relations in the same write: one attestation, one audit entry, all or nothing.
         """
         changes = dict(
             first_name=first_name,
@@ -426,6 +431,8 @@ class AuthzClient:
             issue_link_code=issue_link_code,
             attest=attest,
             request_id=request_id,
+            relation_updates=relation_updates,
+            phones=phones,
         )
         response: authz_pb2.UpdateContactResponse = self._call(self._stub.UpdateContact, request)
         return response
@@ -462,11 +469,19 @@ class AuthzClient:
         page_size: int = 0,
         page_token: str = "",
         consistency: str | None = None,
+        mine: bool = False,
     ) -> authz_pb2.ListRequestsResponse:
-        """ "Mes demandes": one page of the changes made for the organization, newest first."""
+        """ "Mes demandes": one page of the changes made for the organization, newest first.
+
+        ``mine=True``: only the actor's own, which every active contact of the organization may read.
+        """
         request = rq.set_consistency(
             authz_pb2.ListRequestsRequest(
-                actor_id=actor_id, organization_id=organization_id, page_size=page_size, page_token=page_token
+                actor_id=actor_id,
+                organization_id=organization_id,
+                page_size=page_size,
+                page_token=page_token,
+                mine=mine,
             ),
             consistency,
         )
@@ -474,12 +489,12 @@ class AuthzClient:
         return response
 
     def iter_requests(
-        self, actor_id: str, organization_id: str, *, page_size: int = 0
+        self, actor_id: str, organization_id: str, *, page_size: int = 0, mine: bool = False
     ) -> Iterator[authz_pb2.RequestRow]:
         """Every change, newest first, following ``next_page_token`` until it is empty."""
         page_token = ""
         while True:
-            page = self.list_requests(actor_id, organization_id, page_size=page_size, page_token=page_token)
+            page = self.list_requests(actor_id, organization_id, page_size=page_size, page_token=page_token, mine=mine)
             yield from page.requests
             if not page.next_page_token:
                 return
@@ -579,4 +594,28 @@ class AuthzClient:
             consistency,
         )
         response: authz_pb2.LookupOrganizationsResponse = self._call(self._stub.LookupOrganizations, request)
+        return response
+
+    # -- the screens' catalogue and clients ----------------------------------------------
+
+    def get_catalogue(self, *, consistency: str | None = None) -> authz_pb2.GetCatalogueResponse:
+        """The subjects and roles of the policy, with their French and English labels."""
+        request = rq.set_consistency(authz_pb2.GetCatalogueRequest(), consistency)
+        response: authz_pb2.GetCatalogueResponse = self._call(self._stub.GetCatalogue, request)
+        return response
+
+    def list_clients(
+        self,
+        actor_id: str,
+        organization_id: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        consistency: str | None = None,
+    ) -> authz_pb2.ListClientsResponse:
+        """The organizations that authorize this one, with what each grants today (the delegation form's list)."""
+        request = rq.list_clients_request(
+            actor_id, organization_id, page_size=page_size, page_token=page_token, consistency=consistency
+        )
+        response: authz_pb2.ListClientsResponse = self._call(self._stub.ListClients, request)
         return response

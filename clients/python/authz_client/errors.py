@@ -40,6 +40,8 @@ class AuthzClientError(Exception):
         message: the status message sent by the server (or by gRPC itself).
         field_violations: ``(field, description)`` pairs from ``google.rpc.BadRequest``
             details, empty when the server sent none.
+        reason: the stable ``google.rpc.ErrorInfo`` reason (e.g. ``"NOT_A_MANAGER"``, see the
+            server's docs/ERRORS.md); empty when the server sent none (INVALID_ARGUMENT).
     """
 
     def __init__(
@@ -47,10 +49,12 @@ class AuthzClientError(Exception):
         code: grpc.StatusCode,
         message: str,
         field_violations: Iterable[tuple[str, str]] = (),
+        reason: str = "",
     ) -> None:
         self.code: grpc.StatusCode = code
         self.message: str = message
         self.field_violations: list[tuple[str, str]] = list(field_violations)
+        self.reason: str = reason
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -65,7 +69,7 @@ class AuthzClientError(Exception):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, "
-            f"field_violations={self.field_violations!r})"
+            f"field_violations={self.field_violations!r}, reason={self.reason!r})"
         )
 
 
@@ -122,7 +126,18 @@ def deadline_passed(attempts: int) -> AuthzClientError:
 
 def _make(code: grpc.StatusCode, message: str, status: status_pb2.Status | None) -> AuthzClientError:
     cls = _BY_CODE.get(code, AuthzClientError)
-    return cls(code, message, _field_violations(status))
+    return cls(code, message, _field_violations(status), _reason(status))
+
+
+def _reason(status: status_pb2.Status | None) -> str:
+    if status is None:
+        return ""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return str(info.reason)
+    return ""
 
 
 def _field_violations(status: status_pb2.Status | None) -> list[tuple[str, str]]:

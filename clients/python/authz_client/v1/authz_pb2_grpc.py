@@ -130,6 +130,16 @@ class AuthzServiceStub:
                 request_serializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsRequest.SerializeToString,
                 response_deserializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsResponse.FromString,
                 _registered_method=True)
+        self.GetCatalogue = channel.unary_unary(
+                '/authz.v1.AuthzService/GetCatalogue',
+                request_serializer=authz_dot_v1_dot_authz__pb2.GetCatalogueRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.GetCatalogueResponse.FromString,
+                _registered_method=True)
+        self.ListClients = channel.unary_unary(
+                '/authz.v1.AuthzService/ListClients',
+                request_serializer=authz_dot_v1_dot_authz__pb2.ListClientsRequest.SerializeToString,
+                response_deserializer=authz_dot_v1_dot_authz__pb2.ListClientsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthzServiceServicer:
@@ -278,6 +288,22 @@ class AuthzServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCatalogue(self, request, context):
+        """The screens' catalogue: the subjects and roles of the policy folder, with their labels, so that
+        no front-end hard-codes them. Open to every caller (it names no person or organization).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClients(self, request, context):
+        """The organizations that authorize organization_id (its "clients"), with what each grants today:
+        the delegation form's drop-down ("Une autre organisation"). Needs read on its `relations`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthzServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -375,6 +401,16 @@ def add_AuthzServiceServicer_to_server(servicer, server):
                     servicer.LookupOrganizations,
                     request_deserializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsRequest.FromString,
                     response_serializer=authz_dot_v1_dot_authz__pb2.LookupOrganizationsResponse.SerializeToString,
+            ),
+            'GetCatalogue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCatalogue,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.GetCatalogueRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.GetCatalogueResponse.SerializeToString,
+            ),
+            'ListClients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClients,
+                    request_deserializer=authz_dot_v1_dot_authz__pb2.ListClientsRequest.FromString,
+                    response_serializer=authz_dot_v1_dot_authz__pb2.ListClientsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -891,6 +927,60 @@ class AuthzService:
             '/authz.v1.AuthzService/LookupOrganizations',
             authz_dot_v1_dot_authz__pb2.LookupOrganizationsRequest.SerializeToString,
             authz_dot_v1_dot_authz__pb2.LookupOrganizationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCatalogue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/GetCatalogue',
+            authz_dot_v1_dot_authz__pb2.GetCatalogueRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.GetCatalogueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.v1.AuthzService/ListClients',
+            authz_dot_v1_dot_authz__pb2.ListClientsRequest.SerializeToString,
+            authz_dot_v1_dot_authz__pb2.ListClientsResponse.FromString,
             options,
             channel_credentials,
             insecure,
