@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.demo:
             _import(store, DEMO_FILE, settings, report_path=None)
         if settings.processes > 1:
-            from authz.replication.supervisor import Supervisor
+            from authz.server.supervisor import Supervisor
 
             return Supervisor(settings, store).run()
         app = AuthzApp(settings, store=store)

@@ -21,7 +21,7 @@ from authz.domain.dates import utc_now
 from authz.domain.model import WILDCARD_SUBJECT
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, PolicyLoadError, default_policy_dir
-from authz.engine.validation import count_live_grants, live_grant_problems, load_checked
+from authz.engine.validation import live_grant_problems, load_checked
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.replication.follower import Follower
 from authz.replication.tokens import TokenFormat
@@ -70,7 +70,7 @@ def prepare(settings: Settings, store: SqlStore) -> Prepared:
     policy = load_checked(settings.policy_dir)
     known = [*policy.subjects, *policy.retired, WILDCARD_SUBJECT]
     removed_but_granted = live_grant_problems(
-        policy.directory, policy, count_live_grants(store.engine, excluding=known)
+        policy.directory, policy, store.live_grants(excluding=known)
     )
     if removed_but_granted:
         raise PolicyLoadError([str(problem) for problem in removed_but_granted])
@@ -152,7 +152,7 @@ class AuthzApp:
         )
         self.observability.check_listen(settings.metrics_listen)
         if self.observability.tracing is not None:
-            self.observability.tracing.trace_store(self.store.engine)
+            self.observability.tracing.trace_store(self.store)
         callers = next((i.callers for i in interceptors if isinstance(i, CallerAuthInterceptor)), None)
         interceptors = [self.observability.interceptor(caller_namer(callers)), *interceptors]
         self.server = grpc.server(
