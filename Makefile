@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]" -e ./clients/python
 	touch $(STAMP)
 
-## Serve on the embedded SQLite database with the demo data (the worked example of DOMAIN.md).
+## Serve on the embedded SQLite database with the demo data (the worked example of docs/DOMAIN.md).
 run: venv
 	$(AUTHZ) serve --demo
 

@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-client-ca", help="CA that signs caller certificates: mutual TLS (AUTHZ_TLS_CLIENT_CA)")
     serve.set_defaults(func=cmd_serve)
 
-    imp = sub.add_parser("import", help="import a JSON data set (API.md's format)")
+    imp = sub.add_parser("import", help="import a JSON data set (the format of docs/IMPORT.md)")
     common(imp)
     imp.add_argument("file")
     imp.add_argument("--report", help="where to write the report (default FILE.import-report.json)")

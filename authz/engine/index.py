@@ -69,7 +69,7 @@ _SEP: Final = "\x1f"
 
 _CONTACT: Final = RelationKind.CONTACT.value
 # Management of an organization's relations is never held through another organization
-# (DOMAIN.md rule 2): delegated paths never give it, whatever they carry.
+# (docs/DOMAIN.md, rule 2): delegated paths never give it, whatever they carry.
 _MANAGEMENT: Final = MANAGEMENT_SUBJECT
 _ORGANIZATION: Final = RelationKind.ORGANIZATION.value
 

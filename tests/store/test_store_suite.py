@@ -1,4 +1,4 @@
-"""One suite every store backend passes (STYLE.md habit 4): here SQLite and PostgreSQL."""
+"""One suite every store backend passes, method by method of the store's protocols: here SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
