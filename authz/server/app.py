@@ -32,6 +32,7 @@ from authz.server.reflection_v1 import enable_reflection
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
 from authz.server.tracing import tracing_from_env
+from authz.store.interface import Store
 from authz.store.sql import SqlStore, open_store
 from authz.v1 import authz_pb2, authz_pb2_grpc
 
@@ -63,7 +64,7 @@ class Prepared:
     store_id: str
 
 
-def prepare(settings: Settings, store: SqlStore) -> Prepared:
+def prepare(settings: Settings, store: Store) -> Prepared:
     """Validate the policy, then build the index from the store at one revision."""
     # Validated in full, as every hot reload is: the server never starts on a policy it would refuse,
     # a subject removed from the catalogue while grants in the store still hold it included.
