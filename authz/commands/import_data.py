@@ -52,7 +52,7 @@ from authz.domain.validation import (
     self_authorization_problem,
     username_problem,
 )
-from authz.replication.changes import Change
+from authz.store.changes import Change
 from authz.store.interface import AuditRecord, ImportBatch, ImportKind, LegacyAccount, Store, Transaction
 
 __all__ = ["CHUNK", "MAX_ROW_DEPTH", "MAX_ROW_VALUES", "ImportFileError", "ImportReport", "import_data", "import_file"]

@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from authz.domain.model import END_OF_TIME, Contact, Organization, OrganizationKind, Relation, RelationKind, Right, Role
 from authz.errors import AlreadyExists
-from authz.replication.changes import Change
 from authz.store import migrate
+from authz.store.changes import Change
 from authz.store.interface import (
     AuditRecord,
     ImportBatch,
