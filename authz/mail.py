@@ -7,8 +7,9 @@ The Message-ID is derived from the outbox id, so a resend overwrites the same `.
 file and lets mail receivers deduplicate.
 
 Bodies hold link codes: they are never logged, only ids and recipients are, and the
-store keeps them encrypted (`authz.store.outbox.OutboxCipher`, named here too): nothing the database writes to disk, its
-WAL and old row versions included, reads as a code. The relay decrypts only to send.
+store keeps them encrypted (`authz.store.outbox.OutboxCipher`): nothing the database writes
+to disk, its WAL and old row versions included, reads as a code. The relay receives them
+opened, only to send.
 """
 
 from __future__ import annotations
