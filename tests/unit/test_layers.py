@@ -153,6 +153,30 @@ def test_only_the_store_imports_the_database_libraries() -> None:
     assert not outside, "database libraries outside authz/store/:\n" + "\n".join(outside)
 
 
+def test_below_the_edge_nothing_knows_grpc() -> None:
+    """Commands, rules, engine, store and replication know nothing of the transport: gRPC, the
+    generated messages and the server are the edge's (authz.server), converted there once."""
+    below = {
+        "authz.calls",
+        "authz.commands",
+        "authz.config",
+        "authz.domain",
+        "authz.engine",
+        "authz.errors",
+        "authz.mail",
+        "authz.replication",
+        "authz.store",
+    }
+    transport = ("grpc", "grpc_status", "grpc_health", "grpc_reflection", "google.protobuf", "authz.v1", "authz.server")
+    found = [
+        f"{imported.file.relative_to(ROOT.parent)}:{imported.line} imports {imported.target}"
+        for imported in imports_of(ROOT)
+        if package_of(imported.source, ROOT.name) in below
+        and any(imported.target == name or imported.target.startswith(name + ".") for name in transport)
+    ]
+    assert not found, "transport below the edge:\n" + "\n".join(found)
+
+
 # -- the drawing itself, on small made-up trees
 
 
