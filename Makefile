@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 AUTHZ := $(VENV)/bin/authz
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint proto proto-check bench migrate clean policy-check dist
+.PHONY: venv run test lint proto proto-check floors-check bench migrate clean policy-check dist
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]" -e ./clients/python
 	touch $(STAMP)
 
-## Serve on the embedded SQLite database with the demo data (the worked example of DOMAIN.md).
+## Serve on the embedded SQLite database with the demo data (the worked example of docs/DOMAIN.md).
 run: venv
 	$(AUTHZ) serve --demo
 
@@ -49,6 +49,10 @@ proto-lint:
 ## Fails when either committed copy of the generated code does not match the proto.
 proto-check: venv
 	$(PY) -m pytest -q tests/unit/test_generated_code.py tests/unit/test_client_generated_code.py
+
+## The lower bounds of the dependencies, installed all at once in a fresh environment, then a smoke test.
+floors-check:
+	bash .ci/floors-check
 
 ## The two wheels, server and client, in dist/.
 dist: venv

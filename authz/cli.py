@@ -68,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.demo:
             _import(store, DEMO_FILE, settings, report_path=None)
         if settings.processes > 1:
-            from authz.replication.supervisor import Supervisor
+            from authz.server.supervisor import Supervisor
 
             return Supervisor(settings, store).run()
         app = AuthzApp(settings, store=store)
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    imp = sub.add_parser("import", help="import a JSON data set (API.md's format)")
+    imp = sub.add_parser("import", help="import a JSON data set (the format of docs/IMPORT.md)")
     common(imp)
     imp.add_argument("file")
     imp.add_argument("--report", help="where to write the report (default FILE.import-report.json)")

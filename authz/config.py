@@ -62,7 +62,7 @@ class Settings:
     # Secrets (issue 9), never in repr or describe(). Page tokens are signed with this key; unset,
     # a key kept in the database serves every server of the deployment (authz/commands/paging.py).
     page_token_key: str | None = field(default=None, repr=False)
-    # The outbox keeps link-code emails encrypted with this Fernet key (authz/mail.py OutboxCipher);
+    # The outbox keeps link-code emails encrypted with this Fernet key (authz/store/outbox.py OutboxCipher);
     # unset: read from `outbox_key_file`, or from a file beside an SQLite database; required on PostgreSQL.
     outbox_key: str | None = field(default=None, repr=False)
     outbox_key_file: Path | None = None

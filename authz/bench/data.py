@@ -1,4 +1,4 @@
-"""Realistic generated data sets, in the import format of API.md.
+"""Realistic generated data sets, in the import format (docs/IMPORT.md).
 
 The shape follows the guide: organizations (a tenth of them associations, the rest
 mostly employers), contacts holding 1 to 3 relations, employers authorizing their
@@ -30,7 +30,7 @@ SUBJECTS = (
     "scrutin_syndical",
     "relations",
 )
-# Management is never held through another organization (DOMAIN.md rule 2): what an organization
+# Management is never held through another organization (docs/DOMAIN.md, rule 2): what an organization
 # gives another, or delegates, never includes `relations`.
 _SHARED_SUBJECTS = tuple(s for s in SUBJECTS if s != "relations")
 _ROLES = (

@@ -154,7 +154,7 @@ def _rows(relations: int, seed: int, today: date) -> Iterator[tuple[str, dict[st
 
 
 def write_import_file(path: Path, relations: int, *, seed: int = 1, today: date | None = None) -> None:
-    """An import file of about `relations` relations, written a row at a time (sections in API.md's order)."""
+    """An import file of about `relations` relations, written a row at a time (sections in the order of docs/IMPORT.md)."""
     today = today or date.today()
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="authz-import-", dir=path.parent)))

@@ -17,7 +17,7 @@ from authz.engine.policy import Policy
 
 __all__ = ["FAST_CACHE_KEY_ORDER", "build_fast_enforcer", "build_plain_enforcer"]
 
-# FastEnforcer indexes `p` rules by these request fields: (sub, dom), as PYCASBIN.md measured.
+# FastEnforcer indexes `p` rules by these request fields: (sub, dom), the order measured fastest with pycasbin 2.8.
 FAST_CACHE_KEY_ORDER = (0, 1)
 
 
@@ -46,7 +46,7 @@ def build_fast_enforcer(policy: Policy, relations: Iterable[Relation], at: datet
     `build_enforcer(..., enforcer_class=FastEnforcer)` cannot do this: it builds a plain
     Model, whose policies are lists, where FastEnforcer needs a FastModel's FastPolicy;
     and FastModel itself drops every role definition after `g` (see `_FastModel`).
-    Only for one thread at a time: its filter is shared state (PYCASBIN.md).
+    Only for one thread at a time: its filter is state shared by every call (false denies under threads).
     """
     model = _FastModel(list(FAST_CACHE_KEY_ORDER))
     model.load_model_from_text(policy.model_text)

@@ -27,9 +27,8 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,21 +68,10 @@ def _admin_url() -> str:
     )
 
 
-@contextmanager
-def _database() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
+def _database() -> AbstractContextManager[str]:
+    from authz.store.scratch import scratch_database
 
-    admin_url = _admin_url()
-    name = f"authz_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return scratch_database(_admin_url(), "authz_bench")
 
 
 class _Server:

@@ -1,4 +1,4 @@
-"""`authz import FILE`: the legacy migration and the way to load any data set (API.md's format).
+"""`authz import FILE`: the legacy migration and the way to load any data set (the format of docs/IMPORT.md).
 
 The file is streamed (ijson on yajl's C parser): rows are read one at a time, checked with the
 rules of authz/domain/validation.py, and written a chunk at a time through the store's bulk
@@ -52,7 +52,7 @@ from authz.domain.validation import (
     self_authorization_problem,
     username_problem,
 )
-from authz.replication.changes import Change
+from authz.store.changes import Change
 from authz.store.interface import AuditRecord, ImportBatch, ImportKind, LegacyAccount, Store, Transaction
 
 __all__ = ["CHUNK", "MAX_ROW_DEPTH", "MAX_ROW_VALUES", "ImportFileError", "ImportReport", "import_data", "import_file"]
@@ -591,7 +591,7 @@ def import_data(
 
 
 def import_file(store: Store, path: Path, catalogue: Iterable[str], now: datetime | None = None) -> ImportReport:
-    """Import a JSON file, streamed: one pass when sections come in the order of API.md (the usual
+    """Import a JSON file, streamed: one pass when sections come in the order of docs/IMPORT.md (the usual
     case), one more pass for each section that came before a section it refers to."""
     try:
         with _without_cycle_collection(), store.transaction() as tx:

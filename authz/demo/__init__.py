@@ -1,1 +1,1 @@
-"""The demo data set: the worked example of DOMAIN.md (`authz serve --demo` imports it)."""
+"""The demo data set: the worked example of docs/DOMAIN.md (`authz serve --demo` imports it)."""

@@ -24,7 +24,7 @@ __all__ = [
 
 # The guide's default end date: "9999-12-31".
 END_OF_TIME = date(9999, 12, 31)
-# Write on this subject is the right to manage an organization's relations (DOMAIN.md rule 2); it
+# Write on this subject is the right to manage an organization's relations (docs/DOMAIN.md, rule 2); it
 # is never held through another organization.
 MANAGEMENT_SUBJECT = "relations"
 # A delegation granted with no subject means "all the organization holds there",

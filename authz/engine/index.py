@@ -42,6 +42,7 @@ from datetime import UTC, date, datetime
 from typing import Final, cast
 
 from authz.domain.dates import DayClock, local_date
+from authz.domain.index_rows import IndexRow
 from authz.domain.model import MANAGEMENT_SUBJECT, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.policy import Policy
 
@@ -65,14 +66,10 @@ Slot = Entry | tuple[Entry, ...]
 # Ids never hold control characters (authz.domain.ids refuses them): a safe separator.
 _SEP: Final = "\x1f"
 
-# One relation as the store streams it at start-up (SqlStore.load_index_rows):
-# (kind code, relation id, holder, organization, via, role code, start ordinal, end ordinal,
-#  removed-at epoch or inf, granted subjects as (subject, right) pairs)
-IndexRow = tuple[str, str, str, str, str | None, str | None, int, int, float, tuple[tuple[str, int], ...]]
 
 _CONTACT: Final = RelationKind.CONTACT.value
 # Management of an organization's relations is never held through another organization
-# (DOMAIN.md rule 2): delegated paths never give it, whatever they carry.
+# (docs/DOMAIN.md, rule 2): delegated paths never give it, whatever they carry.
 _MANAGEMENT: Final = MANAGEMENT_SUBJECT
 _ORGANIZATION: Final = RelationKind.ORGANIZATION.value
 

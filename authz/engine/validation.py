@@ -7,21 +7,18 @@ server loads it (`Policy.from_texts`, the same texts read once), and line-level 
 are added on top, because Casbin itself forgives a lot: its CSV reader drops a line whose
 rule type the model does not define, a rule with too many or too few fields only shows
 up as a wrong decision later, and a misspelled function in the matcher only fails when a
-rule reaches it. Given the count of grants the store holds per subject, it also refuses a
-folder that removes (rather than retires) a subject still granted.
+rule reaches it. Given the count of grants the store holds per subject (`Store.live_grants`),
+it also refuses a folder that removes (rather than retires) a subject still granted.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 
 from authz.domain.model import END_OF_TIME, MANAGEMENT_SUBJECT, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.index import DecisionEngine
@@ -42,14 +39,12 @@ from authz.engine.policy import (
     model_error,
     read_policy_texts,
 )
-from authz.store import tables
 
 __all__ = [
     "ERROR",
     "WARNING",
     "Problem",
     "ValidationReport",
-    "count_live_grants",
     "live_grant_problems",
     "load_checked",
     "read_texts",
@@ -180,30 +175,6 @@ def validate_texts(
     if not report.errors:
         report.policy = policy
     return report
-
-
-def count_live_grants(
-    database: Engine, subjects: Iterable[str] | None = None, *, excluding: Iterable[str] | None = None
-) -> dict[str, int]:
-    """Grants in force per subject in the store (read only): subjects not removed from relations
-    that are not removed themselves, whatever their kind (contact, organization, delegation).
-    `excluding`: count only the other subjects (at start-up, those the policy does not know)."""
-    rs, r = tables.relation_subjects, tables.relations
-    query = (
-        select(rs.c.subject, func.count())
-        .select_from(rs.join(r, r.c.id == rs.c.relation_id))
-        .where(rs.c.removed_at.is_(None), r.c.ended_at.is_(None))
-        .group_by(rs.c.subject)
-    )
-    if subjects is not None:
-        wanted = sorted(set(subjects))
-        if not wanted:
-            return {}
-        query = query.where(rs.c.subject.in_(wanted))
-    if excluding is not None:
-        query = query.where(rs.c.subject.not_in(sorted(set(excluding))))
-    with database.connect() as connection:
-        return {str(subject): int(count) for subject, count in connection.execute(query)}
 
 
 def live_grant_problems(folder: Path, policy: Policy, live_grants: Mapping[str, int]) -> list[Problem]:

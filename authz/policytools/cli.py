@@ -13,7 +13,7 @@ from typing import Any
 from authz.config import Settings
 from authz.domain.dates import MONTREAL
 from authz.engine.policy import Policy, default_policy_dir
-from authz.engine.validation import ValidationReport, count_live_grants, validate
+from authz.engine.validation import ValidationReport, validate
 
 __all__ = ["register"]
 
@@ -93,16 +93,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     folder, source = policy_dir(args.policy_dir)
     live: dict[str, int] | None = None
     if args.database:
-        from authz.store.sql import make_engine
+        from authz.store.sql import SqlStore
 
-        database = make_engine(args.database)
+        database = SqlStore.from_url(args.database)
         try:
-            live = count_live_grants(database)
+            live = database.live_grants()
         except Exception as exc:  # a wrong URL, an unreachable server, a database without the schema
             print(f"authz policy validate: cannot read the grants of {args.database}: {exc}", file=sys.stderr)
             return 2
         finally:
-            database.dispose()
+            database.close()
     report = validate(folder, live_grants=live)
     strict_failure = args.strict and bool(report.warnings)
     failed = bool(report.errors) or strict_failure

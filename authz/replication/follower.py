@@ -3,7 +3,7 @@
 Woken by PostgreSQL LISTEN/NOTIFY (a hint: a notification missed while disconnected costs
 latency, never correctness) and by its own polling, which is the guarantee; on SQLite it
 polls alone. Each pass is one range read of the log after the engine's revision
-(`SqlStore.changes_after`), applied revision by revision through `DecisionEngine.apply`.
+(`Store.changes_after`, or the follower's own `ChangeReader`), applied revision by revision through `DecisionEngine.apply`.
 A cursor older than the log's retention, or a bulk import, makes it reload the whole
 index from one snapshot instead.
 
@@ -21,15 +21,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
-
 from authz.calls import bounded_wait
 from authz.config import Settings
 from authz.engine.index import DecisionEngine
 from authz.errors import FieldViolation, InvalidArgument, Unavailable
 from authz.replication.changes import ChangesPage, apply_changes
-from authz.store.sql import CHANGES_CHANNEL, SqlStore
+from authz.store.interface import ChangeReader, Store
 
 __all__ = ["Follower", "ReplicaStatus"]
 
@@ -55,7 +52,7 @@ class ReplicaStatus:
 
 
 class Follower:
-    def __init__(self, store: SqlStore, engine: DecisionEngine, settings: Settings, store_id: str) -> None:
+    def __init__(self, store: Store, engine: DecisionEngine, settings: Settings, store_id: str) -> None:
         self.store = store
         self.engine = engine
         self.settings = settings
@@ -69,8 +66,8 @@ class Follower:
         self._stopping = threading.Event()
         self._heard = threading.Condition()  # Watch streams wait on it for newer revisions
         self._threads: list[threading.Thread] = []
-        self._notify = settings.follow_notify and store.engine.dialect.name == "postgresql"
-        self._reader: Connection | None = None  # used under self._pass only
+        self._notify = settings.follow_notify and store.change_notices() is not None
+        self._reader: ChangeReader | None = None  # used under self._pass only
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -161,8 +158,8 @@ class Follower:
             return self.store.changes_after(after, PAGE, timeout)
         try:
             if self._reader is None:
-                self._reader = self.store.open_reader()
-            return self.store.read_changes(self._reader, after, PAGE)
+                self._reader = self.store.change_reader()
+            return self._reader.read(after, PAGE)
         except Unavailable:
             self._close_reader()  # opened again on the next pass
             raise
@@ -211,31 +208,20 @@ class Follower:
                 log.warning("follower: %s; again in %.1fs", exc, backoff)
 
     def _listen(self) -> None:
-        import psycopg
-
-        url = make_url(self.store.engine.url).set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
         backoff = 0.2
         while not self._stopping.is_set():
+            notices = self.store.change_notices()
+            if notices is None:
+                return
             try:
-                with psycopg.connect(
-                    conninfo,
-                    autocommit=True,  # notifications are only delivered outside a transaction
-                    application_name="authz-follower",
-                    connect_timeout=3,
-                    keepalives=1,
-                    keepalives_idle=5,
-                    keepalives_interval=2,
-                    keepalives_count=3,
-                ) as connection:
-                    connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+                with notices as listener:
                     self._listening = True
                     backoff = 0.2
                     self._wake.set()  # whatever committed while nobody listened
                     while not self._stopping.is_set():
-                        for note in connection.notifies(timeout=1.0):
-                            if note.payload.isdigit():
-                                self._heard_of(int(note.payload))
+                        for revision in listener.heard(1.0):
+                            if revision is not None:
+                                self._heard_of(revision)
                             self._wake.set()
             except Exception as exc:  # lost connection: the poll covers the gap, reconnect
                 if self._stopping.is_set():

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from authz.config import Settings
 from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
-from authz.replication.changes import Change
 from authz.replication.follower import Follower
-from authz.store.sql import SqlStore
+from authz.store.changes import Change
+from authz.store.interface import Store
 
 __all__ = ["Checkpoint", "WatchChanges", "touches"]
 
@@ -62,7 +62,7 @@ class _Stream:
 
 
 class WatchChanges:
-    def __init__(self, store: SqlStore, follower: Follower, settings: Settings) -> None:
+    def __init__(self, store: Store, follower: Follower, settings: Settings) -> None:
         self.store = store
         self.follower = follower
         self.settings = settings

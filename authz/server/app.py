@@ -21,7 +21,7 @@ from authz.domain.dates import utc_now
 from authz.domain.model import WILDCARD_SUBJECT
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, PolicyLoadError, default_policy_dir
-from authz.engine.validation import count_live_grants, live_grant_problems, load_checked
+from authz.engine.validation import live_grant_problems, load_checked
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.replication.follower import Follower
 from authz.replication.tokens import TokenFormat
@@ -33,6 +33,7 @@ from authz.server.reflection_v1 import enable_reflection
 from authz.server.reload import POLICY_HEALTH_NAME, PolicyWatcher
 from authz.server.servicer import AuthzServicer
 from authz.server.tracing import tracing_from_env
+from authz.store.interface import Store
 from authz.store.sql import SqlStore, open_store
 from authz.v1 import authz_pb2, authz_pb2_grpc
 
@@ -64,14 +65,14 @@ class Prepared:
     store_id: str
 
 
-def prepare(settings: Settings, store: SqlStore) -> Prepared:
+def prepare(settings: Settings, store: Store) -> Prepared:
     """Validate the policy, then build the index from the store at one revision."""
     # Validated in full, as every hot reload is: the server never starts on a policy it would refuse,
     # a subject removed from the catalogue while grants in the store still hold it included.
     policy = load_checked(settings.policy_dir)
     known = [*policy.subjects, *policy.retired, WILDCARD_SUBJECT]
     removed_but_granted = live_grant_problems(
-        policy.directory, policy, count_live_grants(store.engine, excluding=known)
+        policy.directory, policy, store.live_grants(excluding=known)
     )
     if removed_but_granted:
         raise PolicyLoadError([str(problem) for problem in removed_but_granted])
@@ -153,7 +154,7 @@ class AuthzApp:
         )
         self.observability.check_listen(settings.metrics_listen)
         if self.observability.tracing is not None:
-            self.observability.tracing.trace_store(self.store.engine)
+            self.observability.tracing.trace_store(self.store)
         callers = next((i.callers for i in interceptors if isinstance(i, CallerAuthInterceptor)), None)
         interceptors = [self.observability.interceptor(caller_namer(callers)), *interceptors]
         self.server = grpc.server(

@@ -27,12 +27,11 @@ from authz.engine.policy import Policy, content_hash
 from authz.engine.validation import (
     Problem,
     ValidationReport,
-    count_live_grants,
     live_grant_problems,
     read_texts,
     validate_texts,
 )
-from authz.store.interface import AuditRecord
+from authz.store.interface import AuditRecord, Store
 
 __all__ = ["POLICY_HEALTH_NAME", "PolicyStatus", "PolicyWatcher"]
 
@@ -73,7 +72,7 @@ class PolicyWatcher:
         directory: Path,
         engine: DecisionEngine,
         *,
-        store: Any = None,
+        store: Store | None = None,
         on_state: Callable[[bool], None] | None = None,
         interval: float = 0.5,
         clock: Callable[[], datetime] = utc_now,
@@ -180,12 +179,11 @@ class PolicyWatcher:
         """The folder's report; with a store, a subject removed while still granted is an error."""
         report = validate_texts(self.directory, texts)
         new, old = report.policy, self.engine.policy
-        database = getattr(self.store, "engine", None)
-        if new is None or database is None:
+        if new is None or self.store is None:
             return report
         removed = {*old.subjects, *old.retired} - {*new.subjects, *new.retired}
         if removed:
-            found = live_grant_problems(self.directory, new, count_live_grants(database, removed))
+            found = live_grant_problems(self.directory, new, self.store.live_grants(removed))
             if found:
                 report.problems.extend(found)
                 report.policy = None

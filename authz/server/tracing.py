@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from authz.store.sql import SqlStore
 
 __all__ = ["Tracing", "tracing_from_env", "tracing_requested"]
 
@@ -55,45 +58,30 @@ class Tracing:
         carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
         return self._extract(carrier) if carrier else None
 
-    def trace_store(self, sql_engine: Any) -> None:
-        """A CLIENT span per statement run while an RPC span is current (writes and listings)."""
-        from opentelemetry.trace import SpanKind
-        from sqlalchemy import event
+    def trace_store(self, store: SqlStore) -> None:
+        """A CLIENT span per statement the store runs while an RPC span is current (writes and listings)."""
+        from opentelemetry.trace import SpanKind, Status, StatusCode
 
         tracer, trace = self.tracer, self._trace
-        system = sql_engine.dialect.name
-        name = sql_engine.url.database or system
 
-        def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        def begin(system: str, name: str, statement: str) -> object | None:
             parent = trace.get_current_span()
             if not parent.get_span_context().is_valid:
-                return  # start-up, the relay, the health monitor: no RPC to attach to
+                return None  # start-up, the relay, the health monitor: no RPC to attach to
             operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
-            span = tracer.start_span(
+            span: object = tracer.start_span(
                 f"{operation} {system}",
                 kind=SpanKind.CLIENT,
                 attributes={"db.system": system, "db.name": name, "db.statement": statement[:2000]},
             )
-            conn.info.setdefault("authz_spans", []).append(span)
+            return span
 
-        def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-            spans = conn.info.get("authz_spans")
-            if spans:
-                spans.pop().end()
+        def end(span: Any, error: str | None) -> None:
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
+            span.end()
 
-        def failed(exception_context: Any) -> None:
-            connection = exception_context.connection
-            spans = connection.info.get("authz_spans") if connection is not None else None
-            if spans:
-                from opentelemetry.trace import Status, StatusCode
-
-                span = spans.pop()
-                span.set_status(Status(StatusCode.ERROR, type(exception_context.original_exception).__name__))
-                span.end()
-
-        event.listen(sql_engine, "before_cursor_execute", before)
-        event.listen(sql_engine, "after_cursor_execute", after)
-        event.listen(sql_engine, "handle_error", failed)
+        store.observe_statements(begin, end)
 
     def shutdown(self) -> None:
         if self._owned:

@@ -6,11 +6,11 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -32,6 +32,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from authz.calls import remaining
 from authz.config import ConfigError, Settings
+from authz.domain.index_rows import IndexRow
 from authz.domain.model import (
     Contact,
     Organization,
@@ -44,9 +45,8 @@ from authz.domain.model import (
 from authz.domain.phones import PhoneNumber
 from authz.domain.text import search_key
 from authz.errors import AlreadyExists, Unavailable
-from authz.mail import MailDeliveryError, OutboxCipher, outbox_cipher
-from authz.replication.changes import Change, ChangesPage, relation_from_json, relation_to_json
 from authz.store import tables as t
+from authz.store.changes import Change, ChangesPage, relation_from_json, relation_to_json
 from authz.store.interface import (
     AuditEntry,
     AuditRecord,
@@ -58,11 +58,17 @@ from authz.store.interface import (
     OutboxRow,
     Snapshot,
 )
+from authz.store.outbox import MailDeliveryError, OutboxCipher, outbox_cipher
 
-if TYPE_CHECKING:
-    from authz.engine.index import IndexRow
-
-__all__ = ["CHANGES_CHANNEL", "SqlStore", "SqlTransaction", "make_engine", "open_store"]
+__all__ = [
+    "CHANGES_CHANNEL",
+    "SqlChangeNotices",
+    "SqlChangeReader",
+    "SqlStore",
+    "SqlTransaction",
+    "make_engine",
+    "open_store",
+]
 
 log = logging.getLogger("authz.store")
 
@@ -324,6 +330,68 @@ class SqlStore:
         except (OperationalError, DBAPIError) as exc:
             raise Unavailable(_STORE_DOWN, reason="STORE_UNAVAILABLE") from exc
 
+    # -- what the follower, Watch, the policy reload and tracing need, behind the Store protocol
+    def change_reader(self) -> SqlChangeReader:
+        """A reader of the change log on a connection of its own (opened on its first read)."""
+        return SqlChangeReader(self)
+
+    def change_notices(self) -> SqlChangeNotices | None:
+        """PostgreSQL LISTEN on the changes channel; None on SQLite, which announces nothing."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return SqlChangeNotices(self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+    def live_grants(
+        self, subjects: Iterable[str] | None = None, *, excluding: Iterable[str] | None = None
+    ) -> dict[str, int]:
+        """Grants in force per subject (read only): subjects not removed from relations not removed
+        themselves, whatever their kind (contact, organization, delegation); subjects with none are
+        absent. `subjects`: count only those; `excluding`: count only the others."""
+        rs, r = t.relation_subjects, t.relations
+        query = (
+            select(rs.c.subject, func.count())
+            .select_from(rs.join(r, r.c.id == rs.c.relation_id))
+            .where(rs.c.removed_at.is_(None), r.c.ended_at.is_(None))
+            .group_by(rs.c.subject)
+        )
+        if subjects is not None:
+            wanted = sorted(set(subjects))
+            if not wanted:
+                return {}
+            query = query.where(rs.c.subject.in_(wanted))
+        if excluding is not None:
+            query = query.where(rs.c.subject.not_in(sorted(set(excluding))))
+        with self._connect() as connection:
+            return {str(subject): int(count) for subject, count in connection.execute(query)}
+
+    def observe_statements(
+        self, begin: Callable[[str, str, str], object | None], end: Callable[[object, str | None], None]
+    ) -> None:
+        """Call `begin(system, database, statement)` before each statement and, when it returned
+        something, `end(that, error type name or None)` after it (tracing's spans)."""
+        system = self.engine.dialect.name
+        database = self.engine.url.database or system
+
+        def before(conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool) -> None:
+            token = begin(system, database, statement)
+            if token is not None:
+                conn.info.setdefault("authz_statement_observers", []).append(token)
+
+        def after(conn: Any, _cursor: Any, _statement: str, _parameters: Any, _context: Any, _many: bool) -> None:
+            tokens = conn.info.get("authz_statement_observers")
+            if tokens:
+                end(tokens.pop(), None)
+
+        def failed(exception_context: Any) -> None:
+            connection = exception_context.connection
+            tokens = connection.info.get("authz_statement_observers") if connection is not None else None
+            if tokens:
+                end(tokens.pop(), type(exception_context.original_exception).__name__)
+
+        event.listen(self.engine, "before_cursor_execute", before)
+        event.listen(self.engine, "after_cursor_execute", after)
+        event.listen(self.engine, "handle_error", failed)
+
     # -- issue 9: secrets shared by every server of one deployment
     def server_secret(self, name: str) -> bytes:
         """A random 256-bit secret stored under `name`, created by the first server that asks.
@@ -515,6 +583,76 @@ def _split_grants(text: str | None) -> list[tuple[str, str]]:
 def _date(value: date | str) -> date:
     """A DATE column as the driver returns it: a date, or ISO text (SQLite)."""
     return value if isinstance(value, date) else date.fromisoformat(value[:10])
+
+
+class SqlChangeReader:
+    """The change log read on a connection of its own, in autocommit: a follower's frequent reads
+    cost one round trip each (no pool check-out and its ping, no BEGIN and COMMIT)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._connection: Connection | None = None
+
+    def read(self, revision: int, limit: int) -> ChangesPage:
+        try:
+            if self._connection is None:
+                self._connection = self._store.open_reader()
+            return self._store.read_changes(self._connection, revision, limit)
+        except Unavailable:
+            self.close()  # opened again by the next read
+            raise
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with suppress(Exception):
+                connection.close()
+
+
+class SqlChangeNotices:
+    """PostgreSQL LISTEN on the changes channel, on a connection of its own (autocommit:
+    notifications are only delivered outside a transaction)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._connection: Any = None
+
+    def __enter__(self) -> SqlChangeNotices:
+        import psycopg
+
+        try:
+            self._connection = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                application_name="authz-follower",
+                connect_timeout=3,
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=3,
+            )
+            self._connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+        except psycopg.Error as exc:
+            self.__exit__(None, None, None)
+            raise Unavailable(_STORE_DOWN) from exc
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with suppress(Exception):
+                connection.close()
+
+    def heard(self, timeout: float) -> Iterator[int | None]:
+        import psycopg
+
+        if self._connection is None:
+            raise Unavailable("not listening")
+        try:
+            for note in self._connection.notifies(timeout=timeout):
+                yield int(note.payload) if note.payload.isdigit() else None
+        except psycopg.Error as exc:
+            raise Unavailable(_STORE_DOWN) from exc
 
 
 class SqlTransaction:

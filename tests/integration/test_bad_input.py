@@ -1,4 +1,4 @@
-"""API.md's status table: each bad input gets its code, a clear message, field paths, and changes nothing."""
+"""Each kind of bad input gets its status code, a clear message, field paths, and changes nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One test (or a few) per rule of DOMAIN.md, through the real server, asserting answers and status codes."""
+"""One test (or a few) per rule of docs/DOMAIN.md, through the real server, asserting answers and status codes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The worked example of DOMAIN.md, as a person responsible goes through the guide's steps 1 to 7."""
+"""The worked example of docs/DOMAIN.md, as a person responsible goes through the guide's steps 1 to 7."""
 
 from __future__ import annotations
 

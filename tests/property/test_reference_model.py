@@ -1,6 +1,6 @@
 """Random sequences of grants, revokes, delegations, withdrawals and date changes, driven through
 the real server, against a reference model written plainly here (dicts and loops, from
-DOMAIN.md, not from authz/engine). Every CheckAccess must agree with the model, and so must
+docs/DOMAIN.md, not from authz/engine). Every CheckAccess must agree with the model, and so must
 both lookups (LookupPrincipals: who the model allows on an organization; LookupOrganizations:
 where it allows a contact); the canary contact, never granted anything, must never be
 allowed nor looked up (OpenFGA's never-granted canary).
@@ -132,7 +132,7 @@ class Rel:
 
 
 def role_default(role: str, subject: str) -> int:
-    # The shipped policy (DOMAIN.md rule 2).
+    # The shipped policy (docs/DOMAIN.md, rule 2).
     if role == "dirigeant":
         return WRITE
     if role == "personne_responsable":

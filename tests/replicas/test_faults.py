@@ -18,8 +18,8 @@ from authz.config import Settings
 from authz.domain.model import Relation, RelationKind, Right
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy
-from authz.replication.changes import Change
 from authz.replication.follower import Follower
+from authz.store.changes import Change
 from authz.store.sql import SqlStore
 
 from .conftest import RandomWriter, Served, converges

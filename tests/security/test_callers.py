@@ -1,4 +1,4 @@
-"""Callers are authenticated and each may call only its RPCs (ASVS V8.2, V8.3; API.md UNAUTHENTICATED)."""
+"""Callers are authenticated and each may call only its RPCs (ASVS V8.2, V8.3; UNAUTHENTICATED without a known token)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Finding 9: a sent link code is nowhere on disk.
 
-The outbox body is encrypted before the database sees it (authz/mail.py OutboxCipher), so
+The outbox body is encrypted before the database sees it (authz/store/outbox.py OutboxCipher), so
 neither the SQLite file, its WAL and shared-memory files, nor PostgreSQL's heap pages (old
 row versions included, until vacuum) ever hold a code or the text around it.
 """

@@ -1,8 +1,9 @@
-"""One suite every store backend passes (STYLE.md habit 4): here SQLite and PostgreSQL."""
+"""One suite every store backend passes, method by method of the store's protocols: here SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,8 +13,8 @@ from sqlalchemy import text
 
 from authz.domain.model import END_OF_TIME, Contact, Organization, OrganizationKind, Relation, RelationKind, Right, Role
 from authz.errors import AlreadyExists
-from authz.replication.changes import Change
 from authz.store import migrate
+from authz.store.changes import Change
 from authz.store.interface import (
     AuditRecord,
     ImportBatch,
@@ -548,3 +549,70 @@ def test_a_bulk_write_leaves_its_pooled_connection_as_it_found_it(store: SqlStor
     with store.transaction() as tx:
         assert tx.c.connection.dbapi_connection is connection  # the same pooled connection, back
         assert tx.c.exec_driver_sql("PRAGMA cache_size").scalar_one() == before
+
+
+# -- what the follower, Watch, the policy reload and tracing read through the store
+
+
+def test_a_change_reader_reads_what_changes_after_reads_and_reconnects_after_close(store: SqlStore) -> None:
+    start = store.revision()
+    revisions = [_logged_write(store, contact_relation(f"R{n}")) for n in range(1, 4)]
+    reader = store.change_reader()
+    try:
+        assert reader.read(start, 100) == store.changes_after(start, 100)
+        assert [c.revision for c in reader.read(start, 2).changes] == revisions[:2]  # paged, in order
+        reader.close()
+        assert [c.revision for c in reader.read(revisions[1], 100).changes] == revisions[2:]  # opened again
+        assert reader.read(revisions[-1], 100).changes == ()
+    finally:
+        reader.close()
+
+
+def test_change_notices_announce_each_committed_revision_where_the_backend_has_them(store: SqlStore) -> None:
+    notices = store.change_notices()
+    if store.engine.dialect.name == "sqlite":
+        assert notices is None  # followers poll alone
+        return
+    assert notices is not None
+    with notices as listener:
+        revision = _logged_write(store, contact_relation())
+        heard: list[int | None] = []
+        deadline = time.monotonic() + 5
+        while revision not in heard and time.monotonic() < deadline:
+            heard.extend(listener.heard(0.5))
+    assert heard == [revision]  # once, at commit
+    assert store.change_notices() is not notices  # a new listener each time, for a reconnection
+
+
+def test_live_grants_count_grants_in_force_per_subject(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.add_relation(contact_relation("R1"), T0, None)  # rapport_mensuel, profil
+        tx.add_relation(contact_relation("R2", contact_id="C2", subjects={"profil": Right.WRITE}), T0, None)
+        tx.add_relation(contact_relation("R3", subjects={"cotisations": Right.READ}), T0, None)
+        tx.end_relation("R3", T0)  # ended: its grants are no longer in force
+        tx.remove_subjects("R1", ["rapport_mensuel"], T0 + timedelta(hours=1))
+    assert store.live_grants() == {"profil": 2}
+    with store.transaction() as tx:
+        tx.add_subjects("R1", {"rapport_mensuel": Right.READ}, T0 + timedelta(hours=2))
+    assert store.live_grants() == {"profil": 2, "rapport_mensuel": 1}
+    assert store.live_grants(["rapport_mensuel", "cotisations"]) == {"rapport_mensuel": 1}
+    assert store.live_grants(excluding=["profil"]) == {"rapport_mensuel": 1}
+    assert store.live_grants([]) == {}
+
+
+def test_observed_statements_begin_and_end_once_each_and_name_a_failure(store: SqlStore) -> None:
+    begun: list[tuple[str, str]] = []
+    ended: list[tuple[int, str | None]] = []
+
+    def begin(system: str, _database: str, statement: str) -> object | None:
+        begun.append((system, statement))
+        return len(begun) if "organizations" in statement else None  # only some are of interest
+
+    store.observe_statements(begin, lambda token, error: ended.append((token, error)))  # type: ignore[arg-type]
+    with store.transaction() as tx:
+        assert tx.get_organization("A") is not None
+    assert begun and {system for system, _ in begun} == {store.engine.dialect.name}
+    assert len(ended) == 1 and ended[0][1] is None
+    with pytest.raises(AlreadyExists), store.transaction() as tx:
+        tx.add_organization(Organization("A", "Again", OrganizationKind.ASSOCIATION), T0)
+    assert len(ended) == 2 and ended[1][1] in {"IntegrityError", "UniqueViolation"}  # the driver's name for it

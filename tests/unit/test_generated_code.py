@@ -1,4 +1,4 @@
-"""The committed generated code is exactly what protoc makes of the proto (STYLE.md habit 10)."""
+"""The committed generated code is exactly what protoc makes of the proto, so no one edits it by hand."""
 
 from __future__ import annotations
 
