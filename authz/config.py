@@ -74,6 +74,15 @@ class Settings:
     watch_checkpoint_seconds: float = 5.0  # an idle Watch stream gets a checkpoint this often
     watch_send_timeout_seconds: float = 10.0  # a Watch consumer that reads nothing for this long is cut off
     max_watchers: int = 4  # Watch streams at once per process (each holds a worker thread)
+    # Operations: draining, sibling processes, mail retries.
+    # After SIGTERM, health answers NOT_SERVING while calls are still answered for this long, so that
+    # balancers and clients move away before the listener closes; then in-flight calls get grace_seconds.
+    shutdown_grace_seconds: float = 2.0
+    # A read waits at most this long for its process to apply a write a sibling process acknowledged.
+    sibling_wait_seconds: float = 2.0
+    mail_retry_initial_seconds: float = 1.0  # first pause after a failed send; doubles each time
+    mail_retry_max_seconds: float = 300.0  # the pause never grows beyond this
+    mail_give_up_seconds: int = 24 * 3600  # mail other than a link code is retried this long
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -103,6 +112,11 @@ class Settings:
         "watch_checkpoint_seconds": "AUTHZ_WATCH_CHECKPOINT_SECONDS",
         "watch_send_timeout_seconds": "AUTHZ_WATCH_SEND_TIMEOUT_SECONDS",
         "max_watchers": "AUTHZ_MAX_WATCHERS",
+        "shutdown_grace_seconds": "AUTHZ_SHUTDOWN_GRACE_SECONDS",
+        "sibling_wait_seconds": "AUTHZ_SIBLING_WAIT_SECONDS",
+        "mail_retry_initial_seconds": "AUTHZ_MAIL_RETRY_INITIAL_SECONDS",
+        "mail_retry_max_seconds": "AUTHZ_MAIL_RETRY_MAX_SECONDS",
+        "mail_give_up_seconds": "AUTHZ_MAIL_GIVE_UP_SECONDS",
     }
 
     @classmethod

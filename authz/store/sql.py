@@ -178,6 +178,14 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def reopened(self) -> SqlStore:
+        """The same store on a new engine, with the same outbox key: what a forked worker process uses."""
+        return SqlStore(
+            make_engine(self.engine.url.render_as_string(hide_password=False)),
+            outbox_cipher=self.outbox_cipher,
+            outbox_problem=self._outbox_problem,
+        )
+
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         try:
