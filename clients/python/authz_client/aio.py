@@ -88,10 +88,10 @@ class AsyncAuthzClient:
             try:
                 return await method(request, timeout=remaining, metadata=self._metadata)
             except grpc.RpcError as error:
-                if policy is None or attempt >= policy.max_attempts or error.code() not in policy.codes:
+                if policy is None or error.code() not in policy.codes or policy.gives_up_after(attempt, deadline):
                     raise error_from_aio_rpc_error(error) from error
-                pause = policy.pause(attempt)
-                if deadline is not None and time.monotonic() + pause >= deadline:
+                pause = policy.pause_within(attempt, time.monotonic(), deadline)
+                if pause is None:
                     raise error_from_aio_rpc_error(error) from error
                 await asyncio.sleep(pause)
                 attempt += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import grpc
@@ -113,11 +114,14 @@ def test_no_retry_policy_means_one_attempt(target: str, fake: FakeAuthz) -> None
 
 def test_the_deadline_covers_every_attempt(target: str, fake: FakeAuthz) -> None:
     fake.fail("CheckAccess", UNAVAILABLE, "down")
-    # Pauses of 0.5 s against a 0.3 s deadline: the first pause would end past it, so no second attempt.
+    # Pauses of 0.5 s against a 0.3 s deadline: the pause is cut short to leave room for one more
+    # attempt within the deadline, and the call ends with it, not 0.5 s later.
     slow = RetryPolicy(max_attempts=10, initial_backoff=0.5, max_backoff=0.5, jitter=lambda low, high: high)
+    started = time.monotonic()
     with AuthzClient(target, timeout=0.3, retry=slow) as client, pytest.raises(UnavailableError):
         client.check("C-1", "ORG-SQC", "rapport_mensuel", "read")
-    assert len(fake.requests("CheckAccess")) == 1
+    assert len(fake.requests("CheckAccess")) == 2
+    assert time.monotonic() - started < 0.45
     # Short pauses: later attempts get what is left of the one deadline, never a fresh one.
     fake.reset()
     fake.fail("CheckAccess", UNAVAILABLE, "down", times=2)
@@ -127,6 +131,15 @@ def test_the_deadline_covers_every_attempt(target: str, fake: FakeAuthz) -> None
     remaining = [call.time_remaining for call in fake.calls if call.method == "CheckAccess"]
     assert len(remaining) == 3 and all(r is not None for r in remaining)
     assert remaining[2] < remaining[0]  # type: ignore[operator]
+
+
+def test_the_default_retry_lasts_until_the_deadline(target: str, fake: FakeAuthz) -> None:
+    # A restart takes seconds: the default policy keeps trying, with backoff, for as long as the deadline allows.
+    # Six failures: more than the five attempts the default once allowed.
+    fake.fail("CheckAccess", UNAVAILABLE, "restarting", times=6)
+    with AuthzClient(target, timeout=20.0) as client:
+        client.check("C-1", "ORG-SQC", "rapport_mensuel", "read")
+    assert len(fake.requests("CheckAccess")) == 7
 
 
 def test_the_async_client_retries_the_same_way(target: str, fake: FakeAuthz) -> None:
