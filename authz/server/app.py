@@ -172,7 +172,12 @@ class AuthzApp:
         self.tokens = TokenFormat(prepared.store_id)
         self.follower = Follower(self.store, self.engine, settings, prepared.store_id)
         self.relay = OutboxRelay(
-            self.store, mailer_from_url(settings.mail_url, settings.outbox_dir), interval=settings.mail_interval_seconds
+            self.store,
+            mailer_from_url(settings.mail_url, settings.outbox_dir),
+            interval=settings.mail_interval_seconds,
+            retry_initial=settings.mail_retry_initial_seconds,
+            retry_max=settings.mail_retry_max_seconds,
+            give_up_seconds=settings.mail_give_up_seconds,
         )
         self.deps = Deps(
             store=self.store,
@@ -224,7 +229,11 @@ class AuthzApp:
             clock=clock,
         )
         self.observability.watch(
-            engine=self.engine, store=self.store, relay=self.relay, policy_status=lambda: self.policy_watcher.status
+            engine=self.engine,
+            store=self.store,
+            relay=self.relay,
+            policy_status=lambda: self.policy_watcher.status,
+            mail_give_up_seconds=settings.mail_give_up_seconds,
         )
 
     @property

@@ -575,6 +575,8 @@ class Observability:
             self._count(m.outbox_sent, "sent", relay.sent_count)
             self._count(m.outbox_failures, "failures", relay.failure_count)
         store = sources.get("store")
+        # Messages the store could not decrypt never reach the relay: failures all the same.
+        self._count(m.outbox_failures, "undecryptable", getattr(store, "outbox_decrypt_failures", 0))
         pool = getattr(getattr(store, "engine", None), "pool", None)
         if pool is not None and hasattr(pool, "checkedout"):
             m.pool.labels("checked_out").set(pool.checkedout())
@@ -605,7 +607,7 @@ class Observability:
             m.lag.set(max(0, revision - engine.revision))
         backlog = getattr(store, "outbox_backlog", None)
         if backlog is not None:
-            pending, oldest, abandoned = backlog()
+            pending, oldest, abandoned = backlog(self._sources.get("mail_give_up_seconds"))
             m.outbox_pending.set(pending)
             m.outbox_oldest.set(0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
             m.outbox_abandoned.set(abandoned)

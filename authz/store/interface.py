@@ -73,6 +73,9 @@ class OutboxRow:
     subject: str
     body: str
     attempts: int = 0
+    # Until when the message is worth sending (a link code's expiry); None: the server's give-up window.
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,9 +289,11 @@ class Store(Protocol):
         ...
 
     # the outbox relay's side (authz.mail.OutboxStore)
-    def pending_outbox(self, limit: int) -> list[OutboxRow]: ...
+    def pending_outbox(
+        self, limit: int, *, now: datetime | None = None, give_up_seconds: float | None = None
+    ) -> list[OutboxRow]: ...
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None: ...
-    def mark_outbox_failed(self, message_id: str, error: str) -> None: ...
+    def mark_outbox_failed(self, message_id: str, error: str, retry_at: datetime | None = None) -> None: ...
 
     # -- issue 10: replicas
     def store_id(self) -> str: ...

@@ -369,6 +369,9 @@ class GrantRelationResponse(_message.Message):
     relation_id: _builtins.str
     contact_id: _builtins.str
     link_code_sent: _builtins.bool
+    """A link-code email was queued (committed with the grant), not yet delivered: the outbox
+    retries it until the code expires (see authz_outbox_pending and docs/ops).
+    """
     revision: _builtins.str
     def __init__(
         self,
@@ -1325,6 +1328,7 @@ class UpdateContactResponse(_message.Message):
     confirmation_sent: _builtins.bool
     """a confirmation email was queued for the contact"""
     link_code_sent: _builtins.bool
+    """a link-code email was queued (not yet delivered), as in GrantRelationResponse"""
     revision: _builtins.str
     @_builtins.property
     def changed_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
