@@ -63,8 +63,8 @@ class Cluster:
             AUTHZ_SHUTDOWN_GRACE_SECONDS="0.5",
             AUTHZ_PROCESSES="2",
             AUTHZ_OUTBOX_KEY=TEST_OUTBOX_KEY,
-            **self.env,
         )
+        env.update(self.env)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if self.metrics_port:
             env["AUTHZ_METRICS_LISTEN"] = f"127.0.0.1:{self.metrics_port}"
@@ -113,7 +113,7 @@ class Cluster:
     def workers(self) -> set[int]:
         """Pids of the worker processes, from the supervisor's log."""
         started = {int(m.group(1)) for m in re.finditer(r"worker (\d+) started", self.output())}
-        ended = {int(m.group(1)) for m in re.finditer(r"worker (\d+) (?:ended|drained)", self.output())}
+        ended = {int(m.group(1)) for m in re.finditer(r"worker (\d+) (?:\(slot \d+\) )?(?:ended|drained|died)", self.output())}
         return started - ended
 
     def scrape(self) -> str:
