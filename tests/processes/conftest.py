@@ -113,7 +113,10 @@ class Cluster:
     def workers(self) -> set[int]:
         """Pids of the worker processes, from the supervisor's log."""
         started = {int(m.group(1)) for m in re.finditer(r"worker (\d+) started", self.output())}
-        ended = {int(m.group(1)) for m in re.finditer(r"worker (\d+) (?:\(slot \d+\) )?(?:ended|drained|died)", self.output())}
+        ended = {
+            int(m.group(1))
+            for m in re.finditer(r"worker (\d+) (?:\(slot \d+\) )?(?:ended|drained|died)", self.output())
+        }
         return started - ended
 
     def scrape(self) -> str:
