@@ -155,10 +155,17 @@ def _import(store: Store, path: Path, settings: Settings, report_path: Path | No
         report_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"report: {report_path}")
     for refusal in report.refused[:20]:
-        print(f"  refused {refusal['section']}[{refusal['index']}] {refusal['id'] or ''}: {refusal['reason']}")
+        # Ids and reasons come from the input file: escaped, so no byte of it reaches the terminal as a control.
+        shown = _printable(str(refusal["id"] or ""))
+        print(f"  refused {refusal['section']}[{refusal['index']}] {shown}: {_printable(str(refusal['reason']))}")
     if len(report.refused) > 20:
         print(f"  … and {len(report.refused) - 20} more in the report")
-    return 0
+    return len(report.refused)
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters (terminal escape sequences among them) shown as escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -166,11 +173,27 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logging("WARNING")
-    path = Path(args.file)
+    if args.demo == bool(args.file):
+        print("authz import: give a FILE, or --demo for the packaged demo data set", file=sys.stderr)
+        return 2
+    path = DEMO_FILE if args.demo else Path(args.file)
+    if args.report:
+        report_path = Path(args.report)
+    elif args.demo:
+        # The demo file sits inside the installed package: its report goes to the working folder.
+        report_path = Path.cwd() / "demo.import-report.json"
+    else:
+        report_path = path.with_name(path.stem + ".import-report.json")
     store = open_store(settings)
     try:
-        report_path = Path(args.report) if args.report else path.with_name(path.stem + ".import-report.json")
-        return _import(store, path, settings, report_path)
+        refused = _import(store, path, settings, report_path)
+        if refused and not args.allow_refused:
+            print(
+                f"authz import: {refused} row(s) refused (see the report); --allow-refused accepts that",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     except ValueError as exc:
         print(f"authz import: {exc}", file=sys.stderr)
         return 2
@@ -234,8 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser("import", help="import a JSON data set (API.md's format)")
     common(imp)
-    imp.add_argument("file")
-    imp.add_argument("--report", help="where to write the report (default FILE.import-report.json)")
+    imp.add_argument("file", nargs="?", help="the JSON data set (or --demo)")
+    imp.add_argument("--demo", action="store_true", help="import the demo data set packaged with authz")
+    imp.add_argument(
+        "--report", help="where to write the report (default FILE.import-report.json beside FILE; --demo: ./)"
+    )
+    imp.add_argument(
+        "--allow-refused", action="store_true", help="exit 0 even when rows were refused (default: exit 1)"
+    )
     imp.set_defaults(func=cmd_import)
 
     callers = sub.add_parser("callers", help="caller credentials for the callers file")

@@ -202,3 +202,16 @@ def test_the_server_does_not_import_the_policy_tools() -> None:
     code = "import sys, authz.server.app; print(sorted(m for m in sys.modules if m.startswith('authz.policytools')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_validate_and_test_take_the_folder_positionally_or_by_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from authz.engine.policy import default_policy_dir
+
+    folder = str(default_policy_dir())
+    assert main(["policy", "validate", folder]) == 0
+    assert main(["policy", "validate", "--policy-dir", folder]) == 0
+    assert main(["policy", "test", folder]) == 0
+    assert main(["policy", "test", "--policy-dir", folder]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["policy", "validate", folder, "--policy-dir", "/elsewhere"])
