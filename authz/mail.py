@@ -22,6 +22,7 @@ import smtplib
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -437,6 +438,7 @@ class OutboxRelay:
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
         give_up_seconds: float = 24 * 3600,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if interval <= 0 or (max_attempts is not None and max_attempts < 1) or batch < 1:
             raise ValueError("interval must be positive, max_attempts and batch at least 1")
@@ -451,6 +453,8 @@ class OutboxRelay:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._give_up_seconds = give_up_seconds
+        # The service's clock: the one that stamped each message's queueing time and expiry.
+        self._clock = clock or (lambda: datetime.now(UTC))
         # One pass at a time, so the thread and a direct caller never send the same row twice.
         self._pass_lock = threading.Lock()
         self._wake = threading.Event()
@@ -468,7 +472,7 @@ class OutboxRelay:
         """
         sent = 0
         with self._pass_lock:
-            now = datetime.now(UTC)
+            now = self._clock()
             for message in self._store.pending_outbox(self._batch, now=now, give_up_seconds=self._give_up_seconds):
                 if self._max_attempts is not None and message.attempts >= self._max_attempts:
                     # Left for an operator; the store should stop returning these.

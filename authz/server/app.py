@@ -178,6 +178,7 @@ class AuthzApp:
             retry_initial=settings.mail_retry_initial_seconds,
             retry_max=settings.mail_retry_max_seconds,
             give_up_seconds=settings.mail_give_up_seconds,
+            clock=clock,
         )
         self.deps = Deps(
             store=self.store,

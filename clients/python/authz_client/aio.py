@@ -233,6 +233,29 @@ class AsyncAuthzClient:
         )
         return response
 
+    async def watch(self, after_revision: str = "", *, resume: bool = True) -> AsyncIterator[authz_pb2.WatchResponse]:
+        """As :meth:`AuthzClient.watch`: committed writes after ``after_revision``, resumed after a restart."""
+        cursor = after_revision
+        attempt = 1
+        while True:
+            call = self._stub.Watch(authz_pb2.WatchRequest(after_revision=cursor), metadata=self._metadata)
+            try:
+                async for answer in call:
+                    cursor = answer.revision or cursor
+                    attempt = 1
+                    yield answer
+                return
+            except grpc.RpcError as error:
+                policy = self._retry
+                if not resume or policy is None or error.code() not in policy.codes:
+                    raise error_from_aio_rpc_error(error) from error
+                if policy.gives_up_after(attempt, None):
+                    raise error_from_aio_rpc_error(error) from error
+                await asyncio.sleep(policy.pause(attempt))
+                attempt += 1
+            finally:
+                call.cancel()
+
     async def redeem_link_code(self, account_id: str, code: str) -> authz_pb2.RedeemLinkCodeResponse:
         """Link ``account_id`` to the contact the code was issued for."""
         request = authz_pb2.RedeemLinkCodeRequest(account_id=account_id, code=code)

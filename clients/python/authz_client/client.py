@@ -261,6 +261,35 @@ class AuthzClient:
         )
         return response
 
+    def watch(self, after_revision: str = "", *, resume: bool = True) -> Iterator[authz_pb2.WatchResponse]:
+        """Committed writes after ``after_revision`` (a revision token; empty: from now), in commit order,
+        and a checkpoint now and then when idle. The stream has no deadline.
+
+        With ``resume`` (the default), a stream broken by a restart (UNAVAILABLE) is opened again from
+        the last revision received, with the retry policy's backoff: no write is missed or repeated.
+        Stop by breaking out of the loop (the call is cancelled) or by closing the client.
+        """
+        cursor = after_revision
+        attempt = 1
+        while True:
+            call = self._stub.Watch(authz_pb2.WatchRequest(after_revision=cursor), metadata=self._metadata)
+            try:
+                for answer in call:
+                    cursor = answer.revision or cursor
+                    attempt = 1
+                    yield answer
+                return
+            except grpc.RpcError as error:
+                policy = self._retry
+                if not resume or policy is None or error.code() not in policy.codes:
+                    raise error_from_rpc_error(error) from error
+                if policy.gives_up_after(attempt, None):
+                    raise error_from_rpc_error(error) from error
+                time.sleep(policy.pause(attempt))
+                attempt += 1
+            finally:
+                call.cancel()
+
     def redeem_link_code(self, account_id: str, code: str) -> authz_pb2.RedeemLinkCodeResponse:
         """Link ``account_id`` to the contact the code was issued for."""
         request = authz_pb2.RedeemLinkCodeRequest(account_id=account_id, code=code)
