@@ -47,7 +47,11 @@ class RetryPolicy:
     initial_backoff: float = 0.1
     max_backoff: float = 2.0
     multiplier: float = 2.0
-    codes: frozenset[grpc.StatusCode] = field(default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE}))
+    # CANCELLED too: a server that stops cancels the calls that reached it after its listener closed,
+    # before it could answer them; only calls safe to repeat are retried at all.
+    codes: frozenset[grpc.StatusCode] = field(
+        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+    )
     jitter: Callable[[float, float], float] = field(default=random.uniform, repr=False, compare=False)
 
     def __post_init__(self) -> None:
