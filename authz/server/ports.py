@@ -49,7 +49,11 @@ def lock_path(listen: str, directory: Path | None = None) -> Path:
 
 
 def claim_port(listen: str, directory: Path | None = None) -> PortClaim | None:
-    """Lock `listen` for this server, or raise ConfigError naming who holds it; None for port 0 (a free one)."""
+    """Lock `listen` for this server, or raise ConfigError naming who holds it; None for port 0 (a free one)
+    or an address that is not host:port (a unix socket: its path is its own lock)."""
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit() or listen.startswith("unix:"):
+        return None
     host, port = _split(listen)
     if port == 0:
         return None

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 from authz_client import AuthzClient, AuthzClientError, Right
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -85,3 +86,13 @@ def test_every_output_line_is_json_with_the_pid(cluster: Callable[..., Cluster],
     assert serving and serving[0]["listen"] == served.address
     assert len({line["pid"] for line in lines}) >= 3  # the supervisor and two workers
     assert not any("@example.org" in line["message"] for line in lines if line["logger"] == "authz.mail")
+
+
+@pytest.mark.postgres
+def test_worker_processes_on_postgresql_refuse_to_start_without_an_outbox_key(
+    cluster: Callable[..., Cluster], postgres_database: Callable[[], str]
+) -> None:
+    served = cluster(postgres_database(), AUTHZ_OUTBOX_KEY="")
+    refused = served.run("serve", "--processes", "2")
+    assert refused.returncode == 2
+    assert "AUTHZ_OUTBOX_KEY" in refused.stderr and "started (slot" not in refused.stderr
