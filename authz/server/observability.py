@@ -15,9 +15,10 @@ successful check writes no log line (DEBUG only; `authz bench` measures it all).
 
 Several processes: with PROMETHEUS_MULTIPROC_DIR set (before the process starts, and
 emptied at each deployment), every process writes its figures to files there and
-/metrics serves them all, summed (counters, histograms) or per pid (gauges). Metric
-objects are process-agnostic, so a worker forked after they were made writes its own
-files. A process that ends should be reported with `mark_process_dead(pid)`.
+/metrics serves them all, summed (counters, histograms) or per pid (gauges, `process_*`
+included). `authz serve --processes N` turns this on by itself (`enable_multiprocess`),
+serves /metrics once from the supervisor, and calls `mark_process_dead(pid)` as soon as a
+worker ends (authz/replication/supervisor.py).
 """
 
 from __future__ import annotations
