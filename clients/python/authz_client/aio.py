@@ -425,7 +425,9 @@ class AsyncAuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.UpdateContactResponse = await self._call(self._stub.UpdateContact, request)
+        response: authz_pb2.UpdateContactResponse = await self._call(
+            self._stub.UpdateContact, request, retry=bool(request_id)
+        )
         return response
 
     async def update_relation(
@@ -449,7 +451,9 @@ class AsyncAuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.UpdateRelationResponse = await self._call(self._stub.UpdateRelation, request)
+        response: authz_pb2.UpdateRelationResponse = await self._call(
+            self._stub.UpdateRelation, request, retry=bool(request_id)
+        )
         return response
 
     async def list_requests(
@@ -519,7 +523,9 @@ class AsyncAuthzClient:
             attestation=rq.change_attestation(attest),
             request_id=request_id,
         )
-        response: authz_pb2.ResolveMigrationIssueResponse = await self._call(self._stub.ResolveMigrationIssue, request)
+        response: authz_pb2.ResolveMigrationIssueResponse = await self._call(
+            self._stub.ResolveMigrationIssue, request, retry=bool(request_id)
+        )
         return response
 
     # -- lookups (issue 12) --------------------------------------------------------------

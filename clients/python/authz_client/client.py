@@ -456,7 +456,9 @@ class AuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.UpdateContactResponse = self._call(self._stub.UpdateContact, request)
+        response: authz_pb2.UpdateContactResponse = self._call(
+            self._stub.UpdateContact, request, retry=bool(request_id)
+        )
         return response
 
     def update_relation(
@@ -480,7 +482,9 @@ class AuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.UpdateRelationResponse = self._call(self._stub.UpdateRelation, request)
+        response: authz_pb2.UpdateRelationResponse = self._call(
+            self._stub.UpdateRelation, request, retry=bool(request_id)
+        )
         return response
 
     def list_requests(
@@ -549,7 +553,9 @@ class AuthzClient:
             attestation=rq.change_attestation(attest),
             request_id=request_id,
         )
-        response: authz_pb2.ResolveMigrationIssueResponse = self._call(self._stub.ResolveMigrationIssue, request)
+        response: authz_pb2.ResolveMigrationIssueResponse = self._call(
+            self._stub.ResolveMigrationIssue, request, retry=bool(request_id)
+        )
         return response
 
     # -- lookups (issue 12) --------------------------------------------------------------

@@ -78,6 +78,23 @@ def test_a_write_is_retried_only_with_a_request_id(target: str, fake: FakeAuthz)
         assert len(fake.requests("IssueLinkCode")) == 2
 
 
+def test_the_guide_s_other_writes_are_retried_only_with_a_request_id(target: str, fake: FakeAuthz) -> None:
+    with AuthzClient(target, retry=policy(Pauses())) as client:
+        for rpc, write in (
+            ("UpdateContact", lambda rid: client.update_contact("C-1", "ORG-SQC", "C-2", first_name="A", request_id=rid)),
+            ("UpdateRelation", lambda rid: client.update_relation("C-1", "ORG-SQC", "R-1", end_date="2030-01-01", request_id=rid)),
+            ("ResolveMigrationIssue", lambda rid: client.resolve_migration_issue("C-1", "ORG-SQC", "I-1", request_id=rid)),
+        ):  # fmt: skip
+            fake.reset()
+            fake.fail(rpc, UNAVAILABLE, "store down", times=1)
+            with pytest.raises(UnavailableError):
+                write("")
+            assert len(fake.requests(rpc)) == 1, rpc  # no request id: a retry could write twice
+            fake.fail(rpc, UNAVAILABLE, "store down", times=1)
+            write(f"{rpc}-1")
+            assert len(fake.requests(rpc)) == 3, rpc
+
+
 def test_redeeming_a_code_is_never_retried(target: str, fake: FakeAuthz) -> None:
     fake.fail("RedeemLinkCode", UNAVAILABLE, "down", times=1)
     fake.fail("LinkLegacyAccess", UNAVAILABLE, "down", times=1)
