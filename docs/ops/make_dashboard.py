@@ -167,7 +167,10 @@ panel(
 panel(
     "Messages received and sent",
     [
-        (f"sum by (grpc_method) (rate(grpc_server_msg_received_total{{{SVC}}}[$__rate_interval]))", "in {{grpc_method}}"),
+        (
+            f"sum by (grpc_method) (rate(grpc_server_msg_received_total{{{SVC}}}[$__rate_interval]))",
+            "in {{grpc_method}}",
+        ),
         (f"sum by (grpc_method) (rate(grpc_server_msg_sent_total{{{SVC}}}[$__rate_interval]))", "out {{grpc_method}}"),
     ],
     0,
