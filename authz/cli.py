@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ DEMO_FILE = Path(__file__).resolve().parent / "demo" / "demo.json"
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
+        _flag_environment(args),
         database_url=getattr(args, "database_url", None),
         listen=getattr(args, "listen", None),
         policy_dir=Path(args.policy_dir) if getattr(args, "policy_dir", None) else None,
@@ -36,8 +38,36 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_key=Path(args.tls_key) if getattr(args, "tls_key", None) else None,
         tls_client_ca=Path(args.tls_client_ca) if getattr(args, "tls_client_ca", None) else None,
         processes=getattr(args, "processes", None),
-        http_listen=getattr(args, "http_listen", None),
     )
+
+
+# Settings with no flag of their own: secrets (argv is visible to every user of the host, in `ps`).
+_NO_FLAG = frozenset({"page_token_key", "outbox_key"})
+
+
+def _setting_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for every setting not given one by hand, named after it (`--grace-seconds` for
+    AUTHZ_GRACE_SECONDS): the flag wins over the variable, and is read exactly as the variable is."""
+    taken = {option for action in parser._actions for option in action.option_strings}
+    for name, variable in Settings._ENV.items():
+        flag = _setting_flag(name)
+        if name in _NO_FLAG or flag in taken:
+            continue
+        parser.add_argument(flag, dest=f"setting_{name}", metavar="VALUE", help=f"({variable})")
+
+
+def _flag_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The environment with the generated setting flags laid over it."""
+    environ = dict(os.environ)
+    for name, variable in Settings._ENV.items():
+        value = getattr(args, f"setting_{name}", None)
+        if value is not None:
+            environ[variable] = value
+    return environ
 
 
 def _configure_logging(level: str, log_format: str = "text", *, with_pid: bool = False) -> None:
@@ -48,9 +78,11 @@ def _configure_logging(level: str, log_format: str = "text", *, with_pid: bool =
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from authz.engine.policy import PolicyLoadError
-    from authz.server.app import AuthzApp
+    from authz.server.app import AuthzApp, check_settings
     from authz.server.auth import require_callers_beyond_loopback
+    from authz.server.logs import announce
     from authz.server.observability import Observability
+    from authz.server.ports import claim_port
     from authz.store.sql import open_store
 
     settings = _settings(args)
@@ -63,8 +95,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Before anything is opened or imported: an open listener without callers never gets that far.
     require_callers_beyond_loopback(settings)
     log.info("settings: %s", settings.describe())
+    # Before anything binds: a second server on this host and port stops here, with who holds it.
+    claim = claim_port(settings.listen)
     store = open_store(settings)
     try:
+        # One code path for one process or N: every check of the settings, before any fork.
+        check_settings(settings, store)
         if args.demo:
             _import(store, DEMO_FILE, settings, report_path=None)
         if settings.processes > 1:
@@ -94,11 +130,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Only wakes the watcher thread: validation and the swap never run inside a signal handler.
         signal.signal(signal.SIGHUP, lambda _signum, _frame: app.policy_watcher.request_reload())
     app.start()
-    print(f"authz serving on {settings.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
+    listen = f"{settings.listen.rsplit(':', 1)[0]}:{app.port}"
+    announce(f"authz serving on {listen}", listen=listen)
     if app.http is not None:
-        print(f"authz serving HTTP/JSON on {settings.http_listen.rsplit(':', 1)[0]}:{app.http.port}", flush=True)
+        http_listen = f"{settings.http_listen.rsplit(':', 1)[0]}:{app.http.port}"
+        announce(f"authz serving HTTP/JSON on {http_listen}", http_listen=http_listen)
     stop.wait()
-    app.stop()
+    app.drain_and_stop()
+    if claim is not None:
+        claim.release()
     log.info("stopped")
     return 0
 
@@ -111,15 +151,24 @@ def _import(store: Store, path: Path, settings: Settings, report_path: Path | No
     report = import_file(store, path, policy.subjects)
     summary = report.as_dict()
     accepted = ", ".join(f"{count} {name}" for name, count in report.accepted.items() if count) or "nothing new"
-    print(f"imported {path.name}: {accepted}; {len(report.refused)} row(s) refused")
+    from authz.server.logs import announce
+
+    announce(f"imported {path.name}: {accepted}; {len(report.refused)} row(s) refused")
     if report_path is not None:
         report_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"report: {report_path}")
     for refusal in report.refused[:20]:
-        print(f"  refused {refusal['section']}[{refusal['index']}] {refusal['id'] or ''}: {refusal['reason']}")
+        # Ids and reasons come from the input file: escaped, so no byte of it reaches the terminal as a control.
+        shown = _printable(str(refusal["id"] or ""))
+        print(f"  refused {refusal['section']}[{refusal['index']}] {shown}: {_printable(str(refusal['reason']))}")
     if len(report.refused) > 20:
         print(f"  … and {len(report.refused) - 20} more in the report")
-    return 0
+    return len(report.refused)
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters (terminal escape sequences among them) shown as escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -127,11 +176,27 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logging("WARNING")
-    path = Path(args.file)
+    if args.demo == bool(args.file):
+        print("authz import: give a FILE, or --demo for the packaged demo data set", file=sys.stderr)
+        return 2
+    path = DEMO_FILE if args.demo else Path(args.file)
+    if args.report:
+        report_path = Path(args.report)
+    elif args.demo:
+        # The demo file sits inside the installed package: its report goes to the working folder.
+        report_path = Path.cwd() / "demo.import-report.json"
+    else:
+        report_path = path.with_name(path.stem + ".import-report.json")
     store = open_store(settings)
     try:
-        report_path = Path(args.report) if args.report else path.with_name(path.stem + ".import-report.json")
-        return _import(store, path, settings, report_path)
+        refused = _import(store, path, settings, report_path)
+        if refused and not args.allow_refused:
+            print(
+                f"authz import: {refused} row(s) refused (see the report); --allow-refused accepts that",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     except ValueError as exc:
         print(f"authz import: {exc}", file=sys.stderr)
         return 2
@@ -190,15 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", help="server certificate, PEM (AUTHZ_TLS_CERT)")
     serve.add_argument("--tls-key", help="server private key, PEM (AUTHZ_TLS_KEY)")
     serve.add_argument("--tls-client-ca", help="CA that signs caller certificates: mutual TLS (AUTHZ_TLS_CLIENT_CA)")
-    serve.add_argument(
-        "--http-listen", help="host:port of the HTTP/JSON face, the Connect protocol (AUTHZ_HTTP_LISTEN; default off)"
-    )
+    _add_setting_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
     imp = sub.add_parser("import", help="import a JSON data set (the format of docs/IMPORT.md)")
     common(imp)
-    imp.add_argument("file")
-    imp.add_argument("--report", help="where to write the report (default FILE.import-report.json)")
+    imp.add_argument("file", nargs="?", help="the JSON data set (or --demo)")
+    imp.add_argument("--demo", action="store_true", help="import the demo data set packaged with authz")
+    imp.add_argument(
+        "--report", help="where to write the report (default FILE.import-report.json beside FILE; --demo: ./)"
+    )
+    imp.add_argument(
+        "--allow-refused", action="store_true", help="exit 0 even when rows were refused (default: exit 1)"
+    )
     imp.set_defaults(func=cmd_import)
 
     callers = sub.add_parser("callers", help="caller credentials for the callers file")
@@ -228,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"authz {args.command}: {exc}", file=sys.stderr)
+        from authz.server.logs import announce
+
+        announce(f"authz {args.command}: {exc}", level="ERROR", stream=sys.stderr)
         return 2
 
 

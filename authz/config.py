@@ -85,6 +85,15 @@ class Settings:
     # Calls in progress at once per process (gRPC answers RESOURCE_EXHAUSTED past it); 0 = no limit.
     max_concurrent_rpcs: int = 1024
     max_watchers_total: int = 8  # Watch streams at once per process, all callers together
+    # Operations: draining, sibling processes, mail retries.
+    # After SIGTERM, health answers NOT_SERVING while calls are still answered for this long, so that
+    # balancers and clients move away before the listener closes; then in-flight calls get grace_seconds.
+    shutdown_grace_seconds: float = 2.0
+    # A read waits at most this long for its process to apply a write a sibling process acknowledged.
+    sibling_wait_seconds: float = 2.0
+    mail_retry_initial_seconds: float = 1.0  # first pause after a failed send; doubles each time
+    mail_retry_max_seconds: float = 300.0  # the pause never grows beyond this
+    mail_give_up_seconds: int = 24 * 3600  # mail other than a link code is retried this long
 
     _ENV: ClassVar[dict[str, str]] = {
         "database_url": "AUTHZ_DATABASE_URL",
@@ -119,6 +128,11 @@ class Settings:
         "max_watchers_total": "AUTHZ_MAX_WATCHERS_TOTAL",
         "max_concurrent_hashing": "AUTHZ_MAX_CONCURRENT_HASHING",
         "max_concurrent_rpcs": "AUTHZ_MAX_CONCURRENT_RPCS",
+        "shutdown_grace_seconds": "AUTHZ_SHUTDOWN_GRACE_SECONDS",
+        "sibling_wait_seconds": "AUTHZ_SIBLING_WAIT_SECONDS",
+        "mail_retry_initial_seconds": "AUTHZ_MAIL_RETRY_INITIAL_SECONDS",
+        "mail_retry_max_seconds": "AUTHZ_MAIL_RETRY_MAX_SECONDS",
+        "mail_give_up_seconds": "AUTHZ_MAIL_GIVE_UP_SECONDS",
     }
 
     @classmethod

@@ -17,13 +17,15 @@ from __future__ import annotations
 import email.policy
 import logging
 import os
+import random
 import re
 import smtplib
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -49,7 +51,7 @@ __all__ = [
     "format_link_code",
     "mailer_from_url",
     "outbox_cipher",
-    "redact_address",
+    "redact_addresses",
     "render_contact_update_email",
     "render_link_code_email",
     "render_link_moved_email",
@@ -434,25 +436,25 @@ OutboxMessage = OutboxRow
 
 
 class OutboxStore(Protocol):
-    def pending_outbox(self, limit: int) -> list[OutboxMessage]:
-        """Unsent messages, oldest first."""
+    def pending_outbox(
+        self, limit: int, *, now: datetime | None = None, give_up_seconds: float | None = None
+    ) -> list[OutboxMessage]:
+        """Unsent messages due now and not yet expired, oldest first."""
         ...
 
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None: ...
 
-    def mark_outbox_failed(self, message_id: str, error: str) -> None:
-        """Record the error and count the attempt; the message stays pending."""
+    def mark_outbox_failed(self, message_id: str, error: str, retry_at: datetime | None = None) -> None:
+        """Record the error and count the attempt; the message stays pending, due again at `retry_at`."""
         ...
 
 
-_EMAIL_IN_TEXT = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+_ADDRESS = re.compile(r"[^\s<>\"'(),;:]+@([A-Za-z0-9.-]+)")
 
 
-def redact_address(address: str) -> str:
-    """An email address as logs show it: the domain only (`***@example.org`), enough to tell a
-    relay's problem with one domain, not who was written to."""
-    _, at, domain = address.rpartition("@")
-    return f"***@{domain.rstrip('>')}" if at else "***"
+def redact_addresses(text: str) -> str:
+    """Email addresses in a log line or a stored error, reduced to their domain: `***@example.org`."""
+    return _ADDRESS.sub(lambda found: f"***@{found.group(1)}", text)
 
 
 class OutboxRelay:
@@ -464,16 +466,28 @@ class OutboxRelay:
         mailer: Mailer,
         *,
         interval: float = 1.0,
-        max_attempts: int = 10,
+        max_attempts: int | None = None,
         batch: int = 50,
+        retry_initial: float = 1.0,
+        retry_max: float = 300.0,
+        give_up_seconds: float = 24 * 3600,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if interval <= 0 or max_attempts < 1 or batch < 1:
+        if interval <= 0 or (max_attempts is not None and max_attempts < 1) or batch < 1:
             raise ValueError("interval must be positive, max_attempts and batch at least 1")
+        if retry_initial <= 0 or retry_max < retry_initial or give_up_seconds <= 0:
+            raise ValueError("0 < retry_initial <= retry_max, give_up_seconds positive")
         self._store = store
         self._mailer = mailer
         self._interval = interval
+        # None: no count limit; a message is retried until it expires (a link code's expiry, else give_up_seconds).
         self._max_attempts = max_attempts
         self._batch = batch
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._give_up_seconds = give_up_seconds
+        # The service's clock: the one that stamped each message's queueing time and expiry.
+        self._clock = clock or (lambda: datetime.now(UTC))
         # One pass at a time, so the thread and a direct caller never send the same row twice.
         self._pass_lock = threading.Lock()
         self._wake = threading.Event()
@@ -491,8 +505,9 @@ class OutboxRelay:
         """
         sent = 0
         with self._pass_lock:
-            for message in self._store.pending_outbox(self._batch):
-                if message.attempts >= self._max_attempts:
+            now = self._clock()
+            for message in self._store.pending_outbox(self._batch, now=now, give_up_seconds=self._give_up_seconds):
+                if self._max_attempts is not None and message.attempts >= self._max_attempts:
                     # Left for an operator; the store should stop returning these.
                     logger.debug("outbox %s skipped after %d attempts", message.id, message.attempts)
                     continue
@@ -500,26 +515,32 @@ class OutboxRelay:
                     self._mailer.send(message.id, message.recipient, message.subject, message.body)
                 except (MailDeliveryError, OSError) as exc:
                     error = str(exc) if isinstance(exc, MailDeliveryError) else f"{type(exc).__name__}: {exc}"
-                    error = error[:_MAX_ERROR_CHARS]
-                    level = logging.ERROR if message.attempts + 1 >= self._max_attempts else logging.WARNING
-                    logger.log(
-                        level,
-                        "outbox %s to %s failed (attempt %d of %d): %s",
+                    # Neither the log nor the stored error keeps an address.
+                    error = redact_addresses(error)[:_MAX_ERROR_CHARS]
+                    pause = self.backoff(message.attempts + 1)
+                    logger.warning(
+                        "outbox %s to %s failed (attempt %d, next in %.0fs): %s",
                         message.id,
-                        redact_address(message.recipient),
+                        redact_addresses(message.recipient),
                         message.attempts + 1,
-                        self._max_attempts,
-                        _EMAIL_IN_TEXT.sub(lambda m: redact_address(m.group(0)), error),
+                        pause,
+                        error,
                     )
                     self.failure_count += 1
-                    self._store.mark_outbox_failed(message.id, error)
+                    self._store.mark_outbox_failed(message.id, error, now + timedelta(seconds=pause))
                     continue
                 # Only now: a crash before this line resends, which Message-ID makes harmless.
                 self._store.mark_outbox_sent(message.id, datetime.now(UTC))
-                logger.info("outbox %s sent to %s", message.id, redact_address(message.recipient))
+                logger.info("outbox %s sent to %s", message.id, redact_addresses(message.recipient))
                 sent += 1
                 self.sent_count += 1
         return sent
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next try after `attempts` failed ones: doubling from retry_initial up to
+        retry_max, less a random tenth, so that the workers of a deployment do not retry in step."""
+        ceiling = min(self._retry_max, self._retry_initial * 2.0 ** min(attempts - 1, 40))
+        return ceiling * (1.0 - 0.1 * random.random())
 
     def start(self) -> None:
         """Start the background thread; a no-op if it is already running."""

@@ -141,7 +141,7 @@ class Running:
         import time
 
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and self.store.pending_outbox(100):
+        while time.monotonic() < deadline and self.store.pending_outbox(100, now=self.app.deps.clock()):
             self.app.relay.wake()
             time.sleep(0.02)
         from email import message_from_bytes

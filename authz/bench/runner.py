@@ -172,7 +172,7 @@ def _time_enforcer(enforcer: Any, cases: Sequence[CheckCase]) -> tuple[list[bool
     )
 
 
-_SERVING = re.compile(r"authz serving on (\S+)")
+_SERVING = re.compile(r"authz serving on ([^\s\"]+)")  # text line, or the message of a JSON one
 _BUILT = re.compile(r"indexes built in ([0-9.]+)s")
 _METRICS = re.compile(r"metrics on http://([0-9.]+:[0-9]+)/metrics")
 

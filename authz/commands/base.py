@@ -71,6 +71,8 @@ class Deps:
     # -- issue 10: revision tokens ("<revision>.<store id>") and this process's follower of the log.
     tokens: TokenFormat | None = None
     follower: Follower | None = None
+    # Told each committed revision before the write answers: sibling worker processes catch up to it.
+    published: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,8 @@ def run_write(
             _before_commit()
         if not deps.engine.apply(outcome.changed, revision) and deps.follower is not None:
             deps.follower.wake()  # a reload moved the engine meanwhile: the follower brings this write in
+        if deps.published is not None:
+            deps.published(revision)
     if outcome.error is not None:
         raise outcome.error
     for action in outcome.after_commit:

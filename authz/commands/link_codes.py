@@ -78,7 +78,8 @@ def issue_code(
         code=code,
         expires_at=expires_at,
     )
-    tx.enqueue_mail(OutboxRow(uuid.uuid4().hex, contact.email, email.subject, email.body), now)
+    # Retried until the code itself expires: an email after that would carry a dead code.
+    tx.enqueue_mail(OutboxRow(uuid.uuid4().hex, contact.email, email.subject, email.body, expires_at=expires_at), now)
     return expires_at
 
 

@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
 
     folder_help = f"policy folder (default: ${_POLICY_DIR_ENV}, as the server does, else the packaged authz/policies)"
     val = sub.add_parser("validate", help="report every problem of a policy folder (file, line, why)")
+    # The folder positionally, as `cerbos compile DIR` and `opa test DIR` take it; --policy-dir names it too.
+    val.add_argument("folder", nargs="?", metavar="DIR", help="the policy folder (same as --policy-dir)")
     val.add_argument("--policy-dir", metavar="DIR", help=folder_help)
     val.add_argument("--strict", action="store_true", help="fail on warnings too")
     val.add_argument("--json", action="store_true", help="machine-readable output")
@@ -38,7 +40,11 @@ def register(subparsers: Any) -> None:
     val.set_defaults(func=cmd_validate)
 
     test = sub.add_parser("test", help="run YAML policy test files through the server's engine")
-    test.add_argument("files", nargs="*", help="test files (default: DIR/tests/*.yaml)")
+    test.add_argument(
+        "files",
+        nargs="*",
+        help="the policy folder DIR first (or --policy-dir), then test files (default DIR/tests/*.yaml)",
+    )
     test.add_argument("--policy-dir", metavar="DIR", help=folder_help)
     test.add_argument("--coverage", action="store_true", help="print the whole role × subject × right table")
     test.add_argument("--min-coverage", type=float, default=0.0, help="fail below this coverage percentage")
@@ -89,8 +95,15 @@ def _checked(directory: str | None) -> Policy | None:
     return None
 
 
+def _positional_folder(args: argparse.Namespace, given: str | None) -> str | None:
+    """--policy-dir, else the folder given positionally; both at once must agree."""
+    if given and args.policy_dir and Path(given) != Path(args.policy_dir):
+        raise SystemExit(f"authz policy: two folders given ({given} and --policy-dir {args.policy_dir})")
+    return args.policy_dir or given
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    folder, source = policy_dir(args.policy_dir)
+    folder, source = policy_dir(_positional_folder(args, args.folder))
     live: dict[str, int] | None = None
     if args.database:
         from authz.store.sql import SqlStore
@@ -145,7 +158,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from authz.policytools.testing import TestFileError, run_files
 
-    directory, source = policy_dir(args.policy_dir)
+    # `authz policy test DIR [FILES...]`: a first argument that is a folder is the policy folder.
+    positional = args.files[0] if args.files and Path(args.files[0]).is_dir() else None
+    if positional is not None:
+        args.files = args.files[1:]
+    directory, source = policy_dir(_positional_folder(args, positional))
     print(f"policy folder: {directory} ({source})")
     policy = _checked(str(directory))
     if policy is None:

@@ -22,8 +22,10 @@ from authz.domain.model import WILDCARD_SUBJECT
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, PolicyLoadError, default_policy_dir
 from authz.engine.validation import live_grant_problems, load_checked
+from authz.errors import AuthzError
 from authz.mail import OutboxRelay, mailer_from_url
 from authz.replication.follower import Follower
+from authz.replication.siblings import SiblingRevision
 from authz.replication.tokens import TokenFormat
 from authz.server.auth import CallerAuthInterceptor, bind, server_interceptors
 from authz.server.connect import ConnectServer, Dispatcher
@@ -43,6 +45,7 @@ __all__ = [
     "STORE_HEALTH_NAME",
     "AuthzApp",
     "Prepared",
+    "check_settings",
     "create_server",
     "prepare",
 ]
@@ -87,6 +90,41 @@ def prepare(settings: Settings, store: Store) -> Prepared:
     return Prepared(engine, snapshot.store_id)
 
 
+def check_settings(settings: Settings, store: SqlStore) -> None:
+    """Every check a server makes of its settings, run once before any worker is forked.
+
+    Each worker runs them again as it starts (the same code as a single process); made here
+    first, a bad setting stops `authz serve` with one message instead of N dying workers.
+    """
+    server_interceptors(settings)  # an open listener without callers; a callers file that cannot load
+    store.require_outbox_key()  # link codes are never queued in clear (PostgreSQL needs a configured key)
+    Observability.check_listen(settings.metrics_listen)
+    mailer_from_url(settings.mail_url, settings.outbox_dir)
+    if settings.tls_cert is not None or settings.tls_key is not None or settings.tls_client_ca is not None:
+        for path in (settings.tls_cert, settings.tls_key, settings.tls_client_ca):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"TLS file {path} not found")
+
+
+def _sibling_guard(siblings: SiblingRevision, follower: Follower, settings: Settings) -> Callable[[Any], None]:
+    """Before a call: this process catches up with what a sibling process acknowledged, within a bounded wait."""
+
+    def catch_up(target: int, timeout: float) -> None:
+        follower.catch_up(target, timeout)
+
+    ensure = siblings.reader(lambda: follower.engine.revision, catch_up)
+    bound = settings.sibling_wait_seconds
+
+    def guard(context: Any) -> None:
+        left = context.time_remaining()
+        try:
+            ensure(bound if left is None else max(0.0, min(bound, left)))
+        except AuthzError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    return guard
+
+
 class ReplicaHealth(health.HealthServicer):  # type: ignore[misc]
     """The standard health service; every answer also carries, as trailing metadata, where this
     process stands: its pid, the revision its index holds, the newest it has heard of, how many
@@ -123,6 +161,7 @@ class AuthzApp:
         store: SqlStore | None = None,
         clock: Callable[[], datetime] = utc_now,
         prepared: Prepared | None = None,
+        siblings: SiblingRevision | None = None,
     ) -> None:
         self.settings = settings
         # First: a listener beyond loopback without caller credentials must not start at all.
@@ -135,7 +174,13 @@ class AuthzApp:
         self.tokens = TokenFormat(prepared.store_id)
         self.follower = Follower(self.store, self.engine, settings, prepared.store_id)
         self.relay = OutboxRelay(
-            self.store, mailer_from_url(settings.mail_url, settings.outbox_dir), interval=settings.mail_interval_seconds
+            self.store,
+            mailer_from_url(settings.mail_url, settings.outbox_dir),
+            interval=settings.mail_interval_seconds,
+            retry_initial=settings.mail_retry_initial_seconds,
+            retry_max=settings.mail_retry_max_seconds,
+            give_up_seconds=settings.mail_give_up_seconds,
+            clock=clock,
         )
         self.deps = Deps(
             store=self.store,
@@ -145,6 +190,7 @@ class AuthzApp:
             wake_mailer=self.relay.wake,
             tokens=self.tokens,
             follower=self.follower,
+            published=siblings.publish if siblings is not None else None,
         )
         self.health = ReplicaHealth(lambda: self.follower)
         # Observability first among the interceptors: calls the caller check refuses are counted and logged too.
@@ -156,7 +202,10 @@ class AuthzApp:
         if self.observability.tracing is not None:
             self.observability.tracing.trace_store(self.store)
         callers = next((i.callers for i in interceptors if isinstance(i, CallerAuthInterceptor)), None)
-        interceptors = [self.observability.interceptor(caller_namer(callers)), *interceptors]
+        observed = self.observability.interceptor(caller_namer(callers))
+        if siblings is not None:
+            observed.before_call = _sibling_guard(siblings, self.follower, settings)
+        interceptors = [observed, *interceptors]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-rpc"),
             interceptors=interceptors,
@@ -187,7 +236,11 @@ class AuthzApp:
             clock=clock,
         )
         self.observability.watch(
-            engine=self.engine, store=self.store, relay=self.relay, policy_status=lambda: self.policy_watcher.status
+            engine=self.engine,
+            store=self.store,
+            relay=self.relay,
+            policy_status=lambda: self.policy_watcher.status,
+            mail_give_up_seconds=settings.mail_give_up_seconds,
         )
 
     @property
@@ -253,6 +306,17 @@ class AuthzApp:
                 log.warning("store is %s", "reachable again" if up else "unreachable; checks answer from memory")
                 self._set_health(True, up)
                 was_up = up
+
+    def drain_and_stop(self) -> None:
+        """SIGTERM: NOT_SERVING at once, calls still answered for `shutdown_grace_seconds`, then `stop()`.
+
+        Balancers and health-checking clients move away during the pause; callers that still come
+        are answered, and those that arrive after the listener closed retry elsewhere.
+        """
+        self.health.enter_graceful_shutdown()
+        log.info("draining: NOT_SERVING, still answering for %.1fs", self.settings.shutdown_grace_seconds)
+        time.sleep(max(0.0, self.settings.shutdown_grace_seconds))
+        self.stop()
 
     def stop(self, grace: float | None = None) -> None:
         """Turn health to NOT_SERVING first, then drain calls in flight, then release the rest."""

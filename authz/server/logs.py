@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TextIO
 
-__all__ = ["LOG_FORMATS", "JsonFormatter", "configure_logging"]
+__all__ = ["LOG_FORMATS", "JsonFormatter", "announce", "configure_logging"]
 
 LOG_FORMATS = ("text", "json")
+_format = {"current": "text"}  # what configure_logging set: announce() writes its line the same way
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # The attributes every LogRecord has: anything else on a record was passed with `extra=`.
@@ -37,6 +39,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            # Several worker processes write to one output: every line says which one.
+            "pid": record.process,
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
@@ -57,6 +61,7 @@ def configure_logging(
     """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"AUTHZ_LOG_FORMAT={log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
+    _format["current"] = log_format
     handler = logging.StreamHandler(stream or sys.stderr)
     text_format = TEXT_FORMAT.replace("%(levelname)s", "%(levelname)s [%(process)d]") if with_pid else TEXT_FORMAT
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(text_format))
@@ -81,3 +86,20 @@ def configure_logging(
 
         sys.excepthook = on_exception
         threading.excepthook = on_thread_exception
+
+
+def announce(message: str, *, level: str = "INFO", stream: TextIO | None = None, **fields: Any) -> None:
+    """The one line `authz serve` prints on stdout once it answers ("authz serving on ..."),
+    in the log format: a JSON object (with the pid) under AUTHZ_LOG_FORMAT=json, plain text otherwise."""
+    if _format["current"] == "json":
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": level,
+            "logger": "authz",
+            "message": message,
+            "pid": os.getpid(),
+            **fields,
+        }
+        print(json.dumps(line, ensure_ascii=False, default=str), file=stream or sys.stdout, flush=True)
+    else:
+        print(message, file=stream or sys.stdout, flush=True)

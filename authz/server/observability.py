@@ -15,9 +15,10 @@ successful check writes no log line (DEBUG only; `authz bench` measures it all).
 
 Several processes: with PROMETHEUS_MULTIPROC_DIR set (before the process starts, and
 emptied at each deployment), every process writes its figures to files there and
-/metrics serves them all, summed (counters, histograms) or per pid (gauges). Metric
-objects are process-agnostic, so a worker forked after they were made writes its own
-files. A process that ends should be reported with `mark_process_dead(pid)`.
+/metrics serves them all, summed (counters, histograms) or per pid (gauges, `process_*`
+included). `authz serve --processes N` turns this on by itself (`enable_multiprocess`),
+serves /metrics once from the supervisor, and calls `mark_process_dead(pid)` as soon as a
+worker ends (authz/server/supervisor.py).
 """
 
 from __future__ import annotations
@@ -68,12 +69,44 @@ _LINK_OUTCOMES = {
     grpc.StatusCode.INVALID_ARGUMENT: "refused",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "throttled",
 }
+_SERVICE_PREFIX: Final = "/authz.v1.AuthzService/"
+# The codes a server span reports as errors, as OpenTelemetry's semantic conventions for gRPC say:
+# the others (NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT...) are the caller's affair, not the server's.
+SERVER_ERROR_CODES: Final = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 _GAUGE_MODE: Final = "liveall"  # multiprocess: one series per live process (pid label)
 
 
 def multiprocess_dir() -> str | None:
     """The folder of prometheus_client's multiprocess mode, if this process uses it."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Turn prometheus_client's multiprocess mode on for this process and those it forks from now on.
+
+    The library picks its value class when it is first imported; it is picked again here, so
+    that metrics made after this call (in forked workers) write their figures under `directory`.
+    """
+    from prometheus_client import values
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def process_families() -> Iterator[Any]:
+    """This process's `process_*` families (CPU, memory, file descriptors, start time), read now."""
+    from prometheus_client import ProcessCollector
+
+    return iter(ProcessCollector(registry=None).collect())
 
 
 def mark_process_dead(pid: int) -> None:
@@ -103,6 +136,15 @@ class Metrics:
             "RPCs completed on the server, by status code.",
             (*grpc_labels, "grpc_code"),
             registry=registry,
+        )
+        self.msg_received = Counter(
+            "grpc_server_msg_received_total",
+            "RPC stream messages received on the server.",
+            grpc_labels,
+            registry=registry,
+        )
+        self.msg_sent = Counter(
+            "grpc_server_msg_sent_total", "gRPC stream messages sent by the server.", grpc_labels, registry=registry
         )
         self.handling = Histogram(
             "grpc_server_handling_seconds",
@@ -156,6 +198,12 @@ class Metrics:
             "authz_store_pool_connections", "Store connections by state (checked_out, idle, overflow).", ("state",)
         )
         self.pool_size = gauge("authz_store_pool_size", "Configured size of the store's connection pool.")
+        # Several processes: each worker's own process_* figures, one series per pid, sampled.
+        self.process: dict[str, Gauge] = {}
+        if multiprocess_dir() is not None:
+            for family in process_families():
+                for sample in family.samples:  # process_cpu_seconds_total: a counter's sample name
+                    self.process[sample.name] = gauge(sample.name, family.documentation)
 
 
 class _Off:
@@ -177,6 +225,8 @@ class _Method:
 
     name: str
     started: Any
+    received: Any
+    sent: Any
     handling: Any
     handled: dict[grpc.StatusCode, Any]
     quiet: bool
@@ -203,6 +253,8 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         self.caller_name = caller_name or (lambda _metadata, context: context.peer())
         self._methods: dict[str, _Method] = {}
         self._lock = threading.Lock()
+        # Run before each AuthzService call (worker processes: catch up with a sibling's writes); None: nothing.
+        self.before_call: Callable[[grpc.ServicerContext], None] | None = None
 
     def _method(self, path: str, kind: str) -> _Method:
         found = self._methods.get(path)
@@ -214,6 +266,8 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             method = _Method(
                 name=name,
                 started=_OFF,
+                received=_OFF,
+                sent=_OFF,
                 handling=_OFF,
                 handled=dict.fromkeys(grpc.StatusCode, _OFF),
                 quiet=path in QUIET_METHODS,
@@ -245,6 +299,8 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method = _Method(
             name=name,
             started=m.started.labels(kind, service, name),
+            received=m.msg_received.labels(kind, service, name),
+            sent=m.msg_sent.labels(kind, service, name),
             handling=m.handling.labels(kind, service, name),
             handled={code: m.handled.labels(kind, service, name, code.name) for code in grpc.StatusCode},
             quiet=path in QUIET_METHODS,
@@ -332,18 +388,25 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         inner = handler.unary_unary
         finish = self._finish
         tracing = self.tracing
+        before = self.before_call if path.startswith(_SERVICE_PREFIX) else None
 
         def observed(request: Any, context: grpc.ServicerContext) -> Any:
             method.started.inc()
+            method.received.inc()
             started = time.perf_counter()
             if tracing is not None:
-                return self._traced(inner, method, path, started, request, details, context)
+                return self._traced(inner, method, path, started, request, details, context, before)
             try:
+                if before is not None:
+                    before(context)
                 response = inner(request, context)
             except BaseException:
                 finish(method, context.code() or grpc.StatusCode.UNKNOWN, started, request, details, context)
                 raise
-            finish(method, context.code() or grpc.StatusCode.OK, started, request, details, context)
+            code = context.code() or grpc.StatusCode.OK
+            finish(method, code, started, request, details, context)
+            if code is grpc.StatusCode.OK:
+                method.sent.inc()
             if method.on_answer is not None:
                 method.on_answer(response)
             return response
@@ -361,6 +424,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         request: Any,
         details: grpc.HandlerCallDetails,
         context: grpc.ServicerContext,
+        before: Callable[[grpc.ServicerContext], None] | None = None,
     ) -> Any:
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -376,6 +440,8 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         ) as span:
             code = grpc.StatusCode.UNKNOWN
             try:
+                if before is not None:
+                    before(context)
                 response = inner(request, context)
                 code = context.code() or grpc.StatusCode.OK
             except BaseException:
@@ -383,9 +449,11 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 raise
             finally:
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
-                if code is not grpc.StatusCode.OK:
+                if code in SERVER_ERROR_CODES:
                     span.set_status(Status(StatusCode.ERROR, code.name))
                 self._finish(method, code, started, request, details, context)
+        if code is grpc.StatusCode.OK:
+            method.sent.inc()
         if method.on_answer is not None:
             method.on_answer(response)
         return response
@@ -395,11 +463,22 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         inner = handler.unary_stream if kind == "server_stream" else handler.stream_stream
         finish = self._finish
 
+        def counted(requests: Iterator[Any]) -> Iterator[Any]:
+            for request in requests:
+                method.received.inc()
+                yield request
+
         def observed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             method.started.inc()
             started = time.perf_counter()
+            if kind == "server_stream":
+                method.received.inc()
+            else:
+                request = counted(request)
             try:
-                yield from inner(request, context)
+                for answer in inner(request, context):
+                    method.sent.inc()
+                    yield answer
             except BaseException:
                 finish(method, context.code() or grpc.StatusCode.UNKNOWN, started, None, details, context)
                 raise
@@ -439,6 +518,10 @@ class Observability:
         if self.multiprocess is None:
             registry.register(_BeforeScrape(self.sample_memory))
         self.metrics = Metrics(registry)
+        if self.multiprocess is None and metrics:
+            from prometheus_client import ProcessCollector
+
+            ProcessCollector(registry=registry)
         self._sources: dict[str, Any] = {}
         self._seen: dict[str, int] = {}
         self._policy_hash: str | None = None
@@ -493,12 +576,25 @@ class Observability:
             self._count(m.outbox_sent, "sent", relay.sent_count)
             self._count(m.outbox_failures, "failures", relay.failure_count)
         store = sources.get("store")
+        # Messages the store could not decrypt never reach the relay: failures all the same.
+        self._count(m.outbox_failures, "undecryptable", getattr(store, "outbox_decrypt_failures", 0))
         pool = getattr(getattr(store, "engine", None), "pool", None)
         if pool is not None and hasattr(pool, "checkedout"):
             m.pool.labels("checked_out").set(pool.checkedout())
             m.pool.labels("idle").set(pool.checkedin())
             m.pool.labels("overflow").set(max(0, pool.overflow()))
             m.pool_size.set(pool.size())
+
+    def sample_process(self) -> None:
+        """Several processes: this worker's process_* figures into its own (pid-labelled) gauges."""
+        gauges = self.metrics.process
+        if not gauges:
+            return
+        for family in process_families():
+            for sample in family.samples:
+                target = gauges.get(sample.name)
+                if target is not None:
+                    target.set(sample.value)
 
     def sample_store(self) -> None:
         """What only the database knows: its revision, the outbox backlog."""
@@ -512,13 +608,14 @@ class Observability:
             m.lag.set(max(0, revision - engine.revision))
         backlog = getattr(store, "outbox_backlog", None)
         if backlog is not None:
-            pending, oldest, abandoned = backlog()
+            pending, oldest, abandoned = backlog(self._sources.get("mail_give_up_seconds"))
             m.outbox_pending.set(pending)
             m.outbox_oldest.set(0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
             m.outbox_abandoned.set(abandoned)
 
     def sample(self) -> None:
         self.sample_memory()
+        self.sample_process()
         self.sample_store()
 
     def _run_sampler(self) -> None:

@@ -85,6 +85,9 @@ class OutboxRow:
     subject: str
     body: str
     attempts: int = 0
+    # Until when the message is worth sending (a link code's expiry); None: the server's give-up window.
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,17 +442,20 @@ class Store(Protocol):
         ...
 
     # the outbox relay's side (authz.mail.OutboxStore)
-    def pending_outbox(self, limit: int) -> list[OutboxRow]:
-        """Messages not sent yet and not given up on, oldest first, bodies opened; a body that cannot
-        be opened counts as a failed attempt and is left out."""
+    def pending_outbox(
+        self, limit: int, *, now: datetime | None = None, give_up_seconds: float | None = None
+    ) -> list[OutboxRow]:
+        """Messages due now (their next attempt reached) and not given up on, oldest first, bodies
+        opened; a message past its retry horizon (`give_up_seconds`, or its own expiry) is given up
+        on, and a body that cannot be opened counts as a failed attempt and is left out."""
         ...
 
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None:
         """The message went out: its body is dropped (it may hold a link code)."""
         ...
 
-    def mark_outbox_failed(self, message_id: str, error: str) -> None:
-        """One more failed attempt, with its reason; after a bounded number the message is given up on."""
+    def mark_outbox_failed(self, message_id: str, error: str, retry_at: datetime | None = None) -> None:
+        """One more failed attempt, with its reason; tried again no sooner than `retry_at`."""
         ...
 
     # -- issue 10: replicas

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -72,7 +72,8 @@ __all__ = [
 
 log = logging.getLogger("authz.store")
 
-OUTBOX_MAX_ATTEMPTS = 10
+OUTBOX_GIVE_UP_SECONDS = 24 * 3600  # mail other than a link code is retried this long by default
+_DECRYPT_RETRY_MAX = 300.0
 CHANGES_CHANNEL = "authz_changes"  # LISTEN/NOTIFY channel: "a revision committed"
 _STORE_DOWN = "the store is unreachable; nothing was written, try again"
 _SENT_BODY = "(sent; the body is not kept)"
@@ -140,6 +141,8 @@ class SqlStore:
             outbox_cipher = OutboxCipher.ephemeral()
         self.outbox_cipher = outbox_cipher
         self._outbox_problem = outbox_problem
+        # Outbox rows this store could not decrypt, for authz_outbox_failures_total (the relay never sees them).
+        self.outbox_decrypt_failures = 0
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -185,6 +188,14 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def reopened(self) -> SqlStore:
+        """The same store on a new engine, with the same outbox key: what a forked worker process uses."""
+        return SqlStore(
+            make_engine(self.engine.url.render_as_string(hide_password=False)),
+            outbox_cipher=self.outbox_cipher,
+            outbox_problem=self._outbox_problem,
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -422,12 +433,21 @@ class SqlStore:
         return secret
 
     # -- outbox, for authz.mail.OutboxRelay
-    def pending_outbox(self, limit: int) -> list[OutboxRow]:
+    def pending_outbox(
+        self, limit: int, *, now: datetime | None = None, give_up_seconds: float | None = None
+    ) -> list[OutboxRow]:
+        """Unsent messages due now, oldest first: none waiting out its backoff, none past its expiry.
+
+        A message past its expiry (a link code's, or `give_up_seconds` after it was queued) is
+        given up on and left for an operator (`outbox_backlog` counts it as abandoned).
+        """
+        now = now or datetime.now(UTC)
         with self._connect() as connection:
             rows = connection.execute(
                 select(t.outbox)
                 .where(t.outbox.c.sent_at.is_(None))
-                .where(t.outbox.c.attempts < OUTBOX_MAX_ATTEMPTS)  # given up on: left for an operator
+                .where(or_(t.outbox.c.next_attempt_at.is_(None), t.outbox.c.next_attempt_at <= now))
+                .where(_outbox_alive(now, give_up_seconds))
                 .order_by(t.outbox.c.created_at)
                 .limit(limit)
             )
@@ -439,9 +459,12 @@ class SqlStore:
             except MailDeliveryError as exc:
                 # Another server's key, or a damaged row: counted as a failed attempt, left for an operator.
                 log.error("outbox %s: %s", r.id, exc)
-                self.mark_outbox_failed(r.id, str(exc))
+                self.outbox_decrypt_failures += 1
+                # Tried again later (the key may be fixed by a restart), not in a tight loop.
+                retry_at = now + timedelta(seconds=min(_DECRYPT_RETRY_MAX, 2.0 ** min(r.attempts, 16)))
+                self.mark_outbox_failed(r.id, str(exc), retry_at)
                 continue
-            pending.append(OutboxRow(r.id, r.recipient, r.subject, body, r.attempts))
+            pending.append(OutboxRow(r.id, r.recipient, r.subject, body, r.attempts, r.expires_at, r.created_at))
         return pending
 
     def _require_cipher(self) -> OutboxCipher:
@@ -449,17 +472,17 @@ class SqlStore:
         assert self.outbox_cipher is not None
         return self.outbox_cipher
 
-    def outbox_backlog(self) -> tuple[int, datetime | None, int]:
+    def outbox_backlog(self, give_up_seconds: float | None = None) -> tuple[int, datetime | None, int]:
         """For /metrics: messages waiting, when the oldest of them was written, messages given up on."""
+        now = datetime.now(UTC)
+        alive = _outbox_alive(now, give_up_seconds)
         with self._connect() as connection:
             waiting = t.outbox.c.sent_at.is_(None)
             pending, oldest = connection.execute(
-                select(func.count(), func.min(t.outbox.c.created_at))
-                .select_from(t.outbox)
-                .where(waiting, t.outbox.c.attempts < OUTBOX_MAX_ATTEMPTS)
+                select(func.count(), func.min(t.outbox.c.created_at)).select_from(t.outbox).where(waiting, alive)
             ).one()
             abandoned = connection.execute(
-                select(func.count()).select_from(t.outbox).where(waiting, t.outbox.c.attempts >= OUTBOX_MAX_ATTEMPTS)
+                select(func.count()).select_from(t.outbox).where(waiting, ~alive)
             ).scalar_one()
         if isinstance(oldest, str):  # SQLite's MIN() skips the column type: the stored text comes back
             oldest = datetime.fromisoformat(oldest)
@@ -476,13 +499,23 @@ class SqlStore:
                 .values(sent_at=sent_at, attempts=t.outbox.c.attempts + 1, last_error=None, body=_SENT_BODY)
             )
 
-    def mark_outbox_failed(self, message_id: str, error: str) -> None:
+    def mark_outbox_failed(self, message_id: str, error: str, retry_at: datetime | None = None) -> None:
         with self.engine.begin() as connection:
             connection.execute(
                 update(t.outbox)
                 .where(t.outbox.c.id == message_id)
-                .values(attempts=t.outbox.c.attempts + 1, last_error=error[:2000])
+                .values(attempts=t.outbox.c.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at)
             )
+
+
+def _outbox_alive(now: datetime, give_up_seconds: float | None) -> Any:
+    """Outbox rows still worth sending: before their own expiry, else within the give-up window of their creation."""
+    window = OUTBOX_GIVE_UP_SECONDS if give_up_seconds is None else give_up_seconds
+    o = t.outbox.c
+    return or_(
+        and_(o.expires_at.is_not(None), o.expires_at > now),
+        and_(o.expires_at.is_(None), o.created_at > now - timedelta(seconds=window)),
+    )
 
 
 def _stream(connection: Connection, query: Any) -> Iterator[tuple[Any, str | None]]:
@@ -1102,7 +1135,13 @@ class SqlTransaction:
         body = self._outbox_cipher.seal(row.body)
         self.c.execute(
             t.outbox.insert().values(
-                id=row.id, recipient=row.recipient, subject=row.subject, body=body, created_at=at, attempts=0
+                id=row.id,
+                recipient=row.recipient,
+                subject=row.subject,
+                body=body,
+                created_at=at,
+                attempts=0,
+                expires_at=row.expires_at,
             )
         )
 

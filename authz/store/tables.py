@@ -192,6 +192,8 @@ outbox = Table(
     Column("sent_at", UtcDateTime(), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),  # NULL: at once (backoff after a failure)
+    Column("expires_at", UtcDateTime(), nullable=True),  # NULL: created_at plus the server's give-up window
     Index("ix_outbox_pending", "sent_at", "created_at"),
 )
 

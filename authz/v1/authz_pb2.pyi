@@ -468,7 +468,9 @@ class GrantRelationResponse(_message.Message):
     contact_id: _builtins.str
     """The grantee contact, created or existing; empty for an organization grantee."""
     link_code_sent: _builtins.bool
-    """A link code was queued for the new contact's email."""
+    """A link-code email was queued (committed with the grant), not yet delivered: the outbox
+    retries it until the code expires (see authz_outbox_pending and docs/ops).
+    """
     revision: _builtins.str
     """The store revision of the answer (or of the write): an opaque token."""
     def __init__(
@@ -1674,7 +1676,7 @@ class UpdateContactResponse(_message.Message):
     confirmation_sent: _builtins.bool
     """a confirmation email was queued for the contact"""
     link_code_sent: _builtins.bool
-    """A link code was queued (issue_link_code)."""
+    """a link-code email was queued (not yet delivered), as in GrantRelationResponse"""
     revision: _builtins.str
     """The store revision of the answer (or of the write): an opaque token."""
     @_builtins.property

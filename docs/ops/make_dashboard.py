@@ -165,6 +165,19 @@ panel(
     description="Started minus handled: calls the server is working on now (per scrape).",
 )
 panel(
+    "Messages received and sent",
+    [
+        (
+            f"sum by (grpc_method) (rate(grpc_server_msg_received_total{{{SVC}}}[$__rate_interval]))",
+            "in {{grpc_method}}",
+        ),
+        (f"sum by (grpc_method) (rate(grpc_server_msg_sent_total{{{SVC}}}[$__rate_interval]))", "out {{grpc_method}}"),
+    ],
+    0,
+    w=12,
+    description="Stream messages per second, as go-grpc-prometheus counts them: one each way per unary call, one per Watch answer.",
+)
+panel(
     "Age of the policy served",
     [(f"time() - authz_policy_loaded_timestamp_seconds{{{J}}}", "{{instance}} {{pid}}")],
     12,

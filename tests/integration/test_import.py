@@ -114,7 +114,12 @@ def test_bad_rows_are_reported_not_dropped(tmp_path: Path, sqlite_url: str, caps
     source = tmp_path / "legacy.json"
     source.write_text(json.dumps(data), encoding="utf-8")
     report_path = tmp_path / "report.json"
-    assert main(["import", str(source), "--database-url", sqlite_url, "--report", str(report_path)]) == 0
+    # Refused rows make the import fail (exit 1) unless the operator accepts them.
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    assert main(["import", str(source), "--database-url", elsewhere, "--report", str(report_path)]) == 1
+    assert "--allow-refused" in capsys.readouterr().err
+    args = ["import", str(source), "--database-url", sqlite_url, "--report", str(report_path), "--allow-refused"]
+    assert main(args) == 0
     output = capsys.readouterr().out
     report = json.loads(report_path.read_text(encoding="utf-8"))
     refused = {(row["section"], row["id"]): row["reason"] for row in report["refused"]}
@@ -149,7 +154,7 @@ def test_bad_rows_are_reported_not_dropped(tmp_path: Path, sqlite_url: str, caps
     }
     assert "15 row(s) refused" in output
     # A second run takes nothing new and refuses the same rows.
-    assert main(["import", str(source), "--database-url", sqlite_url, "--report", str(report_path)]) == 0
+    assert main([*args[:-1], "--allow-refused"]) == 0
     again = json.loads(report_path.read_text(encoding="utf-8"))
     assert sum(again["accepted"].values()) == 0 and len(again["refused"]) == 15
 
@@ -185,6 +190,7 @@ def _import(tmp_path: Path, url: str, text: str, name: str = "hostile.json") -> 
             url,
             "--report",
             str(report_path),
+            "--allow-refused",  # these inputs are meant to be refused row by row: the run itself succeeds
         ],
         capture_output=True,
         text=True,
@@ -491,3 +497,26 @@ def test_the_parser_is_yajl_in_c() -> None:
     import ijson  # type: ignore[import-untyped]
 
     assert ijson.backend == "yajl2_c"
+
+
+def test_refused_ids_are_printed_escaped(tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = "ORG-\x1b]0;owned\x07\x1b[2J"
+    source = tmp_path / "hostile.json"
+    source.write_text(json.dumps({"organizations": [{"id": hostile, "name": "x", "kind": "local"}]}), encoding="utf-8")
+    assert main(["import", str(source), "--database-url", sqlite_url]) == 1
+    output = capsys.readouterr().out
+    assert "\x1b" not in output and "\x07" not in output
+    assert "ORG-\\x1b]0;owned\\x07\\x1b[2J" in output
+    assert (tmp_path / "hostile.import-report.json").exists()  # beside the input
+
+
+def test_import_demo_from_the_package_reports_in_the_working_folder(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import authz
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["import", "--demo", "--database-url", sqlite_url]) == 0
+    assert (tmp_path / "demo.import-report.json").exists()
+    package = Path(authz.__file__).parent
+    assert not list(package.rglob("*.import-report.json"))

@@ -219,3 +219,14 @@ def test_role_labels_come_from_roles_csv_and_a_missing_line_is_a_warning(tmp_pat
     assert any("role 'dirigeant' has no line" in p.message for p in report.warnings)
     # The screens then show the role's code.
     assert report.policy.role_label(Role.DIRIGEANT).label_fr == "dirigeant"
+def test_validate_and_test_take_the_folder_positionally_or_by_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from authz.engine.policy import default_policy_dir
+
+    folder = str(default_policy_dir())
+    assert main(["policy", "validate", folder]) == 0
+    assert main(["policy", "validate", "--policy-dir", folder]) == 0
+    assert main(["policy", "test", folder]) == 0
+    assert main(["policy", "test", "--policy-dir", folder]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["policy", "validate", folder, "--policy-dir", "/elsewhere"])

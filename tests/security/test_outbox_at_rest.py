@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import stat
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from authz.server.app import AuthzApp
 from authz.store import tables
 from authz.store.sql import open_store
 
-from ..conftest import Running, settings_for
+from ..conftest import Clock, Running, settings_for
 from ..integration.helpers import codes_for
 
 PR, SQC, LUC = "C-PR", "ORG-SQC", "C-IND"
@@ -96,7 +97,9 @@ def test_postgresql_without_an_outbox_key_refuses_to_start(
     store.close()
 
 
-def test_a_body_sealed_with_another_key_is_not_sent(start_server: Callable[..., Running], tmp_path: Path) -> None:
+def test_a_body_sealed_with_another_key_is_not_sent(
+    start_server: Callable[..., Running], tmp_path: Path, clock: Clock
+) -> None:
     database = tmp_path / "moved.db"
     server = start_server(f"sqlite:///{database}")
     server.app.relay.stop()
@@ -108,6 +111,9 @@ def test_a_body_sealed_with_another_key_is_not_sent(start_server: Callable[..., 
     with server.store.engine.connect() as connection:
         attempts, error = connection.execute(select(tables.outbox.c.attempts, tables.outbox.c.last_error)).one()
     assert attempts >= 1 and "outbox key" in error
+    assert other.app.store.outbox_decrypt_failures == 1  # counted in authz_outbox_failures_total
+    # Retried after a backoff (not in a tight loop), by the server holding the right key.
+    clock.set(datetime.now(UTC) + timedelta(minutes=10))
     assert server.app.relay.deliver_pending() == 1
 
 

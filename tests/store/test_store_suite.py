@@ -214,12 +214,24 @@ def test_accounts_legacy_audit_idempotency_and_outbox(store: SqlStore) -> None:
         assert tx.get_idempotent("r-1", "grant_relation") == ("f" * 64, {"relation_id": "R1", "revision": "7"})
         assert tx.get_idempotent("r-1", "revoke_relation") is None
         tx.enqueue_mail(OutboxRow("M1", "c1@example.org", "Sujet", "Code de liaison : X"), T0)
-    pending = store.pending_outbox(10)
+    pending = store.pending_outbox(10, now=T0)
     assert [(m.id, m.attempts) for m in pending] == [("M1", 0)]
     store.mark_outbox_failed("M1", "smtp down")
-    assert store.pending_outbox(10)[0].attempts == 1
+    assert store.pending_outbox(10, now=T0)[0].attempts == 1
+    # Backoff: not due again before its retry time.
+    store.mark_outbox_failed("M1", "smtp down", T0 + timedelta(minutes=1))
+    assert store.pending_outbox(10, now=T0) == []
+    assert [m.attempts for m in store.pending_outbox(10, now=T0 + timedelta(minutes=1))] == [2]
+    # Given up on a day after it was queued (other mail), or once its own expiry passed (a link code's).
+    assert store.pending_outbox(10, now=T0 + timedelta(days=1, seconds=1)) == []
+    with store.transaction() as tx:
+        tx.enqueue_mail(OutboxRow("M2", "c2@example.org", "Sujet", "Code", expires_at=T0 + timedelta(hours=2)), T0)
+    later = T0 + timedelta(hours=3)
+    assert [m.id for m in store.pending_outbox(10, now=later)] == ["M1"]
+    assert [m.id for m in store.pending_outbox(10, now=later, give_up_seconds=3600)] == []
     store.mark_outbox_sent("M1", T0)
-    assert store.pending_outbox(10) == []
+    store.mark_outbox_sent("M2", T0)
+    assert store.pending_outbox(10, now=T0) == []
 
 
 def test_ping_and_close(database_url: str) -> None:
@@ -402,7 +414,7 @@ def test_outbox_bodies_are_sealed_in_the_database_and_opened_for_the_relay(store
     with store.engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT body FROM outbox WHERE id = 'M2'").scalar_one()
     assert stored.startswith("enc1:") and "ABCD" not in stored and "liaison" not in stored
-    assert [m.body for m in store.pending_outbox(10) if m.id == "M2"] == ["Code de liaison : ABCD-EFGH"]
+    assert [m.body for m in store.pending_outbox(10, now=T0) if m.id == "M2"] == ["Code de liaison : ABCD-EFGH"]
 
 
 # -- issue 10: replicas

@@ -30,6 +30,7 @@ from authz.mail import (
     SmtpMailer,
     format_link_code,
     mailer_from_url,
+    redact_addresses,
     render_link_code_email,
 )
 
@@ -405,6 +406,7 @@ class Row:
     message: OutboxMessage
     sent_at: datetime | None = None
     errors: list[str] = field(default_factory=list)
+    retry_at: datetime | None = None
 
 
 class MemoryOutbox:
@@ -421,12 +423,19 @@ class MemoryOutbox:
             message = OutboxMessage(message_id, f"{message_id}@example.org", f"subject {message_id}", body, attempts)
             self.rows[message_id] = Row(message)
 
-    def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+    def pending_outbox(
+        self, limit: int, *, now: datetime | None = None, give_up_seconds: float | None = None
+    ) -> list[OutboxMessage]:
         with self.lock:
             if self.fail_pending:
                 self.fail_pending -= 1
                 raise RuntimeError("database unavailable")
-            return [row.message for row in self.rows.values() if row.sent_at is None][:limit]
+            due = [
+                row.message
+                for row in self.rows.values()
+                if row.sent_at is None and (row.retry_at is None or now is None or row.retry_at <= now)
+            ]
+            return due[:limit]
 
     def mark_outbox_sent(self, message_id: str, sent_at: datetime) -> None:
         with self.lock:
@@ -435,10 +444,11 @@ class MemoryOutbox:
                 raise RuntimeError("crash before commit")
             self.rows[message_id].sent_at = sent_at
 
-    def mark_outbox_failed(self, message_id: str, error: str) -> None:
+    def mark_outbox_failed(self, message_id: str, error: str, retry_at: datetime | None = None) -> None:
         with self.lock:
             row = self.rows[message_id]
             row.errors.append(error)
+            row.retry_at = retry_at
             row.message = replace(row.message, attempts=row.message.attempts + 1)
 
     def sent(self) -> set[str]:
@@ -519,11 +529,36 @@ class TestOutboxRelay:
         store = MemoryOutbox()
         store.add("m-1")
         mailer = FailingMailer()
-        relay = OutboxRelay(store, mailer, max_attempts=3)
+        relay = OutboxRelay(store, mailer, max_attempts=3, retry_initial=0.001, retry_max=0.001)
         for _ in range(5):
             relay.deliver_pending()
+            time.sleep(0.005)
         assert mailer.calls == ["m-1"] * 3
         assert store.rows["m-1"].message.attempts == 3
+
+    def test_a_failed_message_waits_out_a_doubling_backoff(self) -> None:
+        store = MemoryOutbox()
+        store.add("m-1")
+        mailer = FailingMailer()
+        relay = OutboxRelay(store, mailer, retry_initial=1.0, retry_max=60.0)
+        relay.deliver_pending()
+        relay.deliver_pending()  # at once: still waiting out its first pause
+        assert mailer.calls == ["m-1"]
+        retry_at = store.rows["m-1"].retry_at
+        assert retry_at is not None and 0.85 < (retry_at - datetime.now(UTC)).total_seconds() <= 1.0
+        pauses = [relay.backoff(attempts) for attempts in range(1, 10)]
+        assert all(0.9 * 2 ** (n - 1) <= p <= 2 ** (n - 1) for n, p in enumerate(pauses[:5], start=1))
+        assert max(pauses) <= 60.0 and pauses[-1] >= 54.0
+
+    def test_log_lines_and_stored_errors_carry_no_address(self, caplog: pytest.LogCaptureFixture) -> None:
+        assert redact_addresses("550 <jean.dupont@example.org>: no such user") == "550 <***@example.org>: no such user"
+        store = MemoryOutbox()
+        store.add("m-1")
+        mailer = FailingMailer(MailDeliveryError("recipient m-1@example.org refused"))
+        with caplog.at_level(logging.INFO, logger="authz.mail"):
+            OutboxRelay(store, mailer).deliver_pending()
+        assert "m-1@example.org" not in caplog.text + " ".join(store.rows["m-1"].errors)
+        assert "***@example.org" in caplog.text
 
     def test_exhausted_message_is_skipped(self) -> None:
         store = MemoryOutbox()

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import grpc
 
@@ -20,6 +21,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
+# A retry is not started with less than this left before the deadline: it could not finish.
+_LAST_ATTEMPT_ROOM = 0.05
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a call that failed with a retryable code is tried again.
@@ -30,20 +35,47 @@ class RetryPolicy:
     ``min(max_backoff, initial_backoff * multiplier ** (n - 1))`` seconds, as gRPC's own
     retry policy does. Every attempt shares the call's one deadline (``timeout``): no retry
     starts, and no pause runs, past it.
+
+    ``max_attempts`` ``None`` (the default) retries until the deadline, so that a call rides
+    out a server restart as long as its caller is willing to wait; a call with no deadline
+    then stops after ``UNBOUNDED_ATTEMPTS``.
     """
 
-    max_attempts: int = 5
+    UNBOUNDED_ATTEMPTS: ClassVar[int] = 50
+
+    max_attempts: int | None = None
     initial_backoff: float = 0.1
     max_backoff: float = 2.0
     multiplier: float = 2.0
-    codes: frozenset[grpc.StatusCode] = field(default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE}))
+    # CANCELLED too: a server that stops cancels the calls that reached it after its listener closed,
+    # before it could answer them; only calls safe to repeat are retried at all.
+    codes: frozenset[grpc.StatusCode] = field(
+        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+    )
     jitter: Callable[[float, float], float] = field(default=random.uniform, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
+        if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff or self.multiplier < 1:
             raise ValueError("backoff: 0 <= initial_backoff <= max_backoff, multiplier >= 1")
+
+    def gives_up_after(self, attempt: int, deadline: float | None) -> bool:
+        """True when failed attempt number ``attempt`` is the last one."""
+        limit = self.max_attempts
+        if limit is None:
+            limit = self.UNBOUNDED_ATTEMPTS if deadline is None else 1_000_000
+        return attempt >= limit
+
+    def pause_within(self, attempt: int, now: float, deadline: float | None) -> float | None:
+        """The pause before the next attempt, shortened to leave room for it; None when none is left."""
+        pause = self.pause(attempt)
+        if deadline is None:
+            return pause
+        room = deadline - now - _LAST_ATTEMPT_ROOM
+        if room <= 0:
+            return None
+        return min(pause, room)
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1 for the first)."""

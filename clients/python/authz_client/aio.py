@@ -88,10 +88,10 @@ class AsyncAuthzClient:
             try:
                 return await method(request, timeout=remaining, metadata=self._metadata)
             except grpc.RpcError as error:
-                if policy is None or attempt >= policy.max_attempts or error.code() not in policy.codes:
+                if policy is None or error.code() not in policy.codes or policy.gives_up_after(attempt, deadline):
                     raise error_from_aio_rpc_error(error) from error
-                pause = policy.pause(attempt)
-                if deadline is not None and time.monotonic() + pause >= deadline:
+                pause = policy.pause_within(attempt, time.monotonic(), deadline)
+                if pause is None:
                     raise error_from_aio_rpc_error(error) from error
                 await asyncio.sleep(pause)
                 attempt += 1
@@ -232,6 +232,29 @@ class AsyncAuthzClient:
             self._stub.IssueLinkCode, request, retry=bool(request_id)
         )
         return response
+
+    async def watch(self, after_revision: str = "", *, resume: bool = True) -> AsyncIterator[authz_pb2.WatchResponse]:
+        """As :meth:`AuthzClient.watch`: committed writes after ``after_revision``, resumed after a restart."""
+        cursor = after_revision
+        attempt = 1
+        while True:
+            call = self._stub.Watch(authz_pb2.WatchRequest(after_revision=cursor), metadata=self._metadata)
+            try:
+                async for answer in call:
+                    cursor = answer.revision or cursor
+                    attempt = 1
+                    yield answer
+                return
+            except grpc.RpcError as error:
+                policy = self._retry
+                if not resume or policy is None or error.code() not in policy.codes:
+                    raise error_from_aio_rpc_error(error) from error
+                if policy.gives_up_after(attempt, None):
+                    raise error_from_aio_rpc_error(error) from error
+                await asyncio.sleep(policy.pause(attempt))
+                attempt += 1
+            finally:
+                call.cancel()
 
     async def redeem_link_code(self, account_id: str, code: str) -> authz_pb2.RedeemLinkCodeResponse:
         """Link ``account_id`` to the contact the code was issued for."""
@@ -409,7 +432,9 @@ class AsyncAuthzClient:
             relation_updates=relation_updates,
             phones=phones,
         )
-        response: authz_pb2.UpdateContactResponse = await self._call(self._stub.UpdateContact, request)
+        response: authz_pb2.UpdateContactResponse = await self._call(
+            self._stub.UpdateContact, request, retry=bool(request_id)
+        )
         return response
 
     async def update_relation(
@@ -433,7 +458,9 @@ class AsyncAuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.UpdateRelationResponse = await self._call(self._stub.UpdateRelation, request)
+        response: authz_pb2.UpdateRelationResponse = await self._call(
+            self._stub.UpdateRelation, request, retry=bool(request_id)
+        )
         return response
 
     async def list_requests(
@@ -513,7 +540,9 @@ class AsyncAuthzClient:
             attestation=rq.change_attestation(attest),
             request_id=request_id,
         )
-        response: authz_pb2.ResolveMigrationIssueResponse = await self._call(self._stub.ResolveMigrationIssue, request)
+        response: authz_pb2.ResolveMigrationIssueResponse = await self._call(
+            self._stub.ResolveMigrationIssue, request, retry=bool(request_id)
+        )
         return response
 
     # -- lookups (issue 12) --------------------------------------------------------------

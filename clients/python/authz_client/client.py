@@ -116,10 +116,10 @@ class AuthzClient:
             try:
                 return method(request, timeout=remaining, metadata=self._metadata)
             except grpc.RpcError as error:
-                if policy is None or attempt >= policy.max_attempts or error.code() not in policy.codes:
+                if policy is None or error.code() not in policy.codes or policy.gives_up_after(attempt, deadline):
                     raise error_from_rpc_error(error) from error
-                pause = policy.pause(attempt)
-                if deadline is not None and time.monotonic() + pause >= deadline:
+                pause = policy.pause_within(attempt, time.monotonic(), deadline)
+                if pause is None:
                     raise error_from_rpc_error(error) from error
                 time.sleep(pause)
                 attempt += 1
@@ -260,6 +260,35 @@ class AuthzClient:
             self._stub.IssueLinkCode, request, retry=bool(request_id)
         )
         return response
+
+    def watch(self, after_revision: str = "", *, resume: bool = True) -> Iterator[authz_pb2.WatchResponse]:
+        """Committed writes after ``after_revision`` (a revision token; empty: from now), in commit order,
+        and a checkpoint now and then when idle. The stream has no deadline.
+
+        With ``resume`` (the default), a stream broken by a restart (UNAVAILABLE) is opened again from
+        the last revision received, with the retry policy's backoff: no write is missed or repeated.
+        Stop by breaking out of the loop (the call is cancelled) or by closing the client.
+        """
+        cursor = after_revision
+        attempt = 1
+        while True:
+            call = self._stub.Watch(authz_pb2.WatchRequest(after_revision=cursor), metadata=self._metadata)
+            try:
+                for answer in call:
+                    cursor = answer.revision or cursor
+                    attempt = 1
+                    yield answer
+                return
+            except grpc.RpcError as error:
+                policy = self._retry
+                if not resume or policy is None or error.code() not in policy.codes:
+                    raise error_from_rpc_error(error) from error
+                if policy.gives_up_after(attempt, None):
+                    raise error_from_rpc_error(error) from error
+                time.sleep(policy.pause(attempt))
+                attempt += 1
+            finally:
+                call.cancel()
 
     def redeem_link_code(self, account_id: str, code: str) -> authz_pb2.RedeemLinkCodeResponse:
         """Link ``account_id`` to the contact the code was issued for."""
@@ -434,7 +463,9 @@ class AuthzClient:
             relation_updates=relation_updates,
             phones=phones,
         )
-        response: authz_pb2.UpdateContactResponse = self._call(self._stub.UpdateContact, request)
+        response: authz_pb2.UpdateContactResponse = self._call(
+            self._stub.UpdateContact, request, retry=bool(request_id)
+        )
         return response
 
     def update_relation(
@@ -458,7 +489,9 @@ class AuthzClient:
             attest=attest,
             request_id=request_id,
         )
-        response: authz_pb2.UpdateRelationResponse = self._call(self._stub.UpdateRelation, request)
+        response: authz_pb2.UpdateRelationResponse = self._call(
+            self._stub.UpdateRelation, request, retry=bool(request_id)
+        )
         return response
 
     def list_requests(
@@ -535,7 +568,9 @@ class AuthzClient:
             attestation=rq.change_attestation(attest),
             request_id=request_id,
         )
-        response: authz_pb2.ResolveMigrationIssueResponse = self._call(self._stub.ResolveMigrationIssue, request)
+        response: authz_pb2.ResolveMigrationIssueResponse = self._call(
+            self._stub.ResolveMigrationIssue, request, retry=bool(request_id)
+        )
         return response
 
     # -- lookups (issue 12) --------------------------------------------------------------

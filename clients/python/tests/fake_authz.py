@@ -153,6 +153,24 @@ class FakeAuthz(authz_pb2_grpc.AuthzServiceServicer):
         self._enter("IssueLinkCode", request, context)
         return authz_pb2.IssueLinkCodeResponse(expires_at=timestamp_pb2.Timestamp(seconds=1_800_000_000))
 
+    def UpdateContact(
+        self, request: authz_pb2.UpdateContactRequest, context: grpc.ServicerContext
+    ) -> authz_pb2.UpdateContactResponse:
+        self._enter("UpdateContact", request, context)
+        return authz_pb2.UpdateContactResponse(changed_fields=["first_name"], revision="8")
+
+    def UpdateRelation(
+        self, request: authz_pb2.UpdateRelationRequest, context: grpc.ServicerContext
+    ) -> authz_pb2.UpdateRelationResponse:
+        self._enter("UpdateRelation", request, context)
+        return authz_pb2.UpdateRelationResponse()
+
+    def ResolveMigrationIssue(
+        self, request: authz_pb2.ResolveMigrationIssueRequest, context: grpc.ServicerContext
+    ) -> authz_pb2.ResolveMigrationIssueResponse:
+        self._enter("ResolveMigrationIssue", request, context)
+        return authz_pb2.ResolveMigrationIssueResponse()
+
     def RedeemLinkCode(
         self, request: authz_pb2.RedeemLinkCodeRequest, context: grpc.ServicerContext
     ) -> authz_pb2.RedeemLinkCodeResponse:

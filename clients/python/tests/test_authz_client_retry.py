@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import grpc
@@ -77,6 +78,23 @@ def test_a_write_is_retried_only_with_a_request_id(target: str, fake: FakeAuthz)
         assert len(fake.requests("IssueLinkCode")) == 2
 
 
+def test_the_guide_s_other_writes_are_retried_only_with_a_request_id(target: str, fake: FakeAuthz) -> None:
+    with AuthzClient(target, retry=policy(Pauses())) as client:
+        for rpc, write in (
+            ("UpdateContact", lambda rid: client.update_contact("C-1", "ORG-SQC", "C-2", first_name="A", request_id=rid)),
+            ("UpdateRelation", lambda rid: client.update_relation("C-1", "ORG-SQC", "R-1", end_date="2030-01-01", request_id=rid)),
+            ("ResolveMigrationIssue", lambda rid: client.resolve_migration_issue("C-1", "ORG-SQC", "I-1", request_id=rid)),
+        ):  # fmt: skip
+            fake.reset()
+            fake.fail(rpc, UNAVAILABLE, "store down", times=1)
+            with pytest.raises(UnavailableError):
+                write("")
+            assert len(fake.requests(rpc)) == 1, rpc  # no request id: a retry could write twice
+            fake.fail(rpc, UNAVAILABLE, "store down", times=1)
+            write(f"{rpc}-1")
+            assert len(fake.requests(rpc)) == 3, rpc
+
+
 def test_redeeming_a_code_is_never_retried(target: str, fake: FakeAuthz) -> None:
     fake.fail("RedeemLinkCode", UNAVAILABLE, "down", times=1)
     fake.fail("LinkLegacyAccess", UNAVAILABLE, "down", times=1)
@@ -113,11 +131,14 @@ def test_no_retry_policy_means_one_attempt(target: str, fake: FakeAuthz) -> None
 
 def test_the_deadline_covers_every_attempt(target: str, fake: FakeAuthz) -> None:
     fake.fail("CheckAccess", UNAVAILABLE, "down")
-    # Pauses of 0.5 s against a 0.3 s deadline: the first pause would end past it, so no second attempt.
+    # Pauses of 0.5 s against a 0.3 s deadline: the pause is cut short to leave room for one more
+    # attempt within the deadline, and the call ends with it, not 0.5 s later.
     slow = RetryPolicy(max_attempts=10, initial_backoff=0.5, max_backoff=0.5, jitter=lambda low, high: high)
+    started = time.monotonic()
     with AuthzClient(target, timeout=0.3, retry=slow) as client, pytest.raises(UnavailableError):
         client.check("C-1", "ORG-SQC", "rapport_mensuel", "read")
-    assert len(fake.requests("CheckAccess")) == 1
+    assert len(fake.requests("CheckAccess")) == 2
+    assert time.monotonic() - started < 0.45
     # Short pauses: later attempts get what is left of the one deadline, never a fresh one.
     fake.reset()
     fake.fail("CheckAccess", UNAVAILABLE, "down", times=2)
@@ -127,6 +148,15 @@ def test_the_deadline_covers_every_attempt(target: str, fake: FakeAuthz) -> None
     remaining = [call.time_remaining for call in fake.calls if call.method == "CheckAccess"]
     assert len(remaining) == 3 and all(r is not None for r in remaining)
     assert remaining[2] < remaining[0]  # type: ignore[operator]
+
+
+def test_the_default_retry_lasts_until_the_deadline(target: str, fake: FakeAuthz) -> None:
+    # A restart takes seconds: the default policy keeps trying, with backoff, for as long as the deadline allows.
+    # Six failures: more than the five attempts the default once allowed.
+    fake.fail("CheckAccess", UNAVAILABLE, "restarting", times=6)
+    with AuthzClient(target, timeout=20.0) as client:
+        client.check("C-1", "ORG-SQC", "rapport_mensuel", "read")
+    assert len(fake.requests("CheckAccess")) == 7
 
 
 def test_the_async_client_retries_the_same_way(target: str, fake: FakeAuthz) -> None:
