@@ -25,6 +25,7 @@ from authz.commands.base import (
 )
 from authz.commands.contacts import is_own_contact
 from authz.commands.forms import ADD_FORM, require_boxes
+from authz.commands.invariants import DELEGATION_ROLE
 from authz.commands.link_codes import issue_code
 from authz.commands.migration_issues import relation_match_key
 from authz.domain.dates import local_date
@@ -93,6 +94,14 @@ class GrantRelation:
         _refuse_management_through_organizations(request)
         if request.new_contact is not None:
             _check_new_contact(request.new_contact)
+        if request.role is not None and request.target_organization_id not in ("", request.organization_id):
+            # Rule 14: the form asks for another organization, not a role; a role would show the
+            # employer a fonction the person does not hold there.
+            description = "a delegation carries no role of its own: leave it unset"
+            raise InvalidArgument(f"role: {description}", [FieldViolation("role", description)], reason=DELEGATION_ROLE)
+        # The dates as far as they can be judged without the store, before the write lock; the
+        # body judges them again at the write's own instant.
+        parse_window(request.start_date, request.end_date, local_date(self.deps.clock()))
         return run_write(
             self.deps,
             "grant_relation",
@@ -274,14 +283,12 @@ class GrantRelation:
                 raise FailedPrecondition(f"{request.organization_id} holds nothing on {target_id} to delegate")
             # "All the organization holds there", evaluated at each check, never copied.
             granted = {WILDCARD_SUBJECT: Right.WRITE}
-        role = request.role or active[0].role
         return Relation(
             id=relation_id,
             kind=RelationKind.DELEGATION,
             organization_id=target_id,
             contact_id=contact.id,
             via_organization_id=request.organization_id,
-            role=role,
             start_date=start,
             end_date=end,
             subjects=granted,

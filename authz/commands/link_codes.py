@@ -183,7 +183,7 @@ class RedeemLinkCode:
                 audit = AuditRecord(
                     now, account_id, "redeem_link_code_throttled", {"contact_id": contact_id, "limit": throttled}
                 )
-                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE))
+                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE), bookkeeping=True)
             # The conditional update in use_link_code, not a lock, is what makes a code single-use.
             valid = (
                 code is not None
@@ -197,7 +197,8 @@ class RedeemLinkCode:
             tx.add_link_attempt(account_id, contact_id, now, bool(valid))
             if not valid or record is None:
                 audit = AuditRecord(now, account_id, "redeem_link_code_failed", {"contact_id": contact_id})
-                return WriteOutcome(None, audit, error=InvalidLinkCode())
+                # A wrong guess is throttle bookkeeping, not an authorization change: no revision.
+                return WriteOutcome(None, audit, error=InvalidLinkCode(), bookkeeping=True)
             tx.link_account(account_id, record.contact_id, "link_code", now)
             audit = AuditRecord(
                 now,

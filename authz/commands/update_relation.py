@@ -8,14 +8,15 @@ the relation in place; on a delegation, never more than the organization holds t
 form carries one box, `changes_accurate` (rule 9).
 
 An organization keeps someone to manage it: ending a relation earlier is refused when nobody
-would manage the organization the day after the new end date (`require_manager_remains`,
-the rule RevokeRelation applies now).
+would manage the organization the day after the new end date, and so is taking `relations`
+write from its last holder. The write envelope checks this and the other rules of every write
+(no one widens their own relation, a relation that has ended stays ended) at commit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from authz.commands.base import (
     Attestation,
@@ -23,12 +24,11 @@ from authz.commands.base import (
     WriteOutcome,
     parse_subjects,
     require_manager,
-    require_manager_remains,
     require_organization,
     run_write,
 )
 from authz.commands.forms import CHANGE_FORM, require_boxes
-from authz.domain.dates import day_start, local_date, parse_date
+from authz.domain.dates import local_date, parse_date
 from authz.domain.model import Relation, RelationKind, Right
 from authz.domain.validation import management_subject_problem
 from authz.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -70,6 +70,9 @@ class UpdateRelation:
                 new_end = parse_date(request.end_date)
             except ValueError:
                 raise InvalidArgument.field("end_date", "must be a date YYYY-MM-DD") from None
+            _refuse_past_end(
+                new_end, local_date(self.deps.clock())
+            )  # before the lock; again inside at the write's instant
         subjects = parse_subjects(request.add_subjects, self.deps.engine.policy.subjects, "add_subjects")
         deps = self.deps
 
@@ -88,14 +91,8 @@ class UpdateRelation:
                     raise InvalidArgument.field(
                         "end_date", f"must not be before the start date ({relation.start_date.isoformat()})"
                     )
-                if new_end < today:
-                    raise InvalidArgument.field(
-                        "end_date", f"must not be before today ({today.isoformat()}); to end it now, remove it"
-                    )
+                _refuse_past_end(new_end, today)
                 tx.set_relation_end(relation.id, new_end)
-                if new_end < relation.end_date:
-                    # Someone must manage the organization the day after this relation now ends.
-                    require_manager_remains(deps, tx, organization.id, now, at=day_start(new_end + timedelta(days=1)))
                 end = new_end
             added = {s: r for s, r in subjects.items() if relation.subjects.get(s) != r}
             if added:
@@ -123,6 +120,13 @@ class UpdateRelation:
 
         return run_write(
             deps, "update_relation", request, request.request_id, body, UpdateRelationResult, actor_id=request.actor_id
+        )
+
+
+def _refuse_past_end(new_end: date, today: date) -> None:
+    if new_end < today:
+        raise InvalidArgument.field(
+            "end_date", f"must not be before today ({today.isoformat()}); to end it now, remove it"
         )
 
 
