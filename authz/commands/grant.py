@@ -262,21 +262,7 @@ class GrantRelation:
             return Right(deps.engine.organization_right(request.organization_id, target_id, subject, day, ts))
 
         if subjects:
-            violations = []
-            for index, (subject, right) in enumerate(subjects.items()):
-                holds = held(subject)
-                if holds < right:
-                    violations.append(
-                        FieldViolation(
-                            f"subjects[{index}]",
-                            f"{request.organization_id} holds {holds.code if holds else 'nothing'} on {subject} "
-                            f"of {target_id}, not {right.code}",
-                        )
-                    )
-            if violations:
-                raise FailedPrecondition(
-                    "cannot delegate more than the organization holds: " + "; ".join(v.description for v in violations)
-                )
+            # More than the organization holds is refused by the write envelope's rules (DELEGATION_EXCEEDS).
             granted = subjects
         else:
             if not any(held(subject) for subject in deps.engine.policy.subjects if subject != MANAGEMENT_SUBJECT):
