@@ -175,7 +175,7 @@ def generate(relations: int, *, seed: int = 1, today: date | None = None) -> Dat
 
     # Delegations: an association's staff member on an employer that authorized it, mostly;
     # some exceed what the association holds, which the engine must bound at check time.
-    delegations = []
+    delegations: list[dict[str, Any]] = []
     delegated: list[tuple[str, str]] = []
     vias = sorted(staff)
     # The import refuses a delegation that repeats another or gives more than the association
@@ -187,7 +187,10 @@ def generate(relations: int, *, seed: int = 1, today: date | None = None) -> Dat
                 key = (str(row["grantee_id"]), str(row["grantor_id"]), grant["subject"])
                 holds[key] = max(holds.get(key, 0), _LEVEL[grant["right"]])
     seen: set[tuple[str, str, str]] = set()
-    for i in range(target_delegations if vias else 0):
+    attempts = 0
+    while vias and len(delegations) < target_delegations and attempts < 20 * target_delegations:
+        attempts += 1
+        i = len(delegations)
         via = rng.choice(vias)
         contact_id = rng.choice(staff[via])
         target = rng.choice(authorized[via])
