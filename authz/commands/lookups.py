@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 
+
 @dataclass(frozen=True, slots=True)
 class LookupRequest:
     """One lookup. `anchor_id` is the organization (LookupPrincipals) or the contact (LookupOrganizations)."""

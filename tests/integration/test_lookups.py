@@ -55,8 +55,6 @@ def demo(start_server: Callable[..., Running], tmp_path: Path, policy: Policy) -
     finally:
         store.close()
     return start_server(url, demo=False)
-
-
 SUBJECTS = ("rapport_mensuel", "paiements_et_releves", "profil", "relations", "scrutin_syndical")
 MOMENTS = (datetime(2024, 6, 1, 16, tzinfo=UTC), datetime(2025, 12, 31, 23, tzinfo=UTC), None)
 
