@@ -5,14 +5,16 @@ Each case names the rule it holds; a refused write changes nothing (the revision
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 
 import pytest
 
 from authz.commands.grant import GrantRelation, GrantRelationRequest, NewContactData
+from authz.commands.invariants import check_write
 from authz.commands.revoke import RevokeRelation, RevokeRelationRequest
 from authz.commands.update_relation import UpdateRelation, UpdateRelationRequest
-from authz.domain.model import MANAGEMENT_SUBJECT, Right, Role
+from authz.domain.model import MANAGEMENT_SUBJECT, Relation, RelationKind, Right, Role
 from authz.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 
 from .conftest import ATTESTED, NOW, World
@@ -204,3 +206,24 @@ def test_a_past_check_keeps_its_answer_when_a_relation_ends_early(world: World) 
     at = (NOW + timedelta(days=2)).timestamp()
     assert world.deps.engine.check(IND, SQC, "profil", R, at)
     assert date.fromtimestamp(at) > start - timedelta(days=1)
+
+
+def test_check_write_refuses_what_a_command_would_let_through(world: World) -> None:
+    """The commit-time rules hold whatever a command's own checks missed: a body that wrote a
+    delegation of `relations`, or revived a removed relation, is refused by the envelope."""
+    engine = world.deps.engine
+    start = NOW.date() - timedelta(days=1)
+    managing = Relation("D-NEW", RelationKind.DELEGATION, ABC, start, date(9999, 12, 31), contact_id=REP,
+                        via_organization_id=SQC, subjects={MANAGEMENT_SUBJECT: W})  # fmt: skip
+    with pytest.raises(InvalidArgument) as caught:
+        check_write(engine, PR, [managing], NOW)
+    assert caught.value.reason == "MANAGEMENT_THROUGH_ORGANIZATION"
+    with world.store.transaction() as tx:
+        delegation = tx.get_relation("D-IND-XYZ")
+    assert delegation is not None
+    ended = dataclasses.replace(delegation, ended_at=NOW - timedelta(days=1))
+    check_write(engine, PR, [ended], NOW)  # ending: allowed
+    engine.apply([ended], engine.revision + 1)
+    with pytest.raises(FailedPrecondition) as caught:
+        check_write(engine, PR, [delegation], NOW)  # the removal undone
+    assert caught.value.reason == "RELATION_ENDED"
