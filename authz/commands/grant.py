@@ -245,13 +245,17 @@ class GrantRelation:
         contact = tx.get_contact(request.contact_id)
         if contact is None:
             raise NotFound(f"contact {request.contact_id!r} not found")
-        memberships = [
+        # What is in force, not the contact's whole history with the organization.
+        active = [
             relation
-            for relation in tx.find_relations(organization_id=request.organization_id, contact_id=contact.id)
-            if relation.kind is RelationKind.CONTACT
+            for relation in tx.find_open_relations(
+                now, organization_id=request.organization_id, contact_ids=[contact.id]
+            )
+            if relation.kind is RelationKind.CONTACT and relation_in_force(relation, now)
         ]
-        active = [relation for relation in memberships if relation_in_force(relation, now)]
-        if not memberships:
+        if not active and not tx.relation_exists(
+            RelationKind.CONTACT, organization_id=request.organization_id, contact_id=contact.id
+        ):
             raise NotFound(f"contact {contact.id!r} is not a contact of {request.organization_id!r}")
         if not active:
             raise FailedPrecondition(f"contact {contact.id!r} is not active in {request.organization_id!r}")
