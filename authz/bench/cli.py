@@ -52,6 +52,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.lookups:
         return _lookups(args)
+    if args.writes:
+        _writes(args)
+        return 0
     if args.replicas:
         replicas = _replicas(args)
         if replicas is not None and args.json:
@@ -80,6 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results: dict[str, Any] = run_bench(options)
     if not args.no_lookups:
         _lookups(args)
+    if not args.no_writes:
+        results["writes"] = _writes(args)
     if not args.no_replicas:
         results["replicas"] = _replicas(args)
         if options.json_path is not None:
@@ -93,6 +98,18 @@ def _import_bench(args: argparse.Namespace) -> int:
     sizes = args.sizes or ([2_000, 20_000] if args.quick else [200_000, 1_000_000])
     figures = run_import_bench(sizes, workdir=Path(args.workdir) if args.workdir else None, seed=args.seed)
     return 0 if all(f.meets(IMPORT_AIMS[f.relations]) for f in figures if f.relations in IMPORT_AIMS) else 1
+
+
+def _writes(args: argparse.Namespace) -> dict[str, Any]:
+    """The server's CPU per write, fresh and after a long history of the same key."""
+    from authz.bench.writes import WriteBenchOptions, run_write_bench
+
+    options = WriteBenchOptions(workdir=Path(args.workdir) / "writes" if args.workdir else None)
+    if args.quick:
+        options.history = 300
+        options.measured = 50
+    print("\nwrites (a real server process):")
+    return run_write_bench(options)
 
 
 def _lookups(args: argparse.Namespace) -> int:
@@ -145,6 +162,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="measure `authz import` instead (time and peak memory of a child process; sizes default 200000,1000000)",
     )
+    writes = bench.add_mutually_exclusive_group()
+    writes.add_argument(
+        "--writes",
+        action="store_true",
+        help="only the server's CPU per write, fresh and after 2,000 grant/revoke pairs on one key",
+    )
+    writes.add_argument("--no-writes", action="store_true", help="skip the write-cost section")
     lookups = bench.add_mutually_exclusive_group()
     lookups.add_argument(
         "--lookups", action="store_true", help="the lookups' figures alone (LookupPrincipals, LookupOrganizations)"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
 from authz.domain.model import Role
 
@@ -86,6 +86,9 @@ def _window(rng: random.Random, today: date) -> tuple[str, str]:
         return start.isoformat(), _END_OF_TIME
     start = today - timedelta(days=rng.randint(0, 60))  # ends soon: the edges of the window
     return start.isoformat(), (today + timedelta(days=rng.randint(0, 60))).isoformat()
+
+
+_LEVEL = {"read": 1, "write": 2}
 
 
 def _subjects(rng: random.Random, low: int, high: int, catalogue: tuple[str, ...] = SUBJECTS) -> list[dict[str, str]]:
@@ -172,24 +175,44 @@ def generate(relations: int, *, seed: int = 1, today: date | None = None) -> Dat
 
     # Delegations: an association's staff member on an employer that authorized it, mostly;
     # some exceed what the association holds, which the engine must bound at check time.
-    delegations = []
+    delegations: list[dict[str, Any]] = []
     delegated: list[tuple[str, str]] = []
     vias = sorted(staff)
-    for i in range(target_delegations if vias else 0):
+    # The import refuses a delegation that repeats another or gives more than the association
+    # holds today: the generated ones stay within both (the engine still bounds them over time).
+    holds: dict[tuple[str, str, str], int] = {}
+    for row in org_relations:
+        if str(row["start_date"]) <= today_text <= str(row["end_date"]):
+            for grant in cast(list[dict[str, str]], row["subjects"]):
+                key = (str(row["grantee_id"]), str(row["grantor_id"]), grant["subject"])
+                holds[key] = max(holds.get(key, 0), _LEVEL[grant["right"]])
+    seen: set[tuple[str, str, str]] = set()
+    attempts = 0
+    while vias and len(delegations) < target_delegations and attempts < 20 * target_delegations:
+        attempts += 1
+        i = len(delegations)
         via = rng.choice(vias)
         contact_id = rng.choice(staff[via])
         target = rng.choice(authorized[via])
         start, end = _window(rng, today)
+        subjects = _subjects(rng, 0, 3, _SHARED_SUBJECTS)  # none = everything the association holds there
+        if end >= today_text:
+            kept = [g for g in subjects if holds.get((via, target, g["subject"]), 0) >= _LEVEL[g["right"]]]
+            if len(kept) < len(subjects) and not kept:
+                continue
+            subjects = kept
+        if (contact_id, via, target) in seen:
+            continue
+        seen.add((contact_id, via, target))
         delegations.append(
             {
                 "id": f"D{i}",
                 "contact_id": contact_id,
                 "via_organization_id": via,
                 "target_organization_id": target,
-                "role": "membre_du_personnel",
                 "start_date": start,
                 "end_date": end,
-                "subjects": _subjects(rng, 0, 3, _SHARED_SUBJECTS),  # none = everything the association holds there
+                "subjects": subjects,
             }
         )
         delegated.append((contact_id, target))

@@ -13,9 +13,10 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authz.calls import account_id, account_required, caller_name, remaining
+from authz.commands.invariants import check_write
 from authz.config import Settings
 from authz.domain.dates import in_force, local_date, utc_now
-from authz.domain.model import END_OF_TIME, MANAGEMENT_SUBJECT, Organization, Relation, RelationKind, Right
+from authz.domain.model import END_OF_TIME, MANAGEMENT_SUBJECT, Organization, Relation, Right
 from authz.domain.validation import Violations
 from authz.engine.index import DecisionEngine
 from authz.errors import (
@@ -43,7 +44,6 @@ __all__ = [
     "relation_in_force",
     "require_attestation",
     "require_manager",
-    "require_manager_remains",
     "require_organization",
     "require_reader",
     "run_write",
@@ -94,6 +94,9 @@ class WriteOutcome:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     # Raised once the transaction has committed: what the body recorded (a refused guess) stays.
     error: AuthzError | None = None
+    # Only throttle bookkeeping and its audit (an attempt counted, a guess refused): no
+    # authorization changed, so no revision is taken and nothing goes to the change log or Watch.
+    bookkeeping: bool = False
 
 
 def fingerprint(request: Any) -> str:
@@ -173,6 +176,11 @@ def run_write(
     change through `DecisionEngine.apply`, so it applies writes in the order the store
     committed them. A body may record something and still fail (a refused guess is recorded
     and audited): it sets `WriteOutcome.error`, raised after commit.
+
+    Before the revision is taken, the rules every write keeps are checked on what it changed
+    (authz/commands/invariants.py); a violation rolls it back. A body that only kept throttle
+    bookkeeping sets `WriteOutcome.bookkeeping`: committed and audited under the newest
+    revision, with no new one, no change log row, nothing for the engine or Watch.
     """
     digest = fingerprint(request) if request_id else ""
     key = idempotency_key(request_id, actor_id) if request_id else ""
@@ -181,7 +189,8 @@ def run_write(
         with deps.store.transaction() as tx:
             # Early, not at bump_revision: held from here, no write of any process commits before
             # this one, so the state caught up to now is the state this write decides on.
-            _catch_up(deps, tx, tx.lock_revision())
+            newest = tx.lock_revision()
+            _catch_up(deps, tx, newest)
             if account_required():
                 _require_account_acts(tx, actor_id, request)
             if key:
@@ -196,19 +205,26 @@ def run_write(
                     return result_type(**response)
             now = deps.clock()
             outcome = body(tx, now)
-            # The row is locked since lock_revision: the number taken here is the next one, and it
-            # becomes visible only with this commit, after every smaller one.
-            revision = tx.bump_revision()
-            tx.append_change(Change(revision, now, operation, tuple(outcome.changed)))
-            if revision % _PRUNE_EVERY == 0:
-                tx.prune_changes(now - timedelta(seconds=deps.settings.change_log_retention_seconds))
+            if outcome.bookkeeping:
+                if outcome.changed:
+                    raise AssertionError(f"{operation}: a bookkeeping write changed relations")
+                revision = newest  # the state it leaves is the state of the newest revision
+            else:
+                # The rules of every write, once, on what it changed; raising rolls it back.
+                check_write(deps.engine, actor_id, outcome.changed, now)
+                # The row is locked since lock_revision: the number taken here is the next one, and it
+                # becomes visible only with this commit, after every smaller one.
+                revision = tx.bump_revision()
+                tx.append_change(Change(revision, now, operation, tuple(outcome.changed)))
+                if revision % _PRUNE_EVERY == 0:
+                    tx.prune_changes(now - timedelta(seconds=deps.settings.change_log_retention_seconds))
             tx.add_audit(dataclasses.replace(outcome.audit, caller=caller_name() or None), revision)
             if hasattr(outcome.result, "revision"):
                 outcome.result.revision = deps.tokens.token(revision) if deps.tokens else str(revision)
             if key and outcome.error is None:
                 tx.put_idempotent(key, operation, digest, dataclasses.asdict(outcome.result), now)
             _before_commit()
-        if not deps.engine.apply(outcome.changed, revision) and deps.follower is not None:
+        if not outcome.bookkeeping and not deps.engine.apply(outcome.changed, revision) and deps.follower is not None:
             deps.follower.wake()  # a reload moved the engine meanwhile: the follower brings this write in
         if deps.published is not None:
             deps.published(revision)
@@ -271,34 +287,6 @@ def require_manager(deps: Deps, actor_id: str, organization_id: str, now: dateti
         raise PermissionDenied(
             f"{actor_id!r} may not manage the relations of {organization_id!r}", reason="NOT_A_MANAGER"
         )
-
-
-def require_manager_remains(
-    deps: Deps, tx: Transaction, organization_id: str, now: datetime, *, at: datetime | None = None
-) -> None:
-    """Refuse a change that leaves the organization with no contact holding write on `relations`.
-
-    Called inside the write, after the change: the transaction reads the relations as they
-    will be. A scratch engine with the same policy decides on them at `now`, so the rule is
-    the checks' own (role defaults, subjects granted; never a delegated path). Raising rolls
-    the change back. The guide's step 7: name a second person responsible before the first leaves.
-    `at`, when given, is a later instant that must have a manager too (an end date moved earlier).
-    """
-    scratch = DecisionEngine(deps.engine.policy)
-    relations = tx.find_relations(organization_id=organization_id)
-    scratch.apply(relations, 1)  # the scratch engine is at revision 0: this is its next one
-    contacts = {r.contact_id for r in relations if r.kind is RelationKind.CONTACT and r.contact_id}
-    for moment in (now,) if at is None else (now, at):
-        ts = moment.timestamp()
-        if not any(
-            scratch.check(contact, organization_id, MANAGEMENT_SUBJECT, Right.WRITE, ts) for contact in contacts
-        ):
-            when = "" if moment is now else f" from {local_date(moment).isoformat()}"
-            raise FailedPrecondition(
-                f"this change would leave {organization_id!r} with no one to manage its relations{when}: "
-                "give another contact write on relations first",
-                reason="LAST_MANAGER",
-            )
 
 
 def require_reader(deps: Deps, actor_id: str, organization_id: str, now: datetime) -> None:

@@ -11,6 +11,13 @@ types, nesting, control characters): the rest goes in, in one transaction, and a
 turns out not to be JSON halfway changes nothing. A row whose key is already stored with the
 same content is skipped, so a second import of the same file changes nothing; a key already
 taken by different content is refused, never silently skipped.
+
+What the import adds keeps the rules of every write (authz/commands/invariants.py): a relation
+that repeats one in force, or a delegation giving more than the association holds on the
+employer at the time of the import, is refused and kept as a migration issue for the
+organization's managers. A delegation row's `role` is checked and then left out: a delegation
+carries no role of its own (the old system recorded the staff member's fonction there), and
+what it gives does not depend on it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import IO, Any
 
 import ijson  # type: ignore[import-untyped]
 
+from authz.commands.invariants import duplicate_of, is_open
 from authz.commands.migration_issues import MigrationIssues
 from authz.domain.dates import local_date, utc_now
 from authz.domain.model import (
@@ -52,6 +60,7 @@ from authz.domain.validation import (
     self_authorization_problem,
     username_problem,
 )
+from authz.engine.index import DecisionEngine, Entry, relation_entry
 from authz.store.changes import Change
 from authz.store.interface import AuditRecord, ImportBatch, ImportKind, LegacyAccount, Store, Transaction
 
@@ -64,7 +73,7 @@ _NEEDS = {
     "contacts": (),
     "relations": ("organizations", "contacts"),
     "organization_relations": ("organizations",),
-    "delegations": ("organizations", "contacts"),
+    "delegations": ("organizations", "contacts", "organization_relations"),  # what the association holds
     "legacy_accounts": ("contacts",),
 }
 _KIND: dict[str, ImportKind] = {
@@ -402,7 +411,7 @@ def _delegation(c: _Checker, today: date) -> tuple[str, Relation]:
     target = c.id("target_organization_id", "organizations")
     if via and via == target:
         c.v.add("target_organization_id", "a delegation goes to another organization than the one it comes through")
-    role = c.choice("role", Role, required=False)
+    c.choice("role", Role, required=False)  # checked, then left out: a delegation carries no role of its own
     start, end = c.window(today)
     subjects = c.subjects()
     c.v.check("subjects", management_subject_problem(RelationKind.DELEGATION, subjects))
@@ -415,7 +424,6 @@ def _delegation(c: _Checker, today: date) -> tuple[str, Relation]:
         end,
         contact_id=contact_id,
         via_organization_id=via,
-        role=role,
         subjects=subjects or {WILDCARD_SUBJECT: Right.WRITE},  # none: all the organization holds there
     )
 
@@ -510,6 +518,7 @@ class _Importer:
         key_field = _KEY_FIELD.get(name, "id")
         refuse = self._refuse
         accepted = skipped = 0
+        fresh: list[_Candidate] = []
         for candidate in pending:
             missing = None
             for ref in candidate.refs:
@@ -523,8 +532,7 @@ class _Importer:
             before = before_now.get(candidate.key)
             if before is None:
                 before_now[candidate.key] = candidate.value  # a second row with this key in the chunk meets it here
-                added.append(candidate.value)
-                accepted += 1
+                fresh.append(candidate)
             elif before == candidate.value:
                 skipped += 1
             else:
@@ -533,9 +541,61 @@ class _Importer:
                     "(stored before, or earlier in this file)"
                 )
                 refuse(name, candidate.index, candidate.row, reason)
+        for candidate in self._within_the_rules(name, fresh):
+            added.append(candidate.value)
+            accepted += 1
         self.report.accepted[name] += accepted
         self.report.skipped[name] += skipped
         self.tx.add_batch(batch, self.now, "import")
+
+    def _within_the_rules(self, name: str, fresh: list[_Candidate]) -> list[_Candidate]:
+        """The new rows the rules of every write let in, the others refused (and kept as migration
+        issues): a relation that repeats one in force (same contact, organization and role; or
+        same delegate, association and employer), a delegation that gives more than the
+        association holds on the employer now. Read from the store once per chunk, for the
+        chunk's contacts and associations: earlier chunks are there already."""
+        if name not in ("relations", "delegations") or not fresh:
+            return fresh
+        ts = self.now.timestamp()
+        today = self.today.toordinal()
+        relations = [candidate.value for candidate in fresh if isinstance(candidate.value, Relation)]
+        held_by: dict[tuple[str, str], list[Entry]] = {}
+        if name == "delegations":
+            vias = {relation.via_organization_id or "" for relation in relations}
+            for stored in self.tx.find_open_relations(self.now, grantee_organization_ids=vias):
+                if stored.kind is RelationKind.ORGANIZATION:
+                    held_by.setdefault((stored.holder_id, stored.organization_id), []).append(relation_entry(stored))
+        open_by: dict[tuple[str, str], list[Entry]] = {}
+        for stored in self.tx.find_open_relations(self.now, contact_ids={relation.holder_id for relation in relations}):
+            if stored.kind is not RelationKind.ORGANIZATION:
+                open_by.setdefault((stored.holder_id, stored.organization_id), []).append(relation_entry(stored))
+        kept = []
+        for candidate in fresh:
+            relation = candidate.value
+            assert isinstance(relation, Relation)
+            entry = relation_entry(relation)
+            others = open_by.setdefault((relation.holder_id, relation.organization_id), [])
+            first = duplicate_of(relation, entry, others, today, ts)
+            if first is not None:
+                reason = f"repeats relation {first!r}, in force: one relation per purpose, its subjects go on the first"
+                self._refuse(name, candidate.index, candidate.row, reason)
+                continue
+            if relation.kind is RelationKind.DELEGATION and is_open(entry, today, ts):
+                via = relation.via_organization_id or ""
+                held = held_by.get((via, relation.organization_id), [])
+                over = [
+                    f"{subject} {right.code} (holds {Right(level).code if level else 'nothing'})"
+                    for subject, right in relation.subjects.items()
+                    if subject != WILDCARD_SUBJECT
+                    and (level := DecisionEngine.granted_level(held, subject, today, ts)) < right
+                ]
+                if over:
+                    reason = f"delegates more than {via} holds on {relation.organization_id}: {', '.join(over)}"
+                    self._refuse(name, candidate.index, candidate.row, reason)
+                    continue
+            others.append(entry)
+            kept.append(candidate)
+        return kept
 
     def finish(self) -> ImportReport:
         self.issues.finish()

@@ -6,7 +6,9 @@ revision row until it commits): the throttle counters are read and the attempt i
 never pass the limit.
 Then the password is checked, outside any lock (PBKDF2 takes a while), with the same work
 whether the login exists or not, so the time of the answer tells nothing. Last, a second
-write links the account, or audits the refusal.
+write links the account, or audits the refusal. Only the link is an authorization change:
+the attempt, a refusal and a request to designate are throttle bookkeeping, committed without
+a revision (`WriteOutcome.bookkeeping`), so a guess costs no revision and reaches no Watch.
 
 A login the old system shared between several people (rule 11) links only the person who
 uses it, each in turn: a call names one contact (`contact_ids` holds at most one) among
@@ -133,7 +135,12 @@ class LinkLegacyAccess:
             audit = AuditRecord(
                 now, request.account_id, "link_legacy_access_failed", {"username": request.legacy_username}
             )
-            return WriteOutcome(None, audit, error=InvalidArgument.field("legacy_password", BAD_LEGACY_CREDENTIALS))
+            return WriteOutcome(
+                None,
+                audit,
+                error=InvalidArgument.field("legacy_password", BAD_LEGACY_CREDENTIALS),
+                bookkeeping=True,
+            )
 
         return body
 
@@ -151,14 +158,16 @@ class LinkLegacyAccess:
                 audit = AuditRecord(
                     now, account_id, "link_legacy_access_throttled", {"username": username, "limit": limit}
                 )
-                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"))
+                return WriteOutcome(
+                    None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"), bookkeeping=True
+                )
             account = tx.get_legacy_account(username)
             mapped = account.contact_ids if account is not None else ()
             named = [c for c in request.contact_ids if c in mapped]
             contact_id = named[0] if named else (mapped[0] if mapped else None)
             attempt_id = tx.add_link_attempt(account_id, contact_id, now, False, legacy_username=username)
             audit = AuditRecord(now, account_id, "link_legacy_access_attempt", {"username": username})
-            return WriteOutcome(_Weighed(attempt_id, account), audit)
+            return WriteOutcome(_Weighed(attempt_id, account), audit, bookkeeping=True)
 
         return body
 
@@ -180,7 +189,7 @@ class LinkLegacyAccess:
                 {"username": account.username, "contact_ids": list(request.contact_ids)},
             )
             error = InvalidArgument(f"{problem.field}: {description}", [FieldViolation(problem.field, description)])
-            return WriteOutcome(None, audit, error=error)
+            return WriteOutcome(None, audit, error=error, bookkeeping=True)
 
         return body
 

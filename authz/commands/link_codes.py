@@ -187,7 +187,9 @@ class RedeemLinkCode:
                 audit = AuditRecord(
                     now, account_id, "redeem_link_code_throttled", {"contact_id": contact_id, "limit": throttled}
                 )
-                return WriteOutcome(None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"))
+                return WriteOutcome(
+                    None, audit, error=ResourceExhausted(THROTTLED_MESSAGE, reason="LINK_THROTTLED"), bookkeeping=True
+                )
             # The conditional update in use_link_code, not a lock, is what makes a code single-use.
             valid = (
                 code is not None
@@ -201,7 +203,8 @@ class RedeemLinkCode:
             tx.add_link_attempt(account_id, contact_id, now, bool(valid))
             if not valid or record is None:
                 audit = AuditRecord(now, account_id, "redeem_link_code_failed", {"contact_id": contact_id})
-                return WriteOutcome(None, audit, error=InvalidLinkCode())
+                # A wrong guess is throttle bookkeeping, not an authorization change: no revision.
+                return WriteOutcome(None, audit, error=InvalidLinkCode(), bookkeeping=True)
             tx.link_account(account_id, record.contact_id, "link_code", now)
             # Rule 15: the code binds the redeeming account to the person; the link moves, and the
             # person is told at the address on file (theirs: no manager changes a linked person's email).

@@ -15,7 +15,6 @@ from authz.commands.base import (
     Deps,
     WriteOutcome,
     require_manager,
-    require_manager_remains,
     require_organization,
     run_write,
 )
@@ -93,9 +92,51 @@ class RevokeRelation:
             actor_id=request.actor_id,
         )
 
-    def _owned(self, tx: Transaction, request: RevokeRelationRequest) -> list[Relation]:
-        """Every relation of the grantee that this organization's form may remove."""
+    @staticmethod
+    def _owns(request: RevokeRelationRequest, relation: Relation) -> bool:
+        """Whether this organization's form may remove `relation` of the grantee (as `_owned` finds them)."""
         organization_id = request.organization_id
+        if request.grantee_organization_id:
+            return (
+                relation.kind is RelationKind.ORGANIZATION
+                and relation.organization_id == organization_id
+                and relation.grantee_organization_id == request.grantee_organization_id
+            )
+        if relation.contact_id != request.contact_id or relation.kind is RelationKind.ORGANIZATION:
+            return False
+        return relation.organization_id == organization_id or (
+            relation.kind is RelationKind.DELEGATION and relation.via_organization_id == organization_id
+        )
+
+    def _named(self, tx: Transaction, request: RevokeRelationRequest) -> dict[str, Relation]:
+        """The relations the request names, read by id: what the grantee ended long ago is not read."""
+        ids = request.relation_ids if request.scope == "relations" else (request.subjects_relation_id,)
+        found = {relation_id: tx.get_relation(relation_id) for relation_id in dict.fromkeys(ids)}
+        named = {rid: r for rid, r in found.items() if r is not None and self._owns(request, r)}
+        if len(named) < len(found) and not self._owned(tx, request):
+            # The grantee has nothing here at all: say so, as the all-relations scope does.
+            grantee = request.contact_id or request.grantee_organization_id
+            raise NotFound(f"{grantee!r} has no relation with {request.organization_id!r}")
+        return named
+
+    def _owned(
+        self, tx: Transaction, request: RevokeRelationRequest, open_at: datetime | None = None
+    ) -> list[Relation]:
+        """Every relation of the grantee that this organization's form may remove; with `open_at`,
+        only those not removed by then (the ones a removal still changes)."""
+        organization_id = request.organization_id
+        if open_at is not None:
+            if request.grantee_organization_id:
+                candidates = tx.find_open_relations(
+                    open_at, organization_id=organization_id, grantee_organization_ids=[request.grantee_organization_id]
+                )
+            else:
+                candidates = tx.find_open_relations(
+                    open_at, organization_id=organization_id, contact_ids=[request.contact_id]
+                ) + tx.find_open_relations(
+                    open_at, via_organization_id=organization_id, contact_ids=[request.contact_id]
+                )
+            return [r for r in dict((r.id, r) for r in candidates).values() if self._owns(request, r)]
         if request.grantee_organization_id:
             return [
                 r
@@ -120,10 +161,14 @@ class RevokeRelation:
         def body(tx: Transaction, now: datetime) -> WriteOutcome:
             organization = require_organization(tx, request.organization_id)
             require_manager(deps, request.actor_id, organization.id, now)
-            owned = {relation.id: relation for relation in self._owned(tx, request)}
             grantee = request.contact_id or request.grantee_organization_id
-            if not owned:
-                raise NotFound(f"{grantee!r} has no relation with {organization.id!r}", reason="RELATION_NOT_FOUND")
+            if request.scope == "all_relations":
+                # What is in force, not the grantee's whole history: ending an ended relation changes nothing.
+                owned = {relation.id: relation for relation in self._owned(tx, request, open_at=now)}
+                if not owned and not self._owned(tx, request):
+                    raise NotFound(f"{grantee!r} has no relation with {organization.id!r}", reason="RELATION_NOT_FOUND")
+            else:
+                owned = self._named(tx, request)
             ended: list[str] = []
             removed: list[str] = []
             touched: list[str] = []
@@ -171,10 +216,8 @@ class RevokeRelation:
                 if tx.remove_subjects(target.id, list(dict.fromkeys(request.subjects)), now):
                     removed = list(dict.fromkeys(request.subjects))
                 touched = [target.id]
+            # The write envelope keeps rule 2 on these: the last manager can neither leave nor be removed.
             changed = [r for r in (tx.get_relation(relation_id) for relation_id in touched) if r is not None]
-            if any(r.kind is RelationKind.CONTACT and r.organization_id == organization.id for r in changed):
-                # Rule 2 kept true: the last manager can neither leave nor be removed.
-                require_manager_remains(deps, tx, organization.id, now)
             audit = AuditRecord(
                 at=now,
                 actor_id=request.actor_id,

@@ -46,7 +46,7 @@ from authz.domain.index_rows import IndexRow
 from authz.domain.model import MANAGEMENT_SUBJECT, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.policy import Policy
 
-__all__ = ["Compiled", "Decision", "DecisionEngine", "Entry", "IndexRow", "index_row"]
+__all__ = ["Compiled", "Decision", "DecisionEngine", "Entry", "IndexRow", "index_row", "relation_entry"]
 
 _NO_END: Final = math.inf
 
@@ -308,16 +308,20 @@ class DecisionEngine:
             people: Index = {}
             organizations: Index = {}
             new_keys: list[tuple[str, str, str]] = []
+            # Grouped by key first, so a key's entries are scanned once per revision, however many
+            # of its relations the revision changed: linear in what the write touched.
+            grouped: dict[tuple[bool, str], dict[str, Entry]] = {}
             for relation in relations:
                 row = index_row(relation)
                 is_person = relation.kind is not RelationKind.ORGANIZATION
+                grouped.setdefault((is_person, row[2] + _SEP + row[3]), {})[row[1]] = self._entry(row)
+            for (is_person, key), replaced in grouped.items():
                 index, pending = (self._people, people) if is_person else (self._organizations, organizations)
-                holder, organization = row[2], row[3]
-                key = holder + _SEP + organization
-                found = pending[key] if key in pending else index.get(key)
-                kept = tuple(e for e in _entries(found) if e[_ID] != relation.id)
-                pending[key] = _slot((*kept, self._entry(row)))
+                found = index.get(key)
+                kept = tuple(e for e in _entries(found) if e[_ID] not in replaced)
+                pending[key] = _slot((*kept, *replaced.values()))
                 if found is None and is_person:
+                    holder, organization = key.split(_SEP, 1)
                     new_keys.append((holder, organization, key))
             if organizations:
                 self._organizations.update(organizations)
@@ -340,6 +344,35 @@ class DecisionEngine:
         end = days.setdefault(row[7], row[7])
         via = row[4]
         return (start, end, row[8], grants, row[5], sys.intern(via) if via is not None else None, row[1])
+
+    # ------------------------------------------------------------------ what a write changes
+    def entries(self, holder_id: str, organization_id: str, *, organization: bool = False) -> tuple[Entry, ...]:
+        """What one key holds: a contact's relations and delegations on an organization, or
+        (`organization=True`) what one organization was authorized on by another. The write
+        envelope's invariants read the state before a write here, and put the write's entries
+        (`relation_entry`) in place of these to see the state after it."""
+        index = self._organizations if organization else self._people
+        return _entries(index.get(holder_id + _SEP + organization_id))
+
+    def direct_level(self, entries: Iterable[Entry], subject: str, day: int, ts: float) -> int:
+        """The best right the direct relations among `entries` give on `subject` at an instant:
+        subjects granted and role defaults, as `check` counts them. Delegations are left out:
+        management, the rule this serves, is never held through another organization."""
+        defaults = self._compiled.defaults
+        best = 0
+        for entry in entries:
+            if entry[_VIA] is None and _in_force(entry, day, ts):
+                best = max(best, entry[_GRANTS].get(subject, 0), defaults[entry[_ROLE]].get(subject, 0))
+        return best
+
+    @staticmethod
+    def granted_level(entries: Iterable[Entry], subject: str, day: int, ts: float) -> int:
+        """What organization-to-organization `entries` in force give on `subject` (as `organization_right`)."""
+        best = 0
+        for entry in entries:
+            if _in_force(entry, day, ts):
+                best = max(best, entry[_GRANTS].get(subject, 0))
+        return best
 
     # ------------------------------------------------------------------ the rule
     def _grant_level(
@@ -633,6 +666,11 @@ class DecisionEngine:
             "organization_relations": sum(len(_entries(slot)) for slot in self._organizations.values()),
             "delegations": sum(e[_VIA] is not None for slot in self._people.values() for e in _entries(slot)),
         }
+
+
+def relation_entry(relation: Relation) -> Entry:
+    """A relation as the engine holds it, built aside (nothing of the engine's shared or changed)."""
+    return _plain_entry(index_row(relation))
 
 
 def _plain_entry(row: IndexRow) -> Entry:

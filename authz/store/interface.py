@@ -216,6 +216,31 @@ class Relations(Protocol):
         """Relations matching every filter given, ended ones included, ordered by id."""
         ...
 
+    def find_open_relations(
+        self,
+        at: datetime,
+        *,
+        organization_id: str | None = None,
+        contact_ids: Collection[str] | None = None,
+        grantee_organization_ids: Collection[str] | None = None,
+        via_organization_id: str | None = None,
+    ) -> list[Relation]:
+        """`find_relations` without the history: only relations not removed at `at`; a collection
+        filter (one at most) matches any of its ids. A write pays for what is in force, not for
+        what has ended."""
+        ...
+
+    def relation_exists(
+        self,
+        kind: RelationKind,
+        *,
+        organization_id: str | None = None,
+        contact_id: str | None = None,
+        via_organization_id: str | None = None,
+    ) -> bool:
+        """Whether any relation of `kind`, of any date, matches: one row read, not the history."""
+        ...
+
     def add_relation(self, relation: Relation, at: datetime, created_by: str | None) -> None: ...
     def end_relation(self, relation_id: str, at: datetime) -> bool:
         """End the relation at `at`; False when it was already ended at or before `at` (or is unknown)."""

@@ -827,6 +827,54 @@ class SqlTransaction:
             query = query.where(t.relations.c.via_organization_id == via_organization_id)
         return self._with_subjects(list(self.c.execute(query.order_by(t.relations.c.id))))
 
+    def find_open_relations(
+        self,
+        at: datetime,
+        *,
+        organization_id: str | None = None,
+        contact_ids: Collection[str] | None = None,
+        grantee_organization_ids: Collection[str] | None = None,
+        via_organization_id: str | None = None,
+    ) -> list[Relation]:
+        r = t.relations.c
+        query = select(*_RELATION_COLUMNS).where(or_(r.ended_at.is_(None), r.ended_at > at))
+        if organization_id is not None:
+            query = query.where(r.organization_id == organization_id)
+        if via_organization_id is not None:
+            query = query.where(r.via_organization_id == via_organization_id)
+        if contact_ids is not None and grantee_organization_ids is not None:
+            raise ValueError("filter by contacts or by grantee organizations, not both")
+        column, wanted = (
+            (r.contact_id, contact_ids)
+            if contact_ids is not None
+            else (r.grantee_organization_id, grantee_organization_ids)
+        )
+        if wanted is None:
+            return self._with_subjects(list(self.c.execute(query.order_by(r.id))))
+        ids = sorted(set(wanted))
+        rows: list[Any] = []
+        for start in range(0, len(ids), 500):  # a bounded number of parameters per statement
+            rows.extend(self.c.execute(query.where(column.in_(ids[start : start + 500])).order_by(r.id)))
+        return self._with_subjects(rows)
+
+    def relation_exists(
+        self,
+        kind: RelationKind,
+        *,
+        organization_id: str | None = None,
+        contact_id: str | None = None,
+        via_organization_id: str | None = None,
+    ) -> bool:
+        r = t.relations.c
+        query = select(r.id).where(r.kind == kind.value)
+        if organization_id is not None:
+            query = query.where(r.organization_id == organization_id)
+        if contact_id is not None:
+            query = query.where(r.contact_id == contact_id)
+        if via_organization_id is not None:
+            query = query.where(r.via_organization_id == via_organization_id)
+        return self.c.execute(query.limit(1)).first() is not None
+
     def add_relation(self, relation: Relation, at: datetime, created_by: str | None) -> None:
         self.c.execute(
             t.relations.insert().values(

@@ -130,6 +130,7 @@ CASES: list[tuple[str, Callable[[AuthzClient], object], grpc.StatusCode, set[str
         grant(
             target_organization_id=ABC,
             contact_id="C-IND",
+            role=Role.ROLE_UNSPECIFIED,  # a delegation carries no role
             subjects=[("paiements_et_releves", W), ("scrutin_syndical", R)],
         ),
         grpc.StatusCode.FAILED_PRECONDITION,

@@ -92,9 +92,8 @@ def test_rule2_only_write_on_relations_manages(demo: Running) -> None:
     assert row_counts(demo) == before
     # A dirigeant manages by default; so does anyone granted write on `relations`.
     client.grant_relation("C-DIR1", SQC, contact_id="C-REP", role=Role.ROLE_INDIVIDU_AUTORISE, attest=True)
-    client.grant_relation(
-        PR, SQC, contact_id=mh, role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("relations", W)], attest=True
-    )
+    # (Another role than the one she holds: a second membre_du_personnel relation would repeat hers.)
+    client.grant_relation(PR, SQC, contact_id=mh, role=Role.ROLE_REPRESENTANT, subjects=[("relations", W)], attest=True)
     client.issue_link_code(mh, SQC, "C-REP", attest=True)
 
 

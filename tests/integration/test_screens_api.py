@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from authz_client import (
+    AlreadyExistsError,
     AuthorizationRow,
     FailedPreconditionError,
     InvalidArgumentError,
@@ -36,7 +37,9 @@ W, R = Right.RIGHT_WRITE, Right.RIGHT_READ
 
 
 def rows_of(server: Running, actor: str, organization: str, contact: str = "") -> list[AuthorizationRow]:
-    return list(server.client.list_authorizations(actor, organization, contact_id=contact, page_size=1000).authorizations)
+    return list(
+        server.client.list_authorizations(actor, organization, contact_id=contact, page_size=1000).authorizations
+    )
 
 
 # -- GetCatalogue --------------------------------------------------------------------------------
@@ -47,7 +50,10 @@ def test_get_catalogue_gives_the_policy_folders_subjects_and_roles_with_labels(d
     policy = demo_any.app.deps.engine.policy
     assert [s.code for s in catalogue.subjects] == sorted(policy.subjects)
     by_code = {s.code: s for s in catalogue.subjects}
-    assert (by_code["rapport_mensuel"].label_fr, by_code["rapport_mensuel"].label_en) == ("Rapport mensuel", "Monthly report")
+    assert (by_code["rapport_mensuel"].label_fr, by_code["rapport_mensuel"].label_en) == (
+        "Rapport mensuel",
+        "Monthly report",
+    )
     # Management is granted, never given to another organization nor delegated.
     assert by_code["relations"].grantable and not by_code["relations"].delegable
     assert all(s.grantable and s.delegable for code, s in by_code.items() if code != "relations")
@@ -114,7 +120,9 @@ def test_authorization_rows_say_their_origin_window_contact_and_whether_they_can
     assert nadia["scrutin_syndical"].origin == Origin.ORIGIN_GRANTED and nadia["scrutin_syndical"].removable
     # What ABC and XYZ authorize the association to do: theirs to remove, not the association's.
     given = [r for r in rows if r.relation_id == "OR-ABC-SQC"]
-    assert given and all(r.origin == Origin.ORIGIN_ORGANIZATION and not r.removable and r.contact_name == "" for r in given)
+    assert given and all(
+        r.origin == Origin.ORIGIN_ORGANIZATION and not r.removable and r.contact_name == "" for r in given
+    )
     delegated = [r for r in rows if r.relation_id == "D-IND-XYZ"]
     assert [(r.subject, r.origin, r.removable, r.contact_name) for r in delegated] == [
         ("rapport_mensuel", Origin.ORIGIN_DELEGATED, True, "Luc Côté")
@@ -129,16 +137,20 @@ def test_authorization_rows_say_their_origin_window_contact_and_whether_they_can
     # A delegation of everything shows the catalogue codes it gives, never "*", and none of them
     # can be removed alone; a future relation shows its dates.
     today = local_date(demo_any.app.deps.clock())
-    added = client.grant_relation(
-        PR, SQC, contact_id="C-REP", target_organization_id=ABC, role=Role.ROLE_REPRESENTANT, attest=True
-    )
+    added = client.grant_relation(PR, SQC, contact_id="C-REP", target_organization_id=ABC, attest=True)
     everything = [r for r in rows_of(demo_any, PR, SQC, "C-REP") if r.relation_id == added.relation_id]
     assert sorted((r.subject, r.right) for r in everything) == [("paiements_et_releves", W), ("rapport_mensuel", R)]
     assert all(r.origin == Origin.ORIGIN_DELEGATED and not r.removable and r.active for r in everything)
     start = today + timedelta(days=10)
     future = client.grant_relation(
-        PR, SQC, contact_id=IND, role=Role.ROLE_INDIVIDU_AUTORISE, start_date=start, end_date=start + timedelta(days=30),
-        subjects=[("profil", W)], attest=True,
+        PR,
+        SQC,
+        contact_id=IND,
+        role=Role.ROLE_MEMBRE_DU_PERSONNEL,
+        start_date=start,
+        end_date=start + timedelta(days=30),
+        subjects=[("profil", W)],
+        attest=True,
     )
     (row,) = [r for r in rows_of(demo_any, PR, SQC, IND) if r.relation_id == future.relation_id]
     assert not row.active and row.removable
@@ -155,11 +167,12 @@ def test_profiles_say_which_can_manage_appear_once_and_come_with_the_link(demo_a
     linked = client.redeem_link_code("acct-luc", code)
     # The success message needs no other call: the profiles come with the answer.
     assert sorted((p.organization_id, p.can_manage) for p in linked.profiles) == [(XYZ, False), (SQC, False)]
-    # The same delegation again: still one profile per organization.
-    client.grant_relation(
-        PR, SQC, contact_id=IND, target_organization_id=XYZ, role=Role.ROLE_INDIVIDU_AUTORISE,
-        subjects=[("rapport_mensuel", W)], attest=True,
-    )
+    # The same delegation again is refused (one relation per purpose), and the profile stays one.
+    with pytest.raises(AlreadyExistsError) as refused:
+        client.grant_relation(
+            PR, SQC, contact_id=IND, target_organization_id=XYZ, subjects=[("rapport_mensuel", W)], attest=True
+        )
+    assert refused.value.reason == "DUPLICATE_RELATION"
     profiles = client.list_profiles("acct-luc").profiles
     assert sorted(p.organization_id for p in profiles) == [XYZ, SQC]
     # Julie manages the association.
@@ -206,8 +219,12 @@ def test_update_contact_changes_details_phones_and_relations_in_one_write(demo_a
     # All or nothing: a relation of someone else refuses the whole form.
     with pytest.raises(NotFoundError) as missing:
         client.update_contact(
-            PR, SQC, IND, email="other@sqc.example.org",
-            relation_updates=[relation_update("R-REP", add_subjects=[("profil", R)])], attest=True,
+            PR,
+            SQC,
+            IND,
+            email="other@sqc.example.org",
+            relation_updates=[relation_update("R-REP", add_subjects=[("profil", R)])],
+            attest=True,
         )
     assert missing.value.reason == "RELATION_NOT_FOUND"
     assert client.get_contact(PR, SQC, IND).email == "luc@sqc.example.org"
@@ -216,7 +233,10 @@ def test_update_contact_changes_details_phones_and_relations_in_one_write(demo_a
     # Every problem at once: the box, the phone, the date and the subject.
     with pytest.raises(InvalidArgumentError) as refused:
         client.update_contact(
-            PR, SQC, IND, phones=["abc"],
+            PR,
+            SQC,
+            IND,
+            phones=["abc"],
             relation_updates=[relation_update("R-IND", end_date="2020-02-30", add_subjects=[("nope", R)])],
         )
     assert {field for field, _ in refused.value.field_violations} == {
@@ -281,7 +301,12 @@ def test_a_write_names_every_problem_of_the_request_at_once(demo_any: Running) -
     before = row_counts(demo_any)
     with pytest.raises(InvalidArgumentError) as grant:
         client.grant_relation(
-            PR, SQC, contact_id="bad id!", role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("nope", R)], end_date="2020-13-01"
+            PR,
+            SQC,
+            contact_id="bad id!",
+            role=Role.ROLE_MEMBRE_DU_PERSONNEL,
+            subjects=[("nope", R)],
+            end_date="2020-13-01",
         )
     assert {field for field, _ in grant.value.field_violations} == {
         "contact_id",
@@ -312,12 +337,20 @@ def test_a_new_contacts_phone_is_checked_and_stored_in_e164(demo_any: Running) -
     client = demo_any.client
     with pytest.raises(InvalidArgumentError) as refused:
         client.grant_relation(
-            PR, SQC, new_contact=NewContact(first_name="A", last_name="B", email="ab@example.org", phone="abc"),
-            role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("profil", R)], attest=True,
+            PR,
+            SQC,
+            new_contact=NewContact(first_name="A", last_name="B", email="ab@example.org", phone="abc"),
+            role=Role.ROLE_MEMBRE_DU_PERSONNEL,
+            subjects=[("profil", R)],
+            attest=True,
         )
     assert [field for field, _ in refused.value.field_violations] == ["new_contact.phone"]
     added = client.grant_relation(
-        PR, SQC, new_contact=NewContact(first_name="A", last_name="B", email="ab@example.org", phone="514 987 6543"),
-        role=Role.ROLE_MEMBRE_DU_PERSONNEL, subjects=[("profil", R)], attest=True,
+        PR,
+        SQC,
+        new_contact=NewContact(first_name="A", last_name="B", email="ab@example.org", phone="514 987 6543"),
+        role=Role.ROLE_MEMBRE_DU_PERSONNEL,
+        subjects=[("profil", R)],
+        attest=True,
     )
     assert [p.number for p in client.get_contact(PR, SQC, added.contact_id).phones] == ["+15149876543"]

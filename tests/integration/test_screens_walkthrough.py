@@ -94,8 +94,7 @@ def test_the_worked_example_screen_by_screen(demo: Running) -> None:
     offered = [(s.subject, s.right) for s in abc.subjects]
     assert offered == [("paiements_et_releves", W), ("rapport_mensuel", R)]
     delegation = client.grant_relation(
-        PR, SQC, contact_id=mh, target_organization_id=ABC, role=Role.ROLE_MEMBRE_DU_PERSONNEL,
-        subjects=[offered[1]], attest=True,
+        PR, SQC, contact_id=mh, target_organization_id=ABC, subjects=[offered[1]], attest=True,
     )
 
     # 9. « Modifier les informations… »: details, two numbers and the end date of her relation,

@@ -84,7 +84,6 @@ def test_the_guide_from_first_login_to_removal(demo_any: Running) -> None:
         SQC,
         contact_id=mh,
         target_organization_id=ABC,
-        role=Role.ROLE_MEMBRE_DU_PERSONNEL,
         subjects=[("paiements_et_releves", W), ("rapport_mensuel", R)],
         attest=True,
     )

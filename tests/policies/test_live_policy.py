@@ -161,8 +161,9 @@ def test_removing_a_granted_subject_is_refused_and_retiring_it_denies_and_hides_
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "unknown subject 'rapport_mensuel'" in raised.value.message
     # But a grant of it can still be removed on its own: history is ended, not left dangling.
+    # (From a relation still in force: one past its end date, as R-REP-LOC, takes no change but its end.)
     removed = client.revoke_relation(
-        "C-LOC-DIR", "LOC-SQC-MTL", contact_id="C-REP", relation_id="R-REP-LOC", subjects=[RAPPORT], attest=True
+        "C-LOC-DIR", "LOC-SQC-MTL", contact_id="C-LOC-MEM", relation_id="R-LOC-MEM", subjects=[RAPPORT], attest=True
     )
     assert removed.subjects_removed == 1 and live_grants(server, RAPPORT) == granted - 1
 

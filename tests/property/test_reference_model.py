@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from authz_client import AuthzClient, AuthzClientError, InvalidArgumentError, check_request
+from authz_client import AlreadyExistsError, AuthzClient, AuthzClientError, InvalidArgumentError, check_request
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -244,6 +244,14 @@ class AgreesWithTheModel(RuleBasedStateMachine):
                     subjects=list(subjects.items()), attest=True,
                 )  # fmt: skip
             return
+        if self._repeats("contact", who, first, last):
+            # One relation per purpose: the same role over dates that overlap is refused (model unchanged).
+            with pytest.raises(AlreadyExistsError):
+                self.client.grant_relation(
+                    ADMIN, A, contact_id=who, role="membre_du_personnel", start_date=first, end_date=last,
+                    subjects=list(subjects.items()), attest=True,
+                )  # fmt: skip
+            return
         answer = self.client.grant_relation(
             ADMIN, A, contact_id=who, role="membre_du_personnel", start_date=first, end_date=last,
             subjects=list(subjects.items()), attest=True,
@@ -270,6 +278,8 @@ class AgreesWithTheModel(RuleBasedStateMachine):
             expected = "FAILED_PRECONDITION"  # more than the association holds there
         elif not subjects and not any(self.model.org_holds(A, employer, s, now) for s in SUBJECTS):
             expected = "FAILED_PRECONDITION"
+        elif self._repeats("delegation", who, self.today(), END_OF_TIME, on=employer):
+            expected = "ALREADY_EXISTS"  # one delegation per delegate, association and employer
         else:
             expected = "OK"
         try:
@@ -285,6 +295,15 @@ class AgreesWithTheModel(RuleBasedStateMachine):
             self.model.rels.append(
                 Rel(answer.relation_id, "delegation", employer, who, self.today(), END_OF_TIME, granted, "", via=A)
             )
+
+    def _repeats(self, kind: str, who: str, first: date, last: date, on: str = A) -> bool:
+        """Whether a relation of `who` not ended yet would be repeated by a new one over first..last."""
+        today = self.today()
+        return any(
+            r.kind == kind and r.holder == who and r.org == on and r.ended_at is None and r.end >= today
+            and r.start <= last and first <= r.end and (r.via == A if kind == "delegation" else True)
+            for r in self.model.rels
+        )  # fmt: skip
 
     def _open(self, who: str) -> list[Rel]:
         return [
@@ -310,7 +329,9 @@ class AgreesWithTheModel(RuleBasedStateMachine):
         rel.ended_at = self.now()
 
     def remove_subjects(self, data: st.DataObject) -> None:
-        rel = data.draw(st.sampled_from([r for who in STAFF for r in self._open(who) if r.subjects]))
+        # Ending is the only change a relation past its end date takes: subjects are removed from the others.
+        today = self.today()
+        rel = data.draw(st.sampled_from([r for who in STAFF for r in self._open(who) if r.subjects and r.end >= today]))
         gone = data.draw(st.lists(st.sampled_from(sorted(rel.subjects)), min_size=1, unique=True))
         self.client.revoke_relation(ADMIN, A, contact_id=rel.holder, relation_id=rel.id, subjects=gone, attest=True)
         for subject in gone:
@@ -338,7 +359,7 @@ class AgreesWithTheModel(RuleBasedStateMachine):
         actions = ["grant", "authorize", "delegate", "remove_all", "withdraw", "time"]
         if any(self._open(who) for who in STAFF):
             actions.append("remove_one")
-        if any(r.subjects for who in STAFF for r in self._open(who)):
+        if any(r.subjects and r.end >= self.today() for who in STAFF for r in self._open(who)):
             actions.append("remove_subjects")
         action = data.draw(st.sampled_from(actions), label="action")
         if action == "grant":

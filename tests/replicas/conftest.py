@@ -137,17 +137,25 @@ class RandomWriter:
 
     def step(self) -> tuple[str, str, str]:
         """One write; (its revision token, the contact and subject it changed)."""
-        if self.relations and self.rng.random() < 0.45:
+        # One writer relation per contact at a time, with a role none of them holds in the demo data:
+        # a second one in force would repeat the first (one relation per purpose).
+        free = [contact for contact in GRANTEES if contact not in {held for _, held, _ in self.relations}]
+        if self.relations and (not free or self.rng.random() < 0.45):
             relation_id, contact, subject = self.relations.pop(self.rng.randrange(len(self.relations)))
             answer = self.client.revoke_relation(
                 MANAGER, ORG, contact_id=contact, relation_ids=[relation_id], attest=True
             )
             return answer.revision, contact, subject
-        contact = self.rng.choice(GRANTEES)
+        contact = self.rng.choice(free)
         subject = self.rng.choice(self.subjects)
         right = self.rng.choice((Right.RIGHT_READ, Right.RIGHT_WRITE))
         granted = self.client.grant_relation(
-            MANAGER, ORG, contact_id=contact, role=Role.ROLE_INDIVIDU_AUTORISE, subjects=[(subject, right)], attest=True
+            MANAGER,
+            ORG,
+            contact_id=contact,
+            role=Role.ROLE_MEMBRE_DU_PERSONNEL,
+            subjects=[(subject, right)],
+            attest=True,
         )
         self.relations.append((granted.relation_id, contact, subject))
         return granted.revision, contact, subject

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -19,14 +20,22 @@ from authz.v1 import authz_pb2_grpc
 from ..conftest import Running
 from .conftest import MANAGER, ORG
 
+_GRANTS: dict[int, int] = {}
+
 
 def _grant(running: Running, contact: str = "C-IND", subject: str = "rapport_mensuel") -> str:
+    # Each grant of a test in dates of its own (the first from today): a second relation with the
+    # same role over the same dates would repeat the first, and is refused.
+    number = _GRANTS[id(running)] = _GRANTS.get(id(running), -1) + 1
+    start = datetime.now(ZoneInfo("America/Montreal")).date() + timedelta(days=10 * number)
     return running.client.grant_relation(
         MANAGER,
         ORG,
         contact_id=contact,
-        role=Role.ROLE_INDIVIDU_AUTORISE,
+        role=Role.ROLE_MEMBRE_DU_PERSONNEL,
         subjects=[(subject, Right.RIGHT_WRITE)],
+        start_date=start,
+        end_date=start + timedelta(days=1),
         attest=True,
     ).revision
 
@@ -156,7 +165,7 @@ def test_watch_is_guarded_like_every_rpc(start_server: Callable[..., Running], t
         assert refused.value.code() is code
     portal = AuthzClient(f"127.0.0.1:{running.app.port}", token=PORTAL_TOKEN, timeout=5)
     before = portal.check(MANAGER, ORG, "relations", Right.RIGHT_READ).revision
-    granted = portal.grant_relation(MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_INDIVIDU_AUTORISE, attest=True)
+    granted = portal.grant_relation(MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_MEMBRE_DU_PERSONNEL, attest=True)
     allowed = stub.Watch(
         pb.WatchRequest(after_revision=before), metadata=[("authorization", f"Bearer {PORTAL_TOKEN}")], timeout=5
     )

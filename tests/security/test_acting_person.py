@@ -9,6 +9,7 @@ as one of that account's linked profiles.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -97,9 +98,13 @@ def clients(server: Running) -> Iterator[Callable[..., AuthzClient]]:
         channel.close()
 
 
+_ROLES = itertools.cycle(("membre_du_personnel", "representant", "dirigeant"))
+
+
 def grant(client: AuthzClient, actor: str) -> str:
+    # Another role each time: a second relation with a role C-IND already holds would repeat it.
     return client.grant_relation(
-        actor, SQC, contact_id=IND, role="membre_du_personnel", subjects=[("profil", "read")], attest=True
+        actor, SQC, contact_id=IND, role=next(_ROLES), subjects=[("profil", "read")], attest=True
     ).relation_id
 
 

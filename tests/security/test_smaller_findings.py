@@ -57,9 +57,11 @@ def test_two_authorization_headers_are_refused(guarded: Running) -> None:
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def grant(client: AuthzClient, actor: str, subjects: list[tuple[str, str]], request_id: str) -> str:
+def grant(
+    client: AuthzClient, actor: str, subjects: list[tuple[str, str]], request_id: str, role: str = "membre_du_personnel"
+) -> str:
     return client.grant_relation(
-        actor, SQC, contact_id="C-IND", role="membre_du_personnel", subjects=subjects, attest=True,
+        actor, SQC, contact_id="C-IND", role=role, subjects=subjects, attest=True,
         request_id=request_id,
     ).relation_id  # fmt: skip
 
@@ -69,8 +71,9 @@ def test_a_request_id_is_scoped_by_caller_and_actor(guarded: Running) -> None:
     with AuthzClient(target, token=PORTAL_TOKEN) as portal, AuthzClient(target, token=ADMIN_TOKEN) as console:
         first = grant(portal, PR, [("profil", "read")], "req-1")
         # Another actor, or another calling service, reusing the id: a different request, not a conflict.
-        by_another_actor = grant(portal, DIR1, [("rapport_mensuel", "read")], "req-1")
-        by_another_caller = grant(console, PR, [("scrutin_syndical", "read")], "req-1")
+        # (Each with a role of its own: a second relation with the same role would repeat the first.)
+        by_another_actor = grant(portal, DIR1, [("rapport_mensuel", "read")], "req-1", role="representant")
+        by_another_caller = grant(console, PR, [("scrutin_syndical", "read")], "req-1", role="dirigeant")
         assert len({first, by_another_actor, by_another_caller}) == 3
         # The same caller and actor: a retry answers the first result; a different request is a conflict.
         assert grant(portal, PR, [("profil", "read")], "req-1") == first
