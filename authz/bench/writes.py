@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 
-from authz.bench.runner import _start_server, _stop
 from authz.bench.replicas import DEMO_FILE
+from authz.bench.runner import _start_server, _stop
 from authz.commands.import_data import import_file
 from authz.config import Settings
 from authz.engine.policy import Policy

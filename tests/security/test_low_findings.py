@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from authz_client import InvalidArgumentError, ResourceExhaustedError
