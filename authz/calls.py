@@ -76,7 +76,7 @@ def caller_name() -> str:
     return _CALLER.get()
 
 
-# -- issue 9: the end-user account a caller names with a write, and whether its entry requires one.
+# -- the end-user account a caller names with a write, and whether its entry requires one.
 # Metadata key of the account (a gRPC metadata key is lower-case ASCII).
 ACCOUNT_METADATA = "x-authz-account"
 _ACCOUNT: ContextVar[str] = ContextVar("authz_account", default="")

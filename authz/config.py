@@ -59,7 +59,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: every caller must present a certificate this CA signed
-    # Secrets (issue 9), never in repr or describe(). Page tokens are signed with this key; unset,
+    # Secrets, never in repr or describe(). Page tokens are signed with this key; unset,
     # a key kept in the database serves every server of the deployment (authz/commands/paging.py).
     page_token_key: str | None = field(default=None, repr=False)
     # The outbox keeps link-code emails encrypted with this Fernet key (authz/store/outbox.py OutboxCipher);

@@ -173,7 +173,7 @@ _FIELD_LABELS = {
 def render_contact_update_email(
     *, first_name: str, last_name: str, language: str, organization_name: str, changed_fields: list[str]
 ) -> EmailContent:
-    """The email confirming a change of a contact's details (issue 13), in the contact's language.
+    """The email confirming a change of a contact's details, in the contact's language.
 
     It names what changed, not the new values: a message to an old address must not hand
     the new one to whoever reads it.

@@ -32,7 +32,7 @@ __all__ = ["IMPORT_AIMS", "ImportFigures", "run_import_bench", "write_import_fil
 
 Printer = Callable[[str], None]
 
-# Issue 8's aims on the 2-core machine: (seconds, MiB of peak resident memory) by size.
+# The import's aims on the 2-core machine: (seconds, MiB of peak resident memory) by size.
 IMPORT_AIMS = {200_000: (8.0, 350.0), 1_000_000: (30.0, 500.0)}
 _SHARED = tuple(s for s in SUBJECTS if s != "relations")  # never given between organizations
 _ROLES = [role.value for role in Role]

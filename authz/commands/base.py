@@ -68,7 +68,7 @@ class Deps:
     # Writes are serialized in-process so the engine applies them in commit order.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     wake_mailer: Callable[[], None] = _noop
-    # -- issue 10: revision tokens ("<revision>.<store id>") and this process's follower of the log.
+    # -- revision tokens ("<revision>.<store id>") and this process's follower of the log.
     tokens: TokenFormat | None = None
     follower: Follower | None = None
     # Told each committed revision before the write answers: sibling worker processes catch up to it.
@@ -236,8 +236,8 @@ def run_write(
 
 
 def _require_account_acts(tx: Transaction, actor_id: str, request: Any) -> None:
-    """A caller configured with `require_account` names the end-user account with each write
-    (issue 9): the actor must be one of its linked profiles, or the account the request is for."""
+    """A caller configured with `require_account` names the end-user account with each write:
+    the actor must be one of its linked profiles, or the account the request is for."""
     account = account_id()
     if not account:
         raise PermissionDenied(

@@ -330,7 +330,7 @@ def _check_new_contact(data: NewContactData, violations: Violations) -> None:
 
 
 def _refuse_management_through_organizations(request: GrantRelationRequest, violations: Violations) -> None:
-    """Issue 9, finding 3: `relations` is never given to another organization, nor delegated."""
+    """`relations` is never given to another organization, nor delegated."""
     if request.grantee_organization_id:
         kind = RelationKind.ORGANIZATION
     elif request.target_organization_id and request.target_organization_id != request.organization_id:

@@ -468,7 +468,7 @@ class _Importer:
         self.today = local_date(now)
         self.catalogue = dict.fromkeys(catalogue)
         self.report = ImportReport()
-        self.issues = MigrationIssues(tx, now)  # issue 13: refused rows kept for the organizations' managers
+        self.issues = MigrationIssues(tx, now)  # refused rows kept for the organizations' managers
 
     def _refuse(self, section: str, index: int, row: Any, reason: str) -> None:
         self.report.refuse(section, index, row, reason)

@@ -64,7 +64,7 @@ MAX_LEGACY_HASH = 300
 MAX_PASSWORD = 1024
 MAX_TOKEN = 1024
 LANGUAGES = ("fr", "en")
-# issue 13: the guide's "Type du numéro de téléphone principal" ("" = not given).
+# the guide's "Type du numéro de téléphone principal" ("" = not given).
 PHONE_TYPES = ("cellulaire", "domicile", "travail", "autre")
 
 # Ids are ASCII: letters, digits and these separators. No look-alike letters of other scripts,

@@ -167,7 +167,7 @@ class AuthzApp:
         # First: a listener beyond loopback without caller credentials must not start at all.
         interceptors = [*server_interceptors(settings), DecodeErrorInterceptor()]
         self.store = store or open_store(settings)
-        self.store.require_outbox_key()  # issue 9: link codes are never queued in clear
+        self.store.require_outbox_key()  # link codes are never queued in clear
         # Given when a parent process built the index before forking this worker.
         prepared = prepared or prepare(settings, self.store)
         self.engine = prepared.engine

@@ -85,7 +85,7 @@ class Caller:
     methods: frozenset[str]  # short RPC names, or {"*"} for every RPC
     token_sha256: str | None = None
     tls_common_name: str | None = None
-    # Issue 9: writes must name an end-user account, and act only as one of its linked profiles.
+    # Writes must name an end-user account, and act only as one of its linked profiles.
     require_account: bool = False
 
     def may_call(self, method: str) -> bool:

@@ -310,7 +310,7 @@ def instant(request: pb.CheckAccessRequest, now: Callable[[], datetime]) -> floa
     """`at` as epoch seconds (unset: now). Range is the command's and `check_request`'s to judge."""
     if request.HasField("at"):
         if not 0 <= request.at.nanos < 1_000_000_000:
-            # Outside every range: the hot path declines it and the general one reports `at` (issue 9, finding 4).
+            # Outside every range: the hot path declines it and the general one reports `at`.
             return math.nan
         return request.at.seconds + request.at.nanos / 1e9
     return now().timestamp()
@@ -504,7 +504,7 @@ def authorizations_response(result: ListAuthorizationsResult) -> pb.ListAuthoriz
     )
 
 
-# -- issue 13: the guide's other screens
+# -- the guide's other screens
 def get_contact_request(request: pb.GetContactRequest) -> GetContactRequest:
     ids = Ids()
     command = GetContactRequest(
@@ -714,7 +714,7 @@ def resolve_migration_issue_response(result: ResolveMigrationIssueResult) -> pb.
     return pb.ResolveMigrationIssueResponse(revision=result.revision)
 
 
-# -- issue 10: replicas
+# -- replicas
 def consistency(message: pb.Consistency, tokens: TokenFormat, field_path: str = "consistency") -> ReadConsistency:
     """A read's consistency; a token that is malformed or from another store is INVALID_ARGUMENT."""
     which = message.WhichOneof("requirement")
@@ -762,7 +762,7 @@ def watch_response(item: Change | Checkpoint, tokens: TokenFormat) -> pb.WatchRe
     return response
 
 
-# -- issue 12: lookups
+# -- lookups
 def _lookup_request(
     request: pb.LookupPrincipalsRequest | pb.LookupOrganizationsRequest, anchor_field: str, anchor: str, policy: Policy
 ) -> LookupRequest:

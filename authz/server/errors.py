@@ -101,7 +101,7 @@ def abort_with(context: grpc.ServicerContext, error: errors.AuthzError) -> NoRet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Set by `within_deadline`, which wraps every write: a refused write is logged (issue 9, finding 5).
+# Set by `within_deadline`, which wraps every write: a refused write is logged.
 _WRITING: ContextVar[bool] = ContextVar("authz_writing", default=False)
 _LOGGED_ID = 128
 _LOGGED_REASON = 300

@@ -56,14 +56,12 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         self._profiles = ListProfiles(deps)
         self._contacts = ListContacts(deps)
         self._authorizations = ListAuthorizations(deps)
-        # issue 13
         self._get_contact = GetContact(deps)
         self._update_contact = UpdateContact(deps)
         self._update_relation = UpdateRelation(deps)
         self._requests = ListRequests(deps)
         self._migration_issues = ListMigrationIssues(deps)
         self._resolve_issue = ResolveMigrationIssue(deps)
-        # issue 12
         self._lookup_principals = LookupPrincipals(deps)
         self._lookup_organizations = LookupOrganizations(deps)
         # the screens' catalogue and clients
@@ -211,7 +209,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             ),
         )
 
-    # -- issue 13: the guide's other screens
+    # -- the guide's other screens
     @handle_errors
     def GetContact(self, request: pb.GetContactRequest, context: grpc.ServicerContext) -> pb.Contact:
         return self._read(
@@ -267,7 +265,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             self._resolve_issue.execute(convert.resolve_migration_issue_request(request))
         )
 
-    # -- issue 10: replicas
+    # -- replicas
     def _read(self, request: Any, context: grpc.ServicerContext, answer: Callable[[], _Answer]) -> _Answer:
         """A read made fresh enough for the request's `consistency`, answered with the revision it was decided at."""
         revision = self._ensure(request.consistency, context)
@@ -294,7 +292,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         for item in self._watch.stream(after, context.is_active, context.cancel, scope, caller_name()):
             yield convert.watch_response(item, self._tokens)
 
-    # -- issue 12: lookups
+    # -- lookups
     @handle_errors
     def LookupPrincipals(
         self, request: pb.LookupPrincipalsRequest, context: grpc.ServicerContext

@@ -74,7 +74,7 @@ class LegacyAccount:
     password_hash: str
     contact_ids: tuple[str, ...]
     used_at: datetime | None = None
-    # issue 13: the contacts of the login already linked (each once, to the person who designated it)
+    # the contacts of the login already linked (each once, to the person who designated it)
     used_contact_ids: tuple[str, ...] = ()
 
 
@@ -126,7 +126,7 @@ class Snapshot:
     rows: Iterator[IndexRow]
 
 
-# -- issue 8: bulk import (authz import)
+# -- bulk import (authz import)
 # What a bulk import adds, by its key: organization, contact and relation ids, legacy usernames.
 ImportKind = Literal["organizations", "contacts", "relations", "legacy_accounts"]
 
@@ -461,7 +461,7 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
-    # -- issue 9
+    # -- secrets shared by every server of one deployment
     def server_secret(self, name: str) -> bytes:
         """A random secret every server on this store shares, created on first use."""
         ...
@@ -483,7 +483,7 @@ class Store(Protocol):
         """One more failed attempt, with its reason; tried again no sooner than `retry_at`."""
         ...
 
-    # -- issue 10: replicas
+    # -- replicas
     def store_id(self) -> str:
         """The id made for this database once; revision tokens carry it."""
         ...

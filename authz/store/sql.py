@@ -283,7 +283,7 @@ class SqlStore:
         with self._connect() as own:
             yield from _stream(own, query)
 
-    # -- issue 10: replicas
+    # -- replicas
     def store_id(self) -> str:
         """The id made for this database at migration time; revision tokens carry it."""
         with self._connect() as connection:
@@ -403,7 +403,7 @@ class SqlStore:
         event.listen(self.engine, "after_cursor_execute", after)
         event.listen(self.engine, "handle_error", failed)
 
-    # -- issue 9: secrets shared by every server of one deployment
+    # -- secrets shared by every server of one deployment
     def server_secret(self, name: str) -> bytes:
         """A random 256-bit secret stored under `name`, created by the first server that asks.
 
@@ -718,7 +718,7 @@ class SqlTransaction:
         ).scalar_one()
         return int(revision)
 
-    # -- issue 10: replicas
+    # -- replicas
     def lock_revision(self) -> int:
         """Take the revision row's lock now (not at bump_revision), and read the store's revision.
 
@@ -1193,7 +1193,7 @@ class SqlTransaction:
             )
         )
 
-    # -- issue 13: the guide's other screens
+    # -- the guide's other screens
     def update_contact(self, contact: Contact) -> None:
         self.c.execute(update(t.contacts).where(t.contacts.c.id == contact.id).values(**_contact_values(contact)))
 
@@ -1338,7 +1338,7 @@ class SqlTransaction:
         )
         return result.rowcount == 1
 
-    # -- issue 8: bulk import (authz import)
+    # -- bulk import (authz import)
     def stored_keys(self, kind: ImportKind, keys: Collection[str]) -> set[str]:
         column = _IMPORT_KEYS[kind]
         quote = self.c.dialect.identifier_preparer.quote
@@ -1563,7 +1563,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# -- issue 8: bulk import
+# -- bulk import
 _IMPORT_KEYS = {
     "organizations": t.organizations.c.id,
     "contacts": t.contacts.c.id,

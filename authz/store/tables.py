@@ -76,7 +76,7 @@ contacts = Table(
     Column("language", String(2), nullable=False),
     Column("phone", String(40), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
-    # issue 13: the name as searched (authz.domain.text.search_key), and the principal number's type.
+    # the name as searched (authz.domain.text.search_key), and the principal number's type.
     Column("search_key", String(500), nullable=False, server_default=""),
     Column("phone_type", String(20), nullable=False, server_default=""),
     Index("ix_contacts_email", "email"),
@@ -176,7 +176,7 @@ legacy_account_contacts = Table(
     metadata,
     Column("username", String(200), ForeignKey("legacy_accounts.username"), primary_key=True),
     Column("contact_id", String(ID), ForeignKey("contacts.id"), primary_key=True),
-    # issue 13: a legacy login links each of its contacts once, to the person who designates it.
+    # a legacy login links each of its contacts once, to the person who designates it.
     Column("used_at", UtcDateTime(), nullable=True),
     Column("used_by_account", String(ID), nullable=True),
 )
@@ -223,7 +223,7 @@ idempotency_keys = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
-# issue 13: the import's refused rows, kept per organization for its managers ("rétablir ou valider").
+# the import's refused rows, kept per organization for its managers ("rétablir ou valider").
 migration_issues = Table(
     "migration_issues",
     metadata,
@@ -254,7 +254,7 @@ store_revision = Table(
 )
 
 
-# -- issue 9: a secret every server of one deployment shares, created by the first to need it
+# -- a secret every server of one deployment shares, created by the first to need it
 # (the page-token key when AUTHZ_PAGE_TOKEN_KEY is not set). Never the outbox key: that one
 # must not sit in the database it protects.
 server_secrets = Table(
@@ -265,7 +265,7 @@ server_secrets = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
-# -- issue 10: replicas
+# -- replicas
 # One row per committed write, numbered by its revision: what every process follows.
 change_log = Table(
     "change_log",

@@ -168,7 +168,7 @@ def test_an_unreadable_file_is_a_clear_error(
     assert "cannot be read as JSON" in capsys.readouterr().err
 
 
-# -- issue 9 (8): hostile rows are refused one by one, with their reason; the rest goes in
+# -- hostile rows are refused one by one, with their reason; the rest goes in
 
 ORG = {"id": "ORG-1", "name": "Association", "kind": "association"}
 EMPLOYER = {"id": "ORG-2", "name": "Employeur", "kind": "employer"}

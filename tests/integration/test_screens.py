@@ -1,4 +1,4 @@
-"""The guide's other screens on the worked example of docs/DOMAIN.md (issue 13), through the real server.
+"""The guide's other screens on the worked example of docs/DOMAIN.md, through the real server.
 
 Julie Tremblay (C-PR) is the association's person responsible; Simon Pelletier (C-LOC-DIR)
 runs the Montréal local, where Gérard Thériault (C-LOC-MEM) was migrated without an email.

@@ -53,7 +53,7 @@ class Served:
             AUTHZ_MAIL_INTERVAL_SECONDS="0.5",
             AUTHZ_MAX_WORKERS="8",
             AUTHZ_GRACE_SECONDS="1",
-            AUTHZ_OUTBOX_KEY=TEST_OUTBOX_KEY,  # PostgreSQL servers need one (issue 9), the same on every server
+            AUTHZ_OUTBOX_KEY=TEST_OUTBOX_KEY,  # PostgreSQL servers need one, the same on every server
             **self.env,
         )
         self.process = subprocess.Popen(

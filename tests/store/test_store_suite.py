@@ -242,7 +242,7 @@ def test_ping_and_close(database_url: str) -> None:
     store.close()
 
 
-# -- issue 13: the guide's other screens
+# -- the guide's other screens
 
 
 def test_contacts_are_updated_and_searched_by_their_key(store: SqlStore) -> None:
@@ -386,7 +386,7 @@ def test_migration_0004_keeps_what_0002_held(tmp_path: Path) -> None:
     store.close()
 
 
-# -- issue 9: secrets every server of a deployment shares; outbox bodies sealed at rest
+# -- secrets every server of a deployment shares; outbox bodies sealed at rest
 
 
 def test_a_server_secret_is_created_once_and_shared_by_every_store_on_the_database(
@@ -417,7 +417,7 @@ def test_outbox_bodies_are_sealed_in_the_database_and_opened_for_the_relay(store
     assert [m.body for m in store.pending_outbox(10, now=T0) if m.id == "M2"] == ["Code de liaison : ABCD-EFGH"]
 
 
-# -- issue 10: replicas
+# -- replicas
 def _logged_write(store: SqlStore, relation: Relation, at: datetime = T0) -> int:
     with store.transaction() as tx:
         tx.lock_revision()
@@ -464,7 +464,7 @@ def test_a_snapshot_reads_the_revision_and_the_relations_at_one_moment(store: Sq
     assert snapshot.revision == store.revision() - 1
 
 
-# -- issue 8: bulk import (authz import)
+# -- bulk import (authz import)
 
 
 def test_a_batch_round_trips_exactly_and_is_seen_by_the_bulk_lookups(store: SqlStore) -> None:

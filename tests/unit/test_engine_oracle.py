@@ -303,7 +303,7 @@ def test_start_up_from_store_rows_equals_loading_domain_relations(tmp_path: Path
             )
 
 
-# -- issue 12: lookups and the reference rule ------------------------------------------------
+# -- lookups and the reference rule ------------------------------------------------
 
 
 def _paged(find: Callable[..., tuple[list[str], bool]], rng: random.Random) -> list[str]:

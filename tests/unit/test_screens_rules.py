@@ -1,4 +1,4 @@
-"""Small rules behind the guide's other screens (issue 13): search keys, the confirmation email,
+"""Small rules behind the guide's other screens: search keys, the confirmation email,
 attestation boxes per form, migration-issue keys."""
 
 from __future__ import annotations

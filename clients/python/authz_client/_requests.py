@@ -258,7 +258,7 @@ def revoke_relation_request(
     return request
 
 
-# -- issue 13: the guide's other screens
+# -- the guide's other screens
 
 
 def change_attestation(attest: bool) -> authz_pb2.Attestation:

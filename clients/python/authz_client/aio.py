@@ -375,7 +375,7 @@ class AsyncAuthzClient:
                 return
             page_token = page.next_page_token
 
-    # -- issue 13: the guide's other screens ---------------------------------------------
+    # -- the guide's other screens ---------------------------------------------
 
     async def get_contact(
         self, actor_id: str, organization_id: str, contact_id: str, *, consistency: str | None = None
@@ -545,7 +545,7 @@ class AsyncAuthzClient:
         )
         return response
 
-    # -- lookups (issue 12) --------------------------------------------------------------
+    # -- lookups --------------------------------------------------------------
 
     async def lookup_principals(
         self,

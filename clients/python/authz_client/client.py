@@ -406,7 +406,7 @@ class AuthzClient:
                 return
             page_token = page.next_page_token
 
-    # -- issue 13: the guide's other screens ---------------------------------------------
+    # -- the guide's other screens ---------------------------------------------
 
     def get_contact(
         self, actor_id: str, organization_id: str, contact_id: str, *, consistency: str | None = None
@@ -573,7 +573,7 @@ class AuthzClient:
         )
         return response
 
-    # -- lookups (issue 12) --------------------------------------------------------------
+    # -- lookups --------------------------------------------------------------
 
     def lookup_principals(
         self,

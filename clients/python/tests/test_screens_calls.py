@@ -1,4 +1,4 @@
-"""The calls of the guide's other screens (issue 13), sync and async: arguments map to fields."""
+"""The calls of the guide's other screens, sync and async: arguments map to fields."""
 
 from __future__ import annotations
 
