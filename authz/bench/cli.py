@@ -50,7 +50,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _import_bench(args)
     from authz.bench.runner import BenchOptions, run_bench
 
-    if args.lookups:
+    if args.lookups or args.large_lookups:
         return _lookups(args)
     if args.replicas:
         replicas = _replicas(args)
@@ -112,6 +112,8 @@ def _lookups(args: argparse.Namespace) -> int:
         options.sizes = args.sizes
     if args.workdir:
         options.workdir = Path(args.workdir)
+    if args.large_lookups:  # the large organization alone
+        options.sizes = []
     run_lookup_bench(options)
     return 0
 
@@ -150,4 +152,9 @@ def register(subparsers: Any) -> None:
         "--lookups", action="store_true", help="the lookups' figures alone (LookupPrincipals, LookupOrganizations)"
     )
     lookups.add_argument("--no-lookups", action="store_true", help="the check path's figures alone")
+    lookups.add_argument(
+        "--large-lookups",
+        action="store_true",
+        help="lookups with small answers on an organization of 60,000 holders and a contact of 6,000 organizations",
+    )
     bench.set_defaults(func=cmd_bench)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import random
 import statistics
 import subprocess
@@ -34,7 +35,7 @@ from authz.bench.oracles import build_fast_enforcer
 from authz.commands.import_data import import_data
 from authz.config import Settings
 from authz.domain.model import Right
-from authz.engine.index import DecisionEngine
+from authz.engine.index import DecisionEngine, IndexRow
 from authz.engine.policy import Policy
 from authz.store.sql import open_store
 
@@ -55,6 +56,8 @@ class LookupBenchOptions:
     page_size: int = 100
     seed: int = 1
     json_path: Path | None = Path("bench-lookups.json")
+    large: bool = True  # the large organization's section (60,000 holders, built in memory)
+    large_calls: int = 2_000
     workdir: Path | None = None
 
 
@@ -241,6 +244,106 @@ def _measure_engine(
     return result
 
 
+LARGE_HOLDERS = 60_000  # contacts holding a relation on the one large organization
+_COMMON_GRANTS = (
+    (("profil", 1),),
+    (("profil", 1), ("rapport_mensuel", 2)),
+    (("acces_aux_donnees", 1),),
+    (("paiements_et_releves", 1), ("profil", 2)),
+    (),
+)
+
+
+def _large_rows(holders: int, seed: int) -> list[IndexRow]:
+    """One organization with `holders` contacts (staff and representatives holding a few common
+    grants, some windows over), one contact granted scrutin_syndical write there: the rare right;
+    and one contact (an accountant) holding a relation on `holders // 10` organizations."""
+    rng = random.Random(seed)
+    today = datetime.now(UTC).date().toordinal()
+    roles = ("membre_du_personnel", "representant", "individu_autorise")
+    rows: list[IndexRow] = []
+    rare = rng.randrange(holders)
+    for n in range(holders):
+        grants: tuple[tuple[str, int], ...] = rng.choice(_COMMON_GRANTS)
+        if n == rare:
+            grants = (("scrutin_syndical", 2),)
+        end = today - rng.randint(1, 300) if rng.random() < 0.1 else 3_652_059
+        rows.append(
+            ("contact", f"LR{n}", f"LC{n:06}", "LARGE", None, rng.choice(roles), today - 400, end, math.inf, grants)
+        )
+    for n in range(holders // 10):
+        grants = (("scrutin_syndical", 2),) if n == rare % (holders // 10) else rng.choice(_COMMON_GRANTS)
+        rows.append(
+            (
+                "contact",
+                f"LA{n}",
+                "ACCOUNTANT",
+                f"LO{n:06}",
+                None,
+                "membre_du_personnel",
+                today - 400,
+                3_652_059,
+                math.inf,
+                grants,
+            )
+        )
+    return rows
+
+
+def measure_large_lookups(policy: Policy, seed: int, calls: int, say: Printer) -> dict[str, Any]:
+    """Lookups whose answer is small on an anchor with many keys: the one holder of a rare right
+    among 60,000, and a page of 10 of a common right at a random place (a token's)."""
+    engine = DecisionEngine(policy)
+    engine.load_rows(_large_rows(LARGE_HOLDERS, seed), 1)
+    ts = datetime.now(UTC).timestamp()
+    rng = random.Random(seed + 3)
+    holders = engine.holders("LARGE")
+    results: dict[str, Any] = {"holders": len(holders)}
+
+    def timed(name: str, run: Callable[[int], tuple[list[str], bool]], count: int) -> None:
+        # CPU time of the calls: on a shared machine wall time measures the neighbours too.
+        latencies, answers = [], []
+        for i in range(count):
+            started = time.thread_time_ns()
+            found, _ = run(i)
+            latencies.append(time.thread_time_ns() - started)
+            answers.append(len(found))
+        median, p99 = _median_p99(latencies)
+        results[name] = {
+            "calls": count,
+            "median_us": median,
+            "p99_us": p99,
+            "answer_median": statistics.median(answers),
+        }
+        say(
+            f"[large] {name}: median {median:,.1f} µs, p99 {p99:,.1f} µs CPU over {count:,} calls (answers of {statistics.median(answers):.0f})"
+        )
+
+    cursors = [rng.choice(holders) for _ in range(calls)]
+    say(f"[large] one organization with {len(holders):,} holders; a contact with {LARGE_HOLDERS // 10:,} organizations")
+    timed(
+        "rare_right_principals",
+        lambda i: engine.lookup_principals("LARGE", "scrutin_syndical", 2, ts, limit=10),
+        max(calls // 50, 5),
+    )
+    timed(
+        "common_page_principals",
+        lambda i: engine.lookup_principals("LARGE", "profil", 1, ts, after=cursors[i], limit=10),
+        calls,
+    )
+    timed(
+        "rare_right_organizations",
+        lambda i: engine.lookup_organizations("ACCOUNTANT", "scrutin_syndical", 2, ts, limit=10),
+        max(calls // 50, 5),
+    )
+    timed(
+        "common_page_organizations",
+        lambda i: engine.lookup_organizations("ACCOUNTANT", "profil", 1, ts, limit=10),
+        calls,
+    )
+    return results
+
+
 def report_lines(results: dict[str, Any]) -> list[str]:
     rows = [
         [
@@ -296,8 +399,11 @@ def run_lookup_bench(options: LookupBenchOptions, say: Printer = print) -> dict[
             for path in folder.glob("*"):
                 path.unlink()
             folder.rmdir()
-    for line in report_lines(results):
-        say(line)
+    if results["sizes"]:
+        for line in report_lines(results):
+            say(line)
+    if options.large:
+        results["large"] = measure_large_lookups(policy, options.seed, options.large_calls, say)
     if options.json_path is not None:
         options.json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         say(f"\nfigures written to {options.json_path}")
