@@ -1,0 +1,1 @@
+"""`authz loadtest`: a load generator pointed at a running deployment."""
