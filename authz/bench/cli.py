@@ -52,6 +52,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.lookups or args.large_lookups:
         return _lookups(args)
+    if args.beside:
+        return _beside(args)
     if args.replicas:
         replicas = _replicas(args)
         if replicas is not None and args.json:
@@ -93,6 +95,25 @@ def _import_bench(args: argparse.Namespace) -> int:
     sizes = args.sizes or ([2_000, 20_000] if args.quick else [200_000, 1_000_000])
     figures = run_import_bench(sizes, workdir=Path(args.workdir) if args.workdir else None, seed=args.seed)
     return 0 if all(f.meets(IMPORT_AIMS[f.relations]) for f in figures if f.relations in IMPORT_AIMS) else 1
+
+
+def _beside(args: argparse.Namespace) -> int:
+    from authz.bench.beside import BesideOptions, run_beside_bench
+
+    options = BesideOptions(seed=args.seed, profile=args.profile)
+    if args.quick:
+        options.relations, options.seconds, options.rounds = 5_000, 3.0, 1
+        options.warm_writes, options.measured_writes = 50, 200
+    if args.sizes:
+        options.relations = args.sizes[0]
+    if args.workdir:
+        options.workdir = Path(args.workdir)
+    results = run_beside_bench(options)
+    if args.json:
+        Path(args.json).with_name(Path(args.json).stem + "-beside.json").write_text(
+            json.dumps(results, indent=2) + "\n", encoding="utf-8"
+        )
+    return 0
 
 
 def _lookups(args: argparse.Namespace) -> int:
@@ -147,6 +168,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="measure `authz import` instead (time and peak memory of a child process; sizes default 200000,1000000)",
     )
+    bench.add_argument(
+        "--beside",
+        action="store_true",
+        help="checks with writes beside them on the real server (100k relations, 32 in flight, 20 writes/s) and memory",
+    )
+    bench.add_argument("--profile", action="store_true", help="with --beside: py-spy the server during one round")
     lookups = bench.add_mutually_exclusive_group()
     lookups.add_argument(
         "--lookups", action="store_true", help="the lookups' figures alone (LookupPrincipals, LookupOrganizations)"
