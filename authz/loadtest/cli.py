@@ -23,11 +23,14 @@ import queue
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from authz.loadtest import KINDS
 from authz.loadtest.histogram import Histogram
-from authz.loadtest.ids import ApiReader, IdSample, sample_from_api, sample_from_file
-from authz.loadtest.worker import KINDS, WorkerSpec, metadata_of, open_channel, run_worker
+
+if TYPE_CHECKING:  # gRPC and the parser are imported when a run starts, not by every `authz` command
+    from authz.loadtest.ids import IdSample
+    from authz.loadtest.worker import WorkerSpec
 
 __all__ = ["register", "summarize"]
 
@@ -56,6 +59,8 @@ def _mix(text: str) -> dict[str, int]:
 
 
 def _worker_main(spec: WorkerSpec, channel: Any) -> None:
+    from authz.loadtest.worker import run_worker
+
     try:
         run_worker(spec, channel.put)
     except Exception as exc:  # the parent reports it and stops waiting for this process
@@ -63,6 +68,9 @@ def _worker_main(spec: WorkerSpec, channel: Any) -> None:
 
 
 def _ids(args: argparse.Namespace, base: WorkerSpec) -> IdSample:
+    from authz.loadtest.ids import ApiReader, sample_from_api, sample_from_file
+    from authz.loadtest.worker import metadata_of, open_channel
+
     if args.ids_from:
         sample = sample_from_file(Path(args.ids_from), args.sample, seed=args.seed)
         if args.subjects:
@@ -226,6 +234,8 @@ def _progress_line(latest: dict[int, dict[str, Any]], duration: float, started: 
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    from authz.loadtest.worker import WorkerSpec
+
     if (args.rate is None) == (args.concurrency is None):
         print("authz loadtest: give --rate (open model) or --concurrency (closed model)", file=sys.stderr)
         return 2

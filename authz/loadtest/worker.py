@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from authz.loadtest import KINDS
 from authz.loadtest.histogram import Histogram
 from authz.loadtest.ids import IdSample
 from authz.v1 import authz_pb2 as pb
@@ -27,7 +28,6 @@ from authz.v1 import authz_pb2_grpc
 
 __all__ = ["KINDS", "WorkerSpec", "run_worker"]
 
-KINDS = ("check", "batch", "lookup", "write")
 _RIGHTS = (pb.RIGHT_READ, pb.RIGHT_WRITE)
 _PROGRESS_EVERY = 1.0  # seconds between progress reports to the parent
 
