@@ -54,6 +54,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _lookups(args)
     if args.beside:
         return _beside(args)
+    if args.write_throughput:
+        return _write_throughput(args)
     if args.replicas:
         replicas = _replicas(args)
         if replicas is not None and args.json:
@@ -95,6 +97,28 @@ def _import_bench(args: argparse.Namespace) -> int:
     sizes = args.sizes or ([2_000, 20_000] if args.quick else [200_000, 1_000_000])
     figures = run_import_bench(sizes, workdir=Path(args.workdir) if args.workdir else None, seed=args.seed)
     return 0 if all(f.meets(IMPORT_AIMS[f.relations]) for f in figures if f.relations in IMPORT_AIMS) else 1
+
+
+def _write_throughput(args: argparse.Namespace) -> int:
+    from authz.bench.write_throughput import WriteThroughputOptions, report_lines, run_write_throughput_bench
+
+    options = WriteThroughputOptions(seed=args.seed)
+    if args.quick:
+        options.relations, options.seconds, options.writers = 2_000, 1.5, [1, 8]
+    if args.replica_size:
+        options.relations = args.replica_size
+    try:
+        results = run_write_throughput_bench(options)
+    except Exception as exc:  # no PostgreSQL here
+        print(f"write throughput: not measured ({type(exc).__name__}: {exc})")
+        return 1
+    for line in report_lines(results):
+        print(line)
+    if args.json:
+        Path(args.json).with_name(Path(args.json).stem + "-writes.json").write_text(
+            json.dumps(results, indent=2) + "\n", encoding="utf-8"
+        )
+    return 0
 
 
 def _beside(args: argparse.Namespace) -> int:
@@ -172,6 +196,11 @@ def register(subparsers: Any) -> None:
         "--beside",
         action="store_true",
         help="checks with writes beside them on the real server (100k relations, 32 in flight, 20 writes/s) and memory",
+    )
+    bench.add_argument(
+        "--write-throughput",
+        action="store_true",
+        help="writes/s through one server and two on one PostgreSQL, 1, 8 and 32 writers",
     )
     bench.add_argument("--profile", action="store_true", help="with --beside: py-spy the server during one round")
     lookups = bench.add_mutually_exclusive_group()
