@@ -30,13 +30,20 @@ class IdSample:
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (contact, organization) holding a relation
     managers: list[tuple[str, str]] = field(default_factory=list)  # (contact, organization) managing it
     subjects: list[str] = field(default_factory=list)
+    # (contact, organization) of a relation, not a delegation: whom a write may grant something to
+    members: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pairs": self.pairs, "managers": self.managers, "subjects": self.subjects}
+        return {"pairs": self.pairs, "managers": self.managers, "subjects": self.subjects, "members": self.members}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IdSample:
-        return cls([(c, o) for c, o in data["pairs"]], [(c, o) for c, o in data["managers"]], list(data["subjects"]))
+        return cls(
+            [(c, o) for c, o in data["pairs"]],
+            [(c, o) for c, o in data["managers"]],
+            list(data["subjects"]),
+            [(c, o) for c, o in data["members"]],
+        )
 
 
 class _Reservoir:
@@ -59,6 +66,7 @@ def sample_from_file(path: Path, size: int, seed: int = 1) -> IdSample:
     """A sample of the relations (and delegations) of an import file, read as a stream."""
     rng = random.Random(seed)
     pairs, managers = _Reservoir(size, rng), _Reservoir(max(size // 10, 50), rng)
+    members = _Reservoir(size, rng)
     subjects: set[str] = set()
     today = date.today().isoformat()
     # One streamed pass per section: memory is the sample, whatever the file's size.
@@ -72,12 +80,14 @@ def sample_from_file(path: Path, size: int, seed: int = 1) -> IdSample:
                 if isinstance(end, str) and end < today:  # ISO dates: ended relations are not asked about
                     continue
                 pairs.add((contact, organization))
-                if section == "relations" and row.get("role") in _MANAGING_ROLES:
-                    managers.add((contact, organization))
+                if section == "relations":
+                    members.add((contact, organization))
+                    if row.get("role") in _MANAGING_ROLES:
+                        managers.add((contact, organization))
                 for item in row.get("subjects") or ():
                     if isinstance(item, dict) and isinstance(item.get("subject"), str):
                         subjects.add(item["subject"])
-    return IdSample(pairs.items, managers.items, sorted(subjects))
+    return IdSample(pairs.items, managers.items, sorted(subjects), members.items)
 
 
 def sample_from_api(
@@ -86,15 +96,18 @@ def sample_from_api(
     """A sample read through the API: the contacts of each organization (ListContacts as `actor`)."""
     rng = random.Random(seed)
     pairs, managers = _Reservoir(size, rng), _Reservoir(max(size // 10, 50), rng)
+    members = _Reservoir(size, rng)
     for organization in organizations:
         for row in client.iter_contacts(actor, organization, page_size=1000):
             if not row.active:
                 continue
             pair = (row.contact_id, row.organization_id or organization)
             pairs.add(pair)
-            if not row.via_organization_id and _role_name(row.role) in _MANAGING_ROLES:
-                managers.add(pair)
-    return IdSample(pairs.items, managers.items, sorted(subjects))
+            if not row.via_organization_id:
+                members.add(pair)
+                if _role_name(row.role) in _MANAGING_ROLES:
+                    managers.add(pair)
+    return IdSample(pairs.items, managers.items, sorted(subjects), members.items)
 
 
 def _role_name(role: int) -> str:

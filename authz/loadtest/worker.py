@@ -119,7 +119,7 @@ class _Requests:
         self.contacts = contacts
         # A grant names a contact the organization already has (GrantRelation refuses others).
         self.contacts_of: dict[str, list[str]] = {}
-        for contact, organization in ids.pairs + ids.managers:
+        for contact, organization in ids.members + ids.managers:
             self.contacts_of.setdefault(organization, []).append(contact)
         self.subjects = subjects
 
