@@ -249,7 +249,16 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         ca=args.ca, cert=args.cert, key=args.key, server_name=args.server_name, timeout=args.timeout,
         batch_size=args.batch_size, seed=args.seed,
     )  # fmt: skip
-    ids = _ids(args, base)
+    import grpc
+
+    try:
+        ids = _ids(args, base)
+    except grpc.RpcError as error:  # the actor may not read an organization, the target is down...
+        print(
+            f"authz loadtest: the ids could not be read through the API: {error.code().name}: {error.details()}",
+            file=sys.stderr,
+        )
+        return 2
     if args.mix.get("write") and not ids.managers:
         print(
             "authz loadtest: writes need managers (dirigeant or personne_responsable rows in --ids-from, "

@@ -109,3 +109,13 @@ def test_the_report_says_when_the_generator_is_the_limit() -> None:
     for summary in (late, busy, short):
         assert summary["generator"]["limited"]
         assert any("THE GENERATOR WAS THE LIMIT" in line for line in report_text(summary))
+
+
+def test_an_actor_who_may_not_read_the_organization_gets_a_message_not_a_trace(demo: Running) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "loadtest", "--target", f"127.0.0.1:{demo.app.port}", "--rate", "10",
+         "--duration", "1", "--actor", "C-PR", "--organizations", "LOC-SQC-MTL"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "could not be read through the API: PERMISSION_DENIED" in done.stderr and "Traceback" not in done.stderr
