@@ -45,6 +45,9 @@ Printer = Callable[[str], None]
 Question = tuple[str, str, int]  # (organization or contact, subject, right)
 
 
+LARGE_HOLDERS = 60_000  # contacts holding a relation on the one large organization
+
+
 @dataclass
 class LookupBenchOptions:
     sizes: Sequence[int] = (10_000, 100_000, 1_000_000)
@@ -58,6 +61,7 @@ class LookupBenchOptions:
     json_path: Path | None = Path("bench-lookups.json")
     large: bool = True  # the large organization's section (60,000 holders, built in memory)
     large_calls: int = 2_000
+    large_holders: int = LARGE_HOLDERS
     workdir: Path | None = None
 
 
@@ -244,7 +248,6 @@ def _measure_engine(
     return result
 
 
-LARGE_HOLDERS = 60_000  # contacts holding a relation on the one large organization
 _COMMON_GRANTS = (
     (("profil", 1),),
     (("profil", 1), ("rapport_mensuel", 2)),
@@ -267,7 +270,7 @@ def _large_rows(holders: int, seed: int) -> list[IndexRow]:
         grants: tuple[tuple[str, int], ...] = rng.choice(_COMMON_GRANTS)
         if n == rare:
             grants = (("scrutin_syndical", 2),)
-        end = today - rng.randint(1, 300) if rng.random() < 0.1 else 3_652_059
+        end = today - rng.randint(1, 300) if rng.random() < 0.1 and n != rare else 3_652_059
         rows.append(
             ("contact", f"LR{n}", f"LC{n:06}", "LARGE", None, rng.choice(roles), today - 400, end, math.inf, grants)
         )
@@ -290,15 +293,24 @@ def _large_rows(holders: int, seed: int) -> list[IndexRow]:
     return rows
 
 
-def measure_large_lookups(policy: Policy, seed: int, calls: int, say: Printer) -> dict[str, Any]:
+def measure_large_lookups(
+    policy: Policy, seed: int, calls: int, say: Printer, holders_count: int = LARGE_HOLDERS
+) -> dict[str, Any]:
     """Lookups whose answer is small on an anchor with many keys: the one holder of a rare right
     among 60,000, and a page of 10 of a common right at a random place (a token's)."""
     engine = DecisionEngine(policy)
-    engine.load_rows(_large_rows(LARGE_HOLDERS, seed), 1)
+    engine.load_rows(_large_rows(holders_count, seed), 1)
     ts = datetime.now(UTC).timestamp()
     rng = random.Random(seed + 3)
     holders = engine.holders("LARGE")
     results: dict[str, Any] = {"holders": len(holders)}
+    # The answers, against one check per holder: the index must never lose one.
+    expected = [c for c in holders if engine.check(c, "LARGE", "scrutin_syndical", 2, ts)]
+    found, _ = engine.lookup_principals("LARGE", "scrutin_syndical", 2, ts, limit=len(holders) + 1)
+    common = [c for c in holders if engine.check(c, "LARGE", "profil", 1, ts)]
+    all_common, _ = engine.lookup_principals("LARGE", "profil", 1, ts, limit=len(holders) + 1)
+    results["mismatches"] = int(found != expected) + int(all_common != common)
+    results["rare_holders"] = len(expected)
 
     def timed(name: str, run: Callable[[int], tuple[list[str], bool]], count: int) -> None:
         # CPU time of the calls: on a shared machine wall time measures the neighbours too.
@@ -319,8 +331,12 @@ def measure_large_lookups(policy: Policy, seed: int, calls: int, say: Printer) -
             f"[large] {name}: median {median:,.1f} µs, p99 {p99:,.1f} µs CPU over {count:,} calls (answers of {statistics.median(answers):.0f})"
         )
 
-    cursors = [rng.choice(holders) for _ in range(calls)]
-    say(f"[large] one organization with {len(holders):,} holders; a contact with {LARGE_HOLDERS // 10:,} organizations")
+    cursors = [rng.choice(holders) for _ in range(calls)]  # a page token's last id
+    say(
+        f"[large] one organization with {len(holders):,} holders ({len(expected)} with the rare right, "
+        f"{len(common):,} with profil read); a contact with {holders_count // 10:,} organizations; "
+        f"{results['mismatches']} answers different from one check per holder"
+    )
     timed(
         "rare_right_principals",
         lambda i: engine.lookup_principals("LARGE", "scrutin_syndical", 2, ts, limit=10),
@@ -403,7 +419,7 @@ def run_lookup_bench(options: LookupBenchOptions, say: Printer = print) -> dict[
         for line in report_lines(results):
             say(line)
     if options.large:
-        results["large"] = measure_large_lookups(policy, options.seed, options.large_calls, say)
+        results["large"] = measure_large_lookups(policy, options.seed, options.large_calls, say, options.large_holders)
     if options.json_path is not None:
         options.json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         say(f"\nfigures written to {options.json_path}")
