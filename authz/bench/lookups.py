@@ -19,6 +19,7 @@ import gc
 import json
 import math
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,7 @@ class LookupBenchOptions:
     large: bool = True  # the large organization's section (60,000 holders, built in memory)
     large_calls: int = 2_000
     large_holders: int = LARGE_HOLDERS
+    large_server: bool = True  # the same organization through the real server (authz loadtest)
     workdir: Path | None = None
 
 
@@ -360,6 +362,83 @@ def measure_large_lookups(
     return results
 
 
+def _large_import(holders: int, seed: int) -> dict[str, Any]:
+    """An import document: one organization of `holders` contacts, one of them granted scrutin_syndical write."""
+    rng = random.Random(seed)
+    roles = ("membre_du_personnel", "representant", "individu_autorise")
+    common: tuple[list[dict[str, str]], ...] = (
+        [{"subject": "profil", "right": "read"}],
+        [{"subject": "profil", "right": "read"}, {"subject": "rapport_mensuel", "right": "write"}],
+        [{"subject": "acces_aux_donnees", "right": "read"}],
+        [],
+    )
+    rare = rng.randrange(holders)
+    return {
+        "organizations": [{"id": "LARGE", "name": "Grande organisation", "kind": "employer"}],
+        "contacts": [
+            {"id": f"LC{n:06}", "first_name": "Pat", "last_name": f"Nom{n}", "email": f"p{n}@example.org"}
+            for n in range(holders)
+        ],
+        "relations": [
+            {
+                "id": f"LR{n}",
+                "contact_id": f"LC{n:06}",
+                "organization_id": "LARGE",
+                "role": rng.choice(roles),
+                "start_date": "2020-01-01",
+                "end_date": "9999-12-31",
+                "subjects": [{"subject": "scrutin_syndical", "right": "write"}] if n == rare else rng.choice(common),
+            }
+            for n in range(holders)
+        ],
+    }
+
+
+def measure_large_lookups_server(policy: Policy, seed: int, folder: Path, say: Printer) -> dict[str, Any]:
+    """The real server on one organization of 60,000 holders: CheckAccess at 200 calls/s alone, then
+    beside 4 callers looping lookups of the rare right (driven by `authz loadtest` processes)."""
+    from authz.bench.beside import _finish, _loadtest
+    from authz.bench.runner import _start_server, _stop
+
+    document = _large_import(LARGE_HOLDERS, seed)
+    ids = folder / "large-lookups.json"
+    ids.write_text(json.dumps(document), encoding="utf-8")
+    database = folder / "large-lookups.db"
+    for stale in folder.glob("large-lookups.db*"):
+        stale.unlink()
+    store = open_store(Settings(database_url=f"sqlite:///{database}"))
+    try:
+        import_data(store, document, policy.subjects)
+    finally:
+        store.close()
+    server, target, _log, _started = _start_server(database, folder, observed=False)
+    try:
+        checks = ("--rate", "200", "--mix", "check=1", "--duration")
+        _finish(_loadtest(target, ids, folder / "warm.json", *checks, "3"), folder / "warm.json")
+        alone = _finish(_loadtest(target, ids, folder / "alone.json", *checks, "8"), folder / "alone.json")
+        lookups = _loadtest(
+            target, ids, folder / "loop.json", "--concurrency", "4", "--duration", "11",
+            "--mix", "lookup=1", "--subjects", "scrutin_syndical",
+        )  # fmt: skip
+        time.sleep(2.0)
+        beside = _finish(_loadtest(target, ids, folder / "beside.json", *checks, "8"), folder / "beside.json")
+        looped = _finish(lookups, folder / "loop.json")
+    finally:
+        _stop(server)
+    figures = {
+        "check_alone_ms": alone["latency_ms"],
+        "check_beside_lookups_ms": beside["latency_ms"],
+        "lookups_per_second": looped["per_second"],
+        "lookup_ms": looped["latency_ms"],
+    }
+    say(
+        f"[large, server] CheckAccess at 200/s: p50 {alone['latency_ms']['p50']:.2f} ms, p99 {alone['latency_ms']['p99']:.2f} ms "
+        f"alone; p50 {beside['latency_ms']['p50']:.2f} ms, p99 {beside['latency_ms']['p99']:.2f} ms beside 4 callers "
+        f"looping lookups of the rare right ({looped['per_second']:,.0f} lookups/s, p50 {looped['latency_ms']['p50']:.2f} ms)"
+    )
+    return figures
+
+
 def report_lines(results: dict[str, Any]) -> list[str]:
     rows = [
         [
@@ -410,16 +489,18 @@ def run_lookup_bench(options: LookupBenchOptions, say: Printer = print) -> dict[
         for size in sorted(options.sizes):
             results["sizes"][str(size)] = measure_lookups(size, options, policy, folder, say)
             gc.collect()
+        if results["sizes"]:
+            for line in report_lines(results):
+                say(line)
+        if options.large:
+            results["large"] = measure_large_lookups(
+                policy, options.seed, options.large_calls, say, options.large_holders
+            )
+            if options.large_server:
+                results["large"]["server"] = measure_large_lookups_server(policy, options.seed, folder, say)
     finally:
         if options.workdir is None:
-            for path in folder.glob("*"):
-                path.unlink()
-            folder.rmdir()
-    if results["sizes"]:
-        for line in report_lines(results):
-            say(line)
-    if options.large:
-        results["large"] = measure_large_lookups(policy, options.seed, options.large_calls, say, options.large_holders)
+            shutil.rmtree(folder, ignore_errors=True)
     if options.json_path is not None:
         options.json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         say(f"\nfigures written to {options.json_path}")

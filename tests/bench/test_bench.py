@@ -112,6 +112,7 @@ def test_a_tiny_lookups_run_agrees_with_checks_and_pycasbin(tmp_path: Path) -> N
         json_path=tmp_path / "lookups.json",
         large_holders=3_000,
         large_calls=200,
+        large_server=False,
     )
     results = run_lookup_bench(options, say=lines.append)
     for figures in results["sizes"].values():
