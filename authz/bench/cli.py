@@ -153,6 +153,7 @@ def _lookups(args: argparse.Namespace) -> int:
         options.lookups = 2_000
         options.per_candidate = 5
         options.pycasbin = {2_000: 2, 20_000: 1}
+        options.large_holders, options.large_calls, options.large_server = 5_000, 200, False
     if args.sizes:
         options.sizes = args.sizes
     if args.workdir:
