@@ -346,7 +346,7 @@ def register(subparsers: Any) -> None:
         help="weights of check, batch, lookup and write (default check=90,batch=5,lookup=5,write=0)",
     )  # fmt: skip
     p.add_argument("--processes", type=int, default=1, help="generator processes sharing the load (default 1)")
-    p.add_argument("--ids-from", help="an import file (API.md's format): the ids are sampled from it")
+    p.add_argument("--ids-from", help="an import file (the format `authz import` reads): the ids are sampled from it")
     p.add_argument("--organizations", help="comma-separated organizations whose contacts are read through the API")
     p.add_argument("--actor", help="the contact reading them (ListContacts needs read on their relations)")
     p.add_argument(

@@ -1,7 +1,7 @@
 """The ids a load test asks about: a sample of (contact, organization) pairs, and managers for writes.
 
 Read either from the deployment itself (ListContacts on organizations the caller names, as an
-actor allowed to read their relations) or from an import file (API.md's format, streamed).
+actor allowed to read their relations) or from an import file (the format `authz import` reads, streamed).
 """
 
 from __future__ import annotations
