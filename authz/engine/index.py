@@ -269,7 +269,10 @@ class DecisionEngine:
                 for key in organizations:
                     grantee, grantor = key.split(_SEP)
                     known = grantees.get(grantor)
-                    grantees[grantor] = [grantee] if known is None else [*known, grantee]
+                    if known is None:
+                        grantees[grantor] = [grantee]
+                    else:
+                        known.append(grantee)  # type: ignore[union-attr]
                 _sort_reverse(grantees)
             org_reasons = {
                 organization: _reason_index(people.get, _ids(keys), True)  # type: ignore[arg-type]
