@@ -80,7 +80,9 @@ def sample_from_file(path: Path, size: int, seed: int = 1) -> IdSample:
                 if isinstance(end, str) and end < today:  # ISO dates: ended relations are not asked about
                     continue
                 pairs.add((contact, organization))
-                if section == "relations":
+                start = row.get("start_date")
+                if section == "relations" and not (isinstance(start, str) and start > today):
+                    # In force today: a manager whose relation starts later may not act yet.
                     members.add((contact, organization))
                     if row.get("role") in _MANAGING_ROLES:
                         managers.add((contact, organization))
