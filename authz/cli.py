@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     from authz.bench.cli import register as register_bench
 
     register_bench(sub)
+    from authz.loadtest.cli import register as register_loadtest
+
+    register_loadtest(sub)
     return parser
 
 

@@ -50,11 +50,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _import_bench(args)
     from authz.bench.runner import BenchOptions, run_bench
 
-    if args.lookups:
+    if args.lookups or args.large_lookups:
         return _lookups(args)
     if args.writes:
         _writes(args)
         return 0
+    if args.beside:
+        return _beside(args)
+    if args.write_throughput:
+        return _write_throughput(args)
     if args.replicas:
         replicas = _replicas(args)
         if replicas is not None and args.json:
@@ -110,6 +114,45 @@ def _writes(args: argparse.Namespace) -> dict[str, Any]:
         options.measured = 50
     print("\nwrites (a real server process):")
     return run_write_bench(options)
+def _write_throughput(args: argparse.Namespace) -> int:
+    from authz.bench.write_throughput import WriteThroughputOptions, report_lines, run_write_throughput_bench
+
+    options = WriteThroughputOptions(seed=args.seed)
+    if args.quick:
+        options.relations, options.seconds, options.writers = 2_000, 1.5, [1, 8]
+    if args.replica_size:
+        options.relations = args.replica_size
+    try:
+        results = run_write_throughput_bench(options)
+    except Exception as exc:  # no PostgreSQL here
+        print(f"write throughput: not measured ({type(exc).__name__}: {exc})")
+        return 1
+    for line in report_lines(results):
+        print(line)
+    if args.json:
+        Path(args.json).with_name(Path(args.json).stem + "-writes.json").write_text(
+            json.dumps(results, indent=2) + "\n", encoding="utf-8"
+        )
+    return 0
+
+
+def _beside(args: argparse.Namespace) -> int:
+    from authz.bench.beside import BesideOptions, run_beside_bench
+
+    options = BesideOptions(seed=args.seed, profile=args.profile)
+    if args.quick:
+        options.relations, options.seconds, options.rounds = 5_000, 3.0, 1
+        options.warm_writes, options.measured_writes = 50, 200
+    if args.sizes:
+        options.relations = args.sizes[0]
+    if args.workdir:
+        options.workdir = Path(args.workdir)
+    results = run_beside_bench(options)
+    if args.json:
+        Path(args.json).with_name(Path(args.json).stem + "-beside.json").write_text(
+            json.dumps(results, indent=2) + "\n", encoding="utf-8"
+        )
+    return 0
 
 
 def _lookups(args: argparse.Namespace) -> int:
@@ -125,10 +168,13 @@ def _lookups(args: argparse.Namespace) -> int:
         options.lookups = 2_000
         options.per_candidate = 5
         options.pycasbin = {2_000: 2, 20_000: 1}
+        options.large_holders, options.large_calls, options.large_server = 5_000, 200, False
     if args.sizes:
         options.sizes = args.sizes
     if args.workdir:
         options.workdir = Path(args.workdir)
+    if args.large_lookups:  # the large organization alone
+        options.sizes = []
     run_lookup_bench(options)
     return 0
 
@@ -169,9 +215,25 @@ def register(subparsers: Any) -> None:
         help="only the server's CPU per write, fresh and after 2,000 grant/revoke pairs on one key",
     )
     writes.add_argument("--no-writes", action="store_true", help="skip the write-cost section")
+    bench.add_argument(
+        "--beside",
+        action="store_true",
+        help="checks with writes beside them on the real server (100k relations, 32 in flight, 20 writes/s) and memory",
+    )
+    bench.add_argument(
+        "--write-throughput",
+        action="store_true",
+        help="writes/s through one server and two on one PostgreSQL, 1, 8 and 32 writers",
+    )
+    bench.add_argument("--profile", action="store_true", help="with --beside: py-spy the server during one round")
     lookups = bench.add_mutually_exclusive_group()
     lookups.add_argument(
         "--lookups", action="store_true", help="the lookups' figures alone (LookupPrincipals, LookupOrganizations)"
     )
     lookups.add_argument("--no-lookups", action="store_true", help="the check path's figures alone")
+    lookups.add_argument(
+        "--large-lookups",
+        action="store_true",
+        help="lookups with small answers on an organization of 60,000 holders and a contact of 6,000 organizations",
+    )
     bench.set_defaults(func=cmd_bench)

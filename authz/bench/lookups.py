@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +36,7 @@ from authz.bench.oracles import build_fast_enforcer
 from authz.commands.import_data import import_data
 from authz.config import Settings
 from authz.domain.model import Right
-from authz.engine.index import DecisionEngine
+from authz.engine.index import DecisionEngine, IndexRow
 from authz.engine.policy import Policy
 from authz.store.sql import open_store
 
@@ -42,6 +44,9 @@ __all__ = ["LookupBenchOptions", "run_lookup_bench"]
 
 Printer = Callable[[str], None]
 Question = tuple[str, str, int]  # (organization or contact, subject, right)
+
+
+LARGE_HOLDERS = 60_000  # contacts holding a relation on the one large organization
 
 
 @dataclass
@@ -55,6 +60,10 @@ class LookupBenchOptions:
     page_size: int = 100
     seed: int = 1
     json_path: Path | None = Path("bench-lookups.json")
+    large: bool = True  # the large organization's section (60,000 holders, built in memory)
+    large_calls: int = 2_000
+    large_holders: int = LARGE_HOLDERS
+    large_server: bool = True  # the same organization through the real server (authz loadtest)
     workdir: Path | None = None
 
 
@@ -241,6 +250,195 @@ def _measure_engine(
     return result
 
 
+_COMMON_GRANTS = (
+    (("profil", 1),),
+    (("profil", 1), ("rapport_mensuel", 2)),
+    (("acces_aux_donnees", 1),),
+    (("paiements_et_releves", 1), ("profil", 2)),
+    (),
+)
+
+
+def _large_rows(holders: int, seed: int) -> list[IndexRow]:
+    """One organization with `holders` contacts (staff and representatives holding a few common
+    grants, some windows over), one contact granted scrutin_syndical write there: the rare right;
+    and one contact (an accountant) holding a relation on `holders // 10` organizations."""
+    rng = random.Random(seed)
+    today = datetime.now(UTC).date().toordinal()
+    roles = ("membre_du_personnel", "representant", "individu_autorise")
+    rows: list[IndexRow] = []
+    rare = rng.randrange(holders)
+    for n in range(holders):
+        grants: tuple[tuple[str, int], ...] = rng.choice(_COMMON_GRANTS)
+        if n == rare:
+            grants = (("scrutin_syndical", 2),)
+        end = today - rng.randint(1, 300) if rng.random() < 0.1 and n != rare else 3_652_059
+        rows.append(
+            ("contact", f"LR{n}", f"LC{n:06}", "LARGE", None, rng.choice(roles), today - 400, end, math.inf, grants)
+        )
+    for n in range(holders // 10):
+        grants = (("scrutin_syndical", 2),) if n == rare % (holders // 10) else rng.choice(_COMMON_GRANTS)
+        rows.append(
+            (
+                "contact",
+                f"LA{n}",
+                "ACCOUNTANT",
+                f"LO{n:06}",
+                None,
+                "membre_du_personnel",
+                today - 400,
+                3_652_059,
+                math.inf,
+                grants,
+            )
+        )
+    return rows
+
+
+def measure_large_lookups(
+    policy: Policy, seed: int, calls: int, say: Printer, holders_count: int = LARGE_HOLDERS
+) -> dict[str, Any]:
+    """Lookups whose answer is small on an anchor with many keys: the one holder of a rare right
+    among 60,000, and a page of 10 of a common right at a random place (a token's)."""
+    engine = DecisionEngine(policy)
+    engine.load_rows(_large_rows(holders_count, seed), 1)
+    ts = datetime.now(UTC).timestamp()
+    rng = random.Random(seed + 3)
+    holders = engine.holders("LARGE")
+    results: dict[str, Any] = {"holders": len(holders)}
+    # The answers, against one check per holder: the index must never lose one.
+    expected = [c for c in holders if engine.check(c, "LARGE", "scrutin_syndical", 2, ts)]
+    found, _ = engine.lookup_principals("LARGE", "scrutin_syndical", 2, ts, limit=len(holders) + 1)
+    common = [c for c in holders if engine.check(c, "LARGE", "profil", 1, ts)]
+    all_common, _ = engine.lookup_principals("LARGE", "profil", 1, ts, limit=len(holders) + 1)
+    results["mismatches"] = int(found != expected) + int(all_common != common)
+    results["rare_holders"] = len(expected)
+
+    def timed(name: str, run: Callable[[int], tuple[list[str], bool]], count: int) -> None:
+        # CPU time of the calls: on a shared machine wall time measures the neighbours too.
+        latencies, answers = [], []
+        for i in range(count):
+            started = time.thread_time_ns()
+            found, _ = run(i)
+            latencies.append(time.thread_time_ns() - started)
+            answers.append(len(found))
+        median, p99 = _median_p99(latencies)
+        results[name] = {
+            "calls": count,
+            "median_us": median,
+            "p99_us": p99,
+            "answer_median": statistics.median(answers),
+        }
+        say(
+            f"[large] {name}: median {median:,.1f} µs, p99 {p99:,.1f} µs CPU over {count:,} calls (answers of {statistics.median(answers):.0f})"
+        )
+
+    cursors = [rng.choice(holders) for _ in range(calls)]  # a page token's last id
+    say(
+        f"[large] one organization with {len(holders):,} holders ({len(expected)} with the rare right, "
+        f"{len(common):,} with profil read); a contact with {holders_count // 10:,} organizations; "
+        f"{results['mismatches']} answers different from one check per holder"
+    )
+    timed(
+        "rare_right_principals",
+        lambda i: engine.lookup_principals("LARGE", "scrutin_syndical", 2, ts, limit=10),
+        max(calls // 50, 5),
+    )
+    timed(
+        "common_page_principals",
+        lambda i: engine.lookup_principals("LARGE", "profil", 1, ts, after=cursors[i], limit=10),
+        calls,
+    )
+    timed(
+        "rare_right_organizations",
+        lambda i: engine.lookup_organizations("ACCOUNTANT", "scrutin_syndical", 2, ts, limit=10),
+        max(calls // 50, 5),
+    )
+    timed(
+        "common_page_organizations",
+        lambda i: engine.lookup_organizations("ACCOUNTANT", "profil", 1, ts, limit=10),
+        calls,
+    )
+    return results
+
+
+def _large_import(holders: int, seed: int) -> dict[str, Any]:
+    """An import document: one organization of `holders` contacts, one of them granted scrutin_syndical write."""
+    rng = random.Random(seed)
+    roles = ("membre_du_personnel", "representant", "individu_autorise")
+    common: tuple[list[dict[str, str]], ...] = (
+        [{"subject": "profil", "right": "read"}],
+        [{"subject": "profil", "right": "read"}, {"subject": "rapport_mensuel", "right": "write"}],
+        [{"subject": "acces_aux_donnees", "right": "read"}],
+        [],
+    )
+    rare = rng.randrange(holders)
+    return {
+        "organizations": [{"id": "LARGE", "name": "Grande organisation", "kind": "employer"}],
+        "contacts": [
+            {"id": f"LC{n:06}", "first_name": "Pat", "last_name": f"Nom{n}", "email": f"p{n}@example.org"}
+            for n in range(holders)
+        ],
+        "relations": [
+            {
+                "id": f"LR{n}",
+                "contact_id": f"LC{n:06}",
+                "organization_id": "LARGE",
+                "role": rng.choice(roles),
+                "start_date": "2020-01-01",
+                "end_date": "9999-12-31",
+                "subjects": [{"subject": "scrutin_syndical", "right": "write"}] if n == rare else rng.choice(common),
+            }
+            for n in range(holders)
+        ],
+    }
+
+
+def measure_large_lookups_server(policy: Policy, seed: int, folder: Path, say: Printer) -> dict[str, Any]:
+    """The real server on one organization of 60,000 holders: CheckAccess at 200 calls/s alone, then
+    beside 4 callers looping lookups of the rare right (driven by `authz loadtest` processes)."""
+    from authz.bench.beside import _finish, _loadtest
+    from authz.bench.runner import _start_server, _stop
+
+    document = _large_import(LARGE_HOLDERS, seed)
+    ids = folder / "large-lookups.json"
+    ids.write_text(json.dumps(document), encoding="utf-8")
+    database = folder / "large-lookups.db"
+    for stale in folder.glob("large-lookups.db*"):
+        stale.unlink()
+    store = open_store(Settings(database_url=f"sqlite:///{database}"))
+    try:
+        import_data(store, document, policy.subjects)
+    finally:
+        store.close()
+    server, target, _log, _started = _start_server(database, folder, observed=False)
+    try:
+        checks = ("--rate", "200", "--mix", "check=1", "--duration")
+        _finish(_loadtest(target, ids, folder / "warm.json", *checks, "3"), folder / "warm.json")
+        alone = _finish(_loadtest(target, ids, folder / "alone.json", *checks, "8"), folder / "alone.json")
+        lookups = _loadtest(
+            target, ids, folder / "loop.json", "--concurrency", "4", "--duration", "11",
+            "--mix", "lookup=1", "--subjects", "scrutin_syndical",
+        )  # fmt: skip
+        time.sleep(2.0)
+        beside = _finish(_loadtest(target, ids, folder / "beside.json", *checks, "8"), folder / "beside.json")
+        looped = _finish(lookups, folder / "loop.json")
+    finally:
+        _stop(server)
+    figures = {
+        "check_alone_ms": alone["latency_ms"],
+        "check_beside_lookups_ms": beside["latency_ms"],
+        "lookups_per_second": looped["per_second"],
+        "lookup_ms": looped["latency_ms"],
+    }
+    say(
+        f"[large, server] CheckAccess at 200/s: p50 {alone['latency_ms']['p50']:.2f} ms, p99 {alone['latency_ms']['p99']:.2f} ms "
+        f"alone; p50 {beside['latency_ms']['p50']:.2f} ms, p99 {beside['latency_ms']['p99']:.2f} ms beside 4 callers "
+        f"looping lookups of the rare right ({looped['per_second']:,.0f} lookups/s, p50 {looped['latency_ms']['p50']:.2f} ms)"
+    )
+    return figures
+
+
 def report_lines(results: dict[str, Any]) -> list[str]:
     rows = [
         [
@@ -291,13 +489,18 @@ def run_lookup_bench(options: LookupBenchOptions, say: Printer = print) -> dict[
         for size in sorted(options.sizes):
             results["sizes"][str(size)] = measure_lookups(size, options, policy, folder, say)
             gc.collect()
+        if results["sizes"]:
+            for line in report_lines(results):
+                say(line)
+        if options.large:
+            results["large"] = measure_large_lookups(
+                policy, options.seed, options.large_calls, say, options.large_holders
+            )
+            if options.large_server:
+                results["large"]["server"] = measure_large_lookups_server(policy, options.seed, folder, say)
     finally:
         if options.workdir is None:
-            for path in folder.glob("*"):
-                path.unlink()
-            folder.rmdir()
-    for line in report_lines(results):
-        say(line)
+            shutil.rmtree(folder, ignore_errors=True)
     if options.json_path is not None:
         options.json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         say(f"\nfigures written to {options.json_path}")

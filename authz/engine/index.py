@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import bisect
 import gc
+import heapq
 import math
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final, cast
@@ -46,7 +47,7 @@ from authz.domain.index_rows import IndexRow
 from authz.domain.model import MANAGEMENT_SUBJECT, WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
 from authz.engine.policy import Policy
 
-__all__ = ["Compiled", "Decision", "DecisionEngine", "Entry", "IndexRow", "index_row", "relation_entry"]
+__all__ = ["SCAN_LIMIT", "Compiled", "Decision", "DecisionEngine", "Entry", "IndexRow", "index_row", "relation_entry"]
 
 _NO_END: Final = math.inf
 
@@ -132,6 +133,42 @@ def _ids(found: IdSet | None) -> tuple[str, ...]:
     return (found,) if type(found) is str else found  # type: ignore[return-value]
 
 
+# An organization (or contact) with more keys than this also gets a reason index: its keys
+# filed by what in their entries can give a right, so that a lookup decides only the keys
+# that may answer, not every holder. Below it, deciding every key is as cheap as the merge.
+SCAN_LIMIT = 64
+# Reason tags: "g<level><subject>" a direct grant, "r<role>" a role (its defaults are read at
+# lookup time, under the caller's policy), "d<via>\x1f<subject>" (by organization) or
+# "d<subject>" (by contact) a delegation naming the subject or "*".
+Reasons = dict[str, IdSet]
+
+
+def _tags(entry: Entry, by_organization: bool) -> list[str]:
+    """The reason tags under which an entry's key is filed."""
+    via = entry[_VIA]
+    grants = entry[_GRANTS]
+    if via is None:
+        tags = [f"g{level}{subject}" for subject, level in grants.items() if level > 0]
+        if entry[_ROLE] is not None:
+            tags.append("r" + entry[_ROLE])
+        return tags
+    prefix = "d" + via + _SEP if by_organization else "d"
+    return [prefix + subject for subject, level in grants.items() if level > 0]
+
+
+def _merged(sources: list[tuple[str, ...]], after: str) -> Iterator[str]:
+    """The keys of several sorted tuples, in order, each once, after `after`."""
+    runs = [map(s.__getitem__, range(bisect.bisect_right(s, after) if after else 0, len(s))) for s in sources]
+    if len(runs) == 1:
+        yield from runs[0]
+        return
+    last = None
+    for key in heapq.merge(*runs):
+        if key != last:
+            last = key
+            yield key
+
+
 def _with_id(found: IdSet | None, new: str) -> IdSet:
     """The sorted keys plus `new`, as a new value (readers never see one half-changed)."""
     if found is None:
@@ -155,7 +192,9 @@ class Compiled:
 class DecisionEngine:
     """Answers checks and lookups from memory; kept exact by `apply` after every committed write."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, scan_limit: int | None = None) -> None:
+        # Read at construction, not at definition: tests set SCAN_LIMIT to 0 to reach the reason indexes.
+        self.scan_limit = SCAN_LIMIT if scan_limit is None else scan_limit
         self._compiled = Compiled(policy, self._compile_defaults(policy))
         self._people: Index = {}  # contact relations and delegations, by contact and organization
         self._organizations: Index = {}  # organization-to-organization, by grantee and grantor
@@ -164,6 +203,12 @@ class DecisionEngine:
         # removed (a removal ends a relation, it stays as history), so these only grow.
         self._holders: Reverse = {}
         self._holdings: Reverse = {}
+        # Reason indexes of the organizations (and contacts) with more than `scan_limit` keys,
+        # and the organizations each organization authorizes (grantor -> grantees), which say
+        # which delegations can give a right on it. Grow-only, as the reverse indexes.
+        self._org_reasons: dict[str, Reasons] = {}
+        self._contact_reasons: dict[str, Reasons] = {}
+        self._grantees: Reverse = {}
         # Identical grant maps are shared: most relations carry one of a few subject sets.
         self._grant_maps: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         # Day ordinals above 256 are separate int objects: one per distinct day, not per entry.
@@ -208,6 +253,7 @@ class DecisionEngine:
         organizations: Index = {}
         holders: dict[str, IdSet | list[str]] = {}
         holdings: dict[str, IdSet | list[str]] = {}
+        grantees: dict[str, IdSet | list[str]] = {}
         # Millions of new tuples would trigger hundreds of cyclic collections, each scanning
         # what was built so far (12 s instead of 7 s at 1M); entries hold no cycles.
         collecting = gc.isenabled()
@@ -216,6 +262,25 @@ class DecisionEngine:
             self._build(rows, people, organizations, holders if lookups else None, holdings)
             _sort_reverse(holders)
             _sort_reverse(holdings)
+            if lookups:
+                for key in organizations:
+                    grantee, grantor = key.split(_SEP)
+                    known = grantees.get(grantor)
+                    if known is None:
+                        grantees[grantor] = [grantee]
+                    else:
+                        known.append(grantee)  # type: ignore[union-attr]
+                _sort_reverse(grantees)
+            org_reasons = {
+                organization: _reason_index(people.get, _ids(keys), True)  # type: ignore[arg-type]
+                for organization, keys in holders.items()
+                if len(_ids(keys)) > self.scan_limit  # type: ignore[arg-type]
+            }
+            contact_reasons = {
+                contact: _reason_index(people.get, _ids(keys), False)  # type: ignore[arg-type]
+                for contact, keys in holdings.items()
+                if len(_ids(keys)) > self.scan_limit  # type: ignore[arg-type]
+            }
         finally:
             if collecting:
                 gc.enable()
@@ -227,6 +292,9 @@ class DecisionEngine:
             self._organizations = organizations
             self._holders = cast(Reverse, holders)
             self._holdings = cast(Reverse, holdings)
+            self._grantees = cast(Reverse, grantees)
+            self._org_reasons = org_reasons
+            self._contact_reasons = contact_reasons
             self.revision = revision
 
     def _build(
@@ -307,7 +375,6 @@ class DecisionEngine:
                 return False
             people: Index = {}
             organizations: Index = {}
-            new_keys: list[tuple[str, str, str]] = []
             # Grouped by key first, so a key's entries are scanned once per revision, however many
             # of its relations the revision changed: linear in what the write touched.
             grouped: dict[tuple[bool, str], dict[str, Entry]] = {}
@@ -320,18 +387,48 @@ class DecisionEngine:
                 found = index.get(key)
                 kept = tuple(e for e in _entries(found) if e[_ID] not in replaced)
                 pending[key] = _slot((*kept, *replaced.values()))
-                if found is None and is_person:
-                    holder, organization = key.split(_SEP, 1)
-                    new_keys.append((holder, organization, key))
+                holder, organization = key.split(_SEP, 1)
+                # The lookups learn the key and what can make it answer before the check index
+                # takes the change: a candidate too many is decided by `check` (a lookup meanwhile
+                # answers as of the revision before), a candidate missing would be an omission.
+                if is_person:
+                    for number, entry in enumerate(replaced.values()):
+                        self._learn(holder, organization, key, entry, found is None and number == 0, people)
+                elif found is None:
+                    self._grantees[organization] = _with_id(self._grantees.get(organization), holder)
             if organizations:
                 self._organizations.update(organizations)
             if people:
                 self._people.update(people)
-            for holder, organization, key in new_keys:
-                self._holders[organization] = _with_id(self._holders.get(organization), key)
-                self._holdings[holder] = _with_id(self._holdings.get(holder), key)
             self.revision = revision
             return True
+
+    def _learn(self, holder: str, organization: str, key: str, entry: Entry, new_key: bool, pending: Index) -> None:
+        """Keep the lookups' reverse and reason indexes (under the write lock): a new key is
+        filed under its organization and contact; an entry's reasons are filed where a reason
+        index exists, and a reason index is built for an anchor that grows past `scan_limit`."""
+        people = self._people
+
+        def slot_of(k: str) -> Slot | None:
+            # This revision's slots where it has them: they are not in the check index yet.
+            return pending[k] if k in pending else people.get(k)
+
+        for anchor, reverse, reasons, by_organization in (
+            (organization, self._holders, self._org_reasons, True),
+            (holder, self._holdings, self._contact_reasons, False),
+        ):
+            if new_key:
+                reverse[anchor] = keys = _with_id(reverse.get(anchor), key)
+            else:
+                keys = reverse.get(anchor)  # type: ignore[assignment]
+            filed = reasons.get(anchor)
+            if filed is not None:
+                grown = dict(filed)
+                for tag in _tags(entry, by_organization):
+                    grown[tag] = _with_id(grown.get(tag), key)
+                reasons[anchor] = grown
+            elif len(_ids(keys)) > self.scan_limit:
+                reasons[anchor] = _reason_index(slot_of, _ids(keys), by_organization)
 
     def _entry(self, row: IndexRow) -> Entry:
         subjects = row[9]
@@ -488,14 +585,37 @@ class DecisionEngine:
         """The contacts `check` allows on the organization, in id order, after the id `after`:
         at most `limit` of them, and whether more follow."""
         cut = -len(organization_id) - 1  # "contact\x1forganization"[:cut] is the contact
+        compiled = compiled or self._compiled
+        after_key = after + _SEP + organization_id if after else ""
+        reasons = self._org_reasons.get(organization_id)
+        if reasons is None or right < 1:
+            candidates = _merged([_ids(self._holders.get(organization_id))], after_key)
+        else:
+            tags = self._direct_tags(subject, right, compiled)
+            if subject != _MANAGEMENT:
+                # A delegation gives nothing beyond what the organization it comes through holds
+                # here now: only those organizations' delegations can answer.
+                day = self._clock.ordinal(ts)
+                for grantee in _ids(self._grantees.get(organization_id)):
+                    if self.organization_right(grantee, organization_id, subject, day, ts) >= right:
+                        tags += ("d" + grantee + _SEP + subject, "d" + grantee + _SEP + WILDCARD_SUBJECT)
+            candidates = _merged([_ids(reasons[tag]) for tag in tags if tag in reasons], after_key)
         return self._matching(
-            _ids(self._holders.get(organization_id)),
-            after + _SEP + organization_id if after else "",
+            candidates,
             limit,
             lambda key, c: self.check(key[:cut], organization_id, subject, right, ts, c),
             lambda key: key[:cut],
-            compiled or self._compiled,
+            compiled,
         )
+
+    @staticmethod
+    def _direct_tags(subject: str, right: int, compiled: Compiled) -> list[str]:
+        """The reason tags a relation (not a delegation) can give `right` on `subject` through."""
+        tags = ["g2" + subject] if right >= 2 else ["g2" + subject, "g1" + subject]
+        tags += [
+            "r" + role for role, held in compiled.defaults.items() if role is not None and held.get(subject, 0) >= right
+        ]
+        return tags
 
     def lookup_organizations(
         self,
@@ -510,13 +630,22 @@ class DecisionEngine:
     ) -> tuple[list[str], bool]:
         """The organizations where `check` allows the contact, in id order, after the id `after`."""
         cut = len(contact_id) + 1  # "contact\x1forganization"[cut:] is the organization
+        compiled = compiled or self._compiled
+        after_key = contact_id + _SEP + after if after else ""
+        reasons = self._contact_reasons.get(contact_id)
+        if reasons is None or right < 1:
+            candidates = _merged([_ids(self._holdings.get(contact_id))], after_key)
+        else:
+            tags = self._direct_tags(subject, right, compiled)
+            if subject != _MANAGEMENT:
+                tags += ("d" + subject, "d" + WILDCARD_SUBJECT)
+            candidates = _merged([_ids(reasons[tag]) for tag in tags if tag in reasons], after_key)
         return self._matching(
-            _ids(self._holdings.get(contact_id)),
-            contact_id + _SEP + after if after else "",
+            candidates,
             limit,
             lambda key, c: self.check(contact_id, key[cut:], subject, right, ts, c),
             lambda key: key[cut:],
-            compiled or self._compiled,
+            compiled,
         )
 
     def holders(self, organization_id: str) -> list[str]:
@@ -526,18 +655,17 @@ class DecisionEngine:
 
     @staticmethod
     def _matching(
-        candidates: tuple[str, ...],
-        after: str,
+        candidates: Iterator[str],
         limit: int,
         allowed: Callable[[str, Compiled], bool],
         id_of: Callable[[str], str],
         compiled: Compiled,
     ) -> tuple[list[str], bool]:
-        # The candidates are the keys of every pair with a relation of any date; `check` itself
-        # decides, so a lookup answers exactly what the checks would, whatever rule they apply.
+        # The candidates are keys that may answer (every key of the anchor, or those its reason
+        # index files under what can give the right); `check` itself decides, so a lookup
+        # answers exactly what the checks would, whatever rule they apply.
         found: list[str] = []
-        for index in range(bisect.bisect_right(candidates, after) if after else 0, len(candidates)):
-            candidate = candidates[index]
+        for candidate in candidates:
             if allowed(candidate, compiled):
                 if len(found) == limit:
                     return found, True
@@ -676,6 +804,20 @@ def relation_entry(relation: Relation) -> Entry:
 def _plain_entry(row: IndexRow) -> Entry:
     """An entry for a one-off evaluation: nothing shared, no cache of the engine's touched."""
     return (row[6], row[7], row[8], dict(row[9]), row[5], row[4], row[1])
+
+
+def _reason_index(slot_of: Callable[[str], Slot | None], keys: Iterable[str], by_organization: bool) -> Reasons:
+    """The keys of one organization (or contact), in id order, filed by reason tag."""
+    filed: dict[str, list[str]] = {}
+    for key in keys:
+        for entry in _entries(slot_of(key)):
+            for tag in _tags(entry, by_organization):
+                known = filed.get(tag)
+                if known is None:
+                    filed[tag] = [key]
+                elif known[-1] != key:  # two entries of one key may share a tag
+                    known.append(key)
+    return {tag: found[0] if len(found) == 1 else tuple(found) for tag, found in filed.items()}
 
 
 def _sort_reverse(reverse: dict[str, IdSet | list[str]]) -> None:

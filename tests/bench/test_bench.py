@@ -108,7 +108,14 @@ def test_a_tiny_lookups_run_agrees_with_checks_and_pycasbin(tmp_path: Path) -> N
 
     lines: list[str] = []
     options = LookupBenchOptions(
-        sizes=[600, 1500], lookups=300, per_candidate=20, pycasbin={600: 3}, json_path=tmp_path / "lookups.json"
+        sizes=[600, 1500],
+        lookups=300,
+        per_candidate=20,
+        pycasbin={600: 3},
+        json_path=tmp_path / "lookups.json",
+        large_holders=3_000,
+        large_calls=200,
+        large_server=False,
     )
     results = run_lookup_bench(options, say=lines.append)
     for figures in results["sizes"].values():
@@ -119,3 +126,6 @@ def test_a_tiny_lookups_run_agrees_with_checks_and_pycasbin(tmp_path: Path) -> N
     assert results["sizes"]["600"]["pycasbin_implicit_users"]["mismatches"] == 0
     assert json.loads((tmp_path / "lookups.json").read_text())["sizes"].keys() == {"600", "1500"}
     assert any(line.startswith("Lookups:") for line in lines)
+    # The large organization: its rare right has one holder, and the reason index loses no answer.
+    assert results["large"]["mismatches"] == 0 and results["large"]["rare_holders"] == 1
+    assert results["large"]["rare_right_principals"]["answer_median"] == 1

@@ -35,6 +35,7 @@ from authz.commands.import_data import import_data
 from authz.config import Settings
 from authz.domain.dates import MONTREAL, in_force
 from authz.domain.model import WILDCARD_SUBJECT, Relation, RelationKind, Right, Role
+from authz.engine import index as index_module
 from authz.engine.index import DecisionEngine
 from authz.engine.oracle import build_enforcer
 from authz.engine.policy import Policy
@@ -372,12 +373,23 @@ def _assert_lookups_equal_checks(world: World, at: datetime, rng: random.Random)
     return allowed_count
 
 
-@pytest.mark.parametrize("seed", [11, 29])
-def test_lookups_equal_the_sets_check_allows(tmp_path: Path, policy: Policy, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "scan_limit"),
+    [(11, None), (29, None), (11, 0), (29, 3)],
+    ids=["11-scan", "29-scan", "11-reasons", "29-reasons-when-grown"],
+)
+def test_lookups_equal_the_sets_check_allows(
+    tmp_path: Path, policy: Policy, seed: int, scan_limit: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """For every organization, contact, subject (`relations` included), right and sampled instant:
     LookupPrincipals is the set of contacts `check` allows, LookupOrganizations the set of
     organizations, over data with delegations, organization authorizations, ended, future and
-    removed relations; then again after relations on new pairs are applied."""
+    removed relations; then again after relations on new pairs are applied, and roles and
+    subjects of existing relations changed. With `scan_limit` 0 every organization and contact
+    answers from its reason index (candidates filed by what can give the right); with 3 most
+    do, some only once `apply` has grown them past it."""
+    if scan_limit is not None:
+        monkeypatch.setattr(index_module, "SCAN_LIMIT", scan_limit)
     world = build_world(tmp_path, policy, 220, seed)
     rng = random.Random(seed + 1000)
     # The data reaches the cases that matter, `relations` through an organization included.
@@ -394,6 +406,19 @@ def test_lookups_equal_the_sets_check_allows(tmp_path: Path, policy: Policy, see
         world.engine.apply([relation], revision)
         world.relations.append(relation)
     for at in moments[:3]:
+        _assert_lookups_equal_checks(world, at, rng)
+    # Existing relations given another role or other subjects: filed under their new reasons.
+    for place, relation in enumerate(world.relations):
+        if relation.kind is RelationKind.CONTACT and rng.random() < 0.15:
+            changed = replace(
+                relation,
+                role=rng.choice(list(Role)),
+                subjects={rng.choice(SUBJECTS): rng.choice((Right.READ, Right.WRITE))},
+            )
+            revision += 1
+            world.engine.apply([changed], revision)
+            world.relations[place] = changed
+    for at in moments[:2]:
         _assert_lookups_equal_checks(world, at, rng)
 
 
@@ -421,10 +446,11 @@ def test_lookup_principals_equals_pycasbin_implicit_users(tmp_path: Path, policy
     assert nonempty > 50
 
 
-def test_relations_through_an_organization_agree_in_check_and_lookups(policy: Policy) -> None:
+@pytest.mark.parametrize("scan_limit", [None, 0])
+def test_relations_through_an_organization_agree_in_check_and_lookups(policy: Policy, scan_limit: int | None) -> None:
     """Whatever the rule for `relations` held through another organization (an employer's
     authorization, a delegation of all it holds), both lookups say what `check` says."""
-    engine = DecisionEngine(policy)
+    engine = DecisionEngine(policy, scan_limit=scan_limit)
     start, end = date(2020, 1, 1), date(9999, 12, 31)
     engine.load(
         [
