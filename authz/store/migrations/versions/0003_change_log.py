@@ -20,7 +20,7 @@ depends_on = None
 
 def upgrade() -> None:
     # One row per committed write, numbered by the store revision (dense, in commit order: see
-    # authz/store/sql.py SqlTransaction.lock_revision). `relations` holds the changed relations
+    # authz/store/sql/changes.py RevisionLogSql.lock_revision). `relations` holds the changed relations
     # as they stand after the write; NULL means "reload everything" (a bulk import).
     op.create_table(
         "change_log",
