@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from authz_client import AuthzClient, Right, Role
+from authz_client import AuthzClient, NewContact, Right, Role
 from authz_client.aio import AsyncAuthzClient
 
 from ..conftest import Running
@@ -14,9 +14,10 @@ MANAGER, ORG = "C-PR", "ORG-SQC"
 
 
 def grant(client: AuthzClient, subject: str) -> str:
+    """One committed write: a new contact each time (a second relation of one role is refused)."""
     answer = client.grant_relation(
-        MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_INDIVIDU_AUTORISE, subjects=[(subject, Right.RIGHT_READ)],
-        attest=True,
+        MANAGER, ORG, new_contact=NewContact(first_name="Veille", last_name=subject, email=f"veille-{subject}@example.org"),
+        role=Role.ROLE_INDIVIDU_AUTORISE, subjects=[(subject, Right.RIGHT_READ)], attest=True,
     )  # fmt: skip
     return str(answer.revision)
 

@@ -33,7 +33,7 @@ def revoked_then_checked(cluster: Cluster, subjects: list[str]) -> list[tuple[st
             MANAGER,
             ORG,
             contact_id=CONTACT,
-            role=Role.ROLE_INDIVIDU_AUTORISE,
+            role=Role.ROLE_MEMBRE_DU_PERSONNEL,  # a role C-IND does not hold: ended each round
             subjects=[(subject, Right.RIGHT_READ)],
             attest=True,
         )

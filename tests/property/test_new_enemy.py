@@ -92,7 +92,7 @@ def test_revoke_then_check_is_never_a_stale_allow(
     victims = [
         server.client.grant_relation(
             PR, SQC, new_contact=NewContact(first_name="Ennemi", last_name=str(n), email=f"ennemi{n}@example.org"),
-            role="membre_du_personnel", attest=True,
+            role="individu_autorise", attest=True,  # the rounds grant membre_du_personnel beside it
         ).contact_id
         for n in range(3)
     ]  # fmt: skip
