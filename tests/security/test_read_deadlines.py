@@ -61,6 +61,10 @@ def reads(consistency: Callable[[], pb.Consistency]) -> dict[str, Callable[[auth
                 principal_id=PR, subject="profil", right=pb.RIGHT_READ, consistency=consistency()
             )
         ),
+        "GetCatalogue": lambda s: s.GetCatalogue(pb.GetCatalogueRequest(consistency=consistency())),
+        "ListClients": lambda s: s.ListClients(
+            pb.ListClientsRequest(actor_id=PR, organization_id=SQC, consistency=consistency())
+        ),
     }
 
 
