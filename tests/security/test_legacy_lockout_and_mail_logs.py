@@ -1,4 +1,4 @@
-"""The third review's low findings, each decided (see SECURITY.md)."""
+"""A legacy login locked by guessers still leaves its owner a way in; the mailer logs addresses by domain only.
 
 from __future__ import annotations
 

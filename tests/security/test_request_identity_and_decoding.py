@@ -1,4 +1,4 @@
-"""Finding 11, the smaller ones: duplicated credentials, request ids, undecodable requests.
+"""Who a request is and whether it is one: duplicated credentials, request ids, undecodable requests.
 
 (A start date in the past through the API is refused: tests/integration/test_bad_input.py,
 case "start date in the past".)
