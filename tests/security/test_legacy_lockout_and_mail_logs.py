@@ -1,4 +1,4 @@
-"""A legacy login locked by guessers still leaves its owner a way in; the mailer logs addresses by domain only.
+"""A legacy login locked by guessers still leaves its owner a way in; the mailer logs addresses by domain only."""
 
 from __future__ import annotations
 
