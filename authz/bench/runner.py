@@ -330,7 +330,8 @@ def _write_then_check(target: str, dataset: DataSet, rounds: int) -> dict[str, A
                 actor_id=actor,
                 organization_id=organization,
                 new_contact=pb.NewContact(first_name="Bench", last_name="Écriture", email="bench@example.org"),
-                role=staff_role,
+                # Another role than the rounds': a second relation of one role is refused (one per purpose).
+                role=pb.ROLE_INDIVIDU_AUTORISE,
                 attestation=attested,
             ),
             timeout=30,

@@ -16,6 +16,8 @@ from authz.config import Settings
 from authz.engine.policy import Policy
 from authz.store.sql import open_store
 
+from ..conftest import Running
+
 TODAY = date(2026, 6, 15)
 MONTREAL = ZoneInfo("America/Montreal")
 
@@ -129,3 +131,14 @@ def test_a_tiny_lookups_run_agrees_with_checks_and_pycasbin(tmp_path: Path) -> N
     # The large organization: its rare right has one holder, and the reason index loses no answer.
     assert results["large"]["mismatches"] == 0 and results["large"]["rare_holders"] == 1
     assert results["large"]["rare_right_principals"]["answer_median"] == 1
+
+
+def test_the_write_then_check_section_runs_against_a_real_server(demo: Running) -> None:
+    """The section `make bench` runs on its server: grants and revokes that keep the domain's rules."""
+    from types import SimpleNamespace
+
+    from authz.bench.runner import _write_then_check
+
+    dataset = SimpleNamespace(managers=[("C-PR", "ORG-SQC")])
+    figures = _write_then_check(f"127.0.0.1:{demo.app.port}", dataset, rounds=3)  # type: ignore[arg-type]
+    assert figures == {"rounds": 3, "allowed_after_grant": 3, "denied_after_revoke": 3}
