@@ -74,6 +74,18 @@ def _database() -> AbstractContextManager[str]:
     return scratch_database(_admin_url(), "authz_bench")
 
 
+_KEYS: list[str] = []
+
+
+def _outbox_key() -> str:
+    """The run's outbox key, made once."""
+    if not _KEYS:
+        from cryptography.fernet import Fernet
+
+        _KEYS.append(Fernet.generate_key().decode())
+    return _KEYS[0]
+
+
 class _Server:
     """`authz serve` in its own process group (its workers too), stopped with SIGTERM."""
 
@@ -87,6 +99,8 @@ class _Server:
                 "AUTHZ_MAIL_URL": f"file://{folder / 'outbox'}",
                 "AUTHZ_LOG_LEVEL": "WARNING",
                 "AUTHZ_GRACE_SECONDS": "1",
+                # PostgreSQL servers need one, the same on every server of the run.
+                "AUTHZ_OUTBOX_KEY": _outbox_key(),
                 **env,
             }
         )
@@ -179,17 +193,28 @@ def _flip(client: Any, subject: str, want: bool, limit: float = 10.0) -> float:
             return now
 
 
+# The one relation the propagation rounds keep open for C-IND (a second relation of one role is
+# refused): a grant ends the previous one first.
+_OPEN: dict[str, tuple[Any, str]] = {}
+
+
 def _grant(client: Any, subject: str) -> tuple[str, str, float]:
     from authz_client import Right, Role  # type: ignore[import-not-found, unused-ignore]
 
+    if "C-IND" in _OPEN:
+        previous_client, previous = _OPEN["C-IND"]
+        _revoke(previous_client, previous)
     answer = client.grant_relation(
-        MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_INDIVIDU_AUTORISE,
+        MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_MEMBRE_DU_PERSONNEL,
         subjects=[(subject, Right.RIGHT_WRITE)], attest=True,
     )  # fmt: skip
+    _OPEN["C-IND"] = (client, answer.relation_id)
     return answer.relation_id, answer.revision, time.perf_counter()
 
 
 def _revoke(client: Any, relation_id: str) -> tuple[str, float]:
+    if _OPEN.get("C-IND", (None, ""))[1] == relation_id:
+        del _OPEN["C-IND"]
     answer = client.revoke_relation(MANAGER, ORG, contact_id="C-IND", relation_ids=[relation_id], attest=True)
     return answer.revision, time.perf_counter()
 
@@ -221,23 +246,31 @@ def _check_latency(client: Any, count: int, consistency: str | None) -> dict[str
 
 
 def _writes(targets: list[str], writers: int, seconds: float) -> dict[str, float]:
-    """Grants as fast as `writers` threads (spread over the targets) get them acknowledged."""
+    """Grant and revoke pairs as fast as `writers` threads (spread over the targets) get them acknowledged."""
     subjects = ("profil", "rapport_mensuel")
     latencies: list[float] = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
     def run(index: int) -> None:
-        from authz_client import Right, Role  # type: ignore[import-not-found, unused-ignore]
+        from authz_client import NewContact, Right, Role  # type: ignore[import-not-found, unused-ignore]
 
         with _client(targets[index % len(targets)]) as client:
             mine = []
+            # A contact of its own, so that grant and revoke pairs never meet another writer's.
+            staff = client.grant_relation(
+                MANAGER, ORG, role=Role.ROLE_INDIVIDU_AUTORISE, attest=True,
+                new_contact=NewContact(first_name="Bench", last_name=f"W{index}", email=f"bench-w{index}@example.org"),
+            ).contact_id  # fmt: skip
             while time.monotonic() < stop:
                 started = time.perf_counter()
-                client.grant_relation(
-                    MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_INDIVIDU_AUTORISE,
+                granted = client.grant_relation(
+                    MANAGER, ORG, contact_id=staff, role=Role.ROLE_MEMBRE_DU_PERSONNEL,
                     subjects=[(subjects[index % 2], Right.RIGHT_READ)], attest=True,
                 )  # fmt: skip
+                mine.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                client.revoke_relation(MANAGER, ORG, contact_id=staff, relation_ids=[granted.relation_id], attest=True)
                 mine.append(time.perf_counter() - started)
             with lock:
                 latencies.extend(mine)
