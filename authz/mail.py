@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 from authz.domain.dates import MONTREAL
 from authz.domain.secrets import CODE_LENGTH, grouped_link_code
 from authz.store.interface import OutboxRow
-from authz.store.outbox import MailDeliveryError, OutboxCipher, outbox_cipher
+from authz.store.outbox import MailDeliveryError
 
 __all__ = [
     "DEFAULT_SENDER",
@@ -43,14 +43,12 @@ __all__ = [
     "FileMailer",
     "MailDeliveryError",
     "Mailer",
-    "OutboxCipher",
     "OutboxMessage",
     "OutboxRelay",
     "OutboxStore",
     "SmtpMailer",
     "format_link_code",
     "mailer_from_url",
-    "outbox_cipher",
     "redact_addresses",
     "render_contact_update_email",
     "render_link_code_email",

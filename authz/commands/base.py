@@ -28,8 +28,9 @@ from authz.errors import (
     PermissionDenied,
     Unavailable,
 )
-from authz.replication.changes import Change, apply_changes
+from authz.replication.changes import apply_changes
 from authz.replication.tokens import TokenFormat
+from authz.store.changes import Change
 from authz.store.interface import AuditRecord, Store, Transaction
 
 if TYPE_CHECKING:

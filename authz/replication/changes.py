@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from authz.engine.index import DecisionEngine
-from authz.store.changes import Change, ChangesPage
+from authz.store.changes import Change
 
-# Change and ChangesPage are the store's (authz.store.changes); named here too for older imports.
-__all__ = ["Change", "ChangesPage", "apply_changes"]
+__all__ = ["apply_changes"]
 
 
 def apply_changes(engine: DecisionEngine, changes: Iterable[Change]) -> bool:

@@ -25,7 +25,8 @@ from authz.calls import bounded_wait
 from authz.config import Settings
 from authz.engine.index import DecisionEngine
 from authz.errors import FieldViolation, InvalidArgument, Unavailable
-from authz.replication.changes import ChangesPage, apply_changes
+from authz.replication.changes import apply_changes
+from authz.store.changes import ChangesPage
 from authz.store.interface import ChangeReader, Store
 
 __all__ = ["Follower", "ReplicaStatus"]

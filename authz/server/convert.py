@@ -66,10 +66,10 @@ from authz.domain.validation import (
     instant_problem,
 )
 from authz.engine.policy import Policy
-from authz.replication.changes import Change
 from authz.replication.reads import ReadConsistency
 from authz.replication.tokens import TokenFormat
 from authz.replication.watch import Checkpoint
+from authz.store.changes import Change
 from authz.store.interface import MigrationIssueRecord
 from authz.v1 import authz_pb2 as pb
 
