@@ -114,6 +114,8 @@ def _writes(args: argparse.Namespace) -> dict[str, Any]:
         options.measured = 50
     print("\nwrites (a real server process):")
     return run_write_bench(options)
+
+
 def _write_throughput(args: argparse.Namespace) -> int:
     from authz.bench.write_throughput import WriteThroughputOptions, report_lines, run_write_throughput_bench
 

@@ -36,6 +36,7 @@ Printer = Callable[[str], None]
 IMPORT_AIMS = {200_000: (8.0, 350.0), 1_000_000: (30.0, 500.0)}
 _SHARED = tuple(s for s in SUBJECTS if s != "relations")  # never given between organizations
 _ROLES = [role.value for role in Role]
+_RIGHT_RANK = ["read", "write"]  # a right includes those before it
 _ROLE_WEIGHTS = [15, 15, 50, 10, 10]  # dirigeant, representant, membre_du_personnel, personne_responsable, individu
 _SECTIONS = ("organizations", "contacts", "relations", "organization_relations", "delegations", "legacy_accounts")
 
@@ -78,11 +79,16 @@ def _rows(relations: int, seed: int, today: date) -> Iterator[tuple[str, dict[st
     for i in range(org_count):
         kind = "association" if i < associations else rng.choice(("employer", "employer", "employer", "establishment"))
         yield "organizations", {"id": f"O{i}", "name": f"Organisation {i}", "kind": kind}
-    authorized: dict[int, list[int]] = {}
+    # association -> employer -> what its authorizations in force today give it there (subject -> right)
+    authorized: dict[int, dict[int, dict[str, str]]] = {}
     for i in range(max(1, relations // 20)):
         grantor, grantee = rng.randrange(associations, org_count), rng.randrange(associations)
         start, end = _window(rng, today)
-        authorized.setdefault(grantee, []).append(grantor)
+        subjects = _subjects(rng, 1, 4, _SHARED)
+        if start <= today.isoformat() < end:
+            held = authorized.setdefault(grantee, {}).setdefault(grantor, {})
+            for item in subjects:
+                held[item["subject"]] = max(held.get(item["subject"], "read"), item["right"], key=_RIGHT_RANK.index)
         yield (
             "organization_relations",
             {
@@ -92,7 +98,7 @@ def _rows(relations: int, seed: int, today: date) -> Iterator[tuple[str, dict[st
                 "role": "representant",
                 "start_date": start,
                 "end_date": end,
-                "subjects": _subjects(rng, 1, 4, _SHARED),
+                "subjects": subjects,
             },
         )
     staff: dict[int, list[int]] = {}  # association -> contact numbers with a relation there
@@ -130,21 +136,34 @@ def _rows(relations: int, seed: int, today: date) -> Iterator[tuple[str, dict[st
                 staff.setdefault(place, []).append(contact)
             count += 1
         contact += 1
+    # Delegations keep the rules of every write, as a real migration's would after its clean-up:
+    # within what the association holds on the employer, and one per staff member, association
+    # and employer. (Ended and future ones are drawn the same way.)
     vias = sorted(staff)
+    delegated: set[tuple[int, int, int]] = set()
     for i in range(relations // 10 if vias else 0):
         via = rng.choice(vias)
+        employer = rng.choice(sorted(authorized[via]))
+        member = rng.choice(staff[via])
+        if (member, via, employer) in delegated:
+            continue  # a repeat is a refusal, not a relation
+        delegated.add((member, via, employer))
+        held = authorized[via][employer]
         start, end = _window(rng, today)
         yield (
             "delegations",
             {
                 "id": f"D{i}",
-                "contact_id": f"C{rng.choice(staff[via])}",
+                "contact_id": f"C{member}",
                 "via_organization_id": f"O{via}",
-                "target_organization_id": f"O{rng.choice(authorized[via])}",
+                "target_organization_id": f"O{employer}",
                 "role": "membre_du_personnel",
                 "start_date": start,
                 "end_date": end,
-                "subjects": _subjects(rng, 0, 3, _SHARED),
+                "subjects": [
+                    {"subject": subject, "right": rng.choice(_RIGHT_RANK[: _RIGHT_RANK.index(held[subject]) + 1])}
+                    for subject in rng.sample(sorted(held), rng.randint(1, len(held)))
+                ],
             },
         )
     password_hash = make_django_pbkdf2("bench", "salt", iterations=1_000)  # the cost is the login's, not the import's

@@ -55,7 +55,9 @@ def watch_scope(deps: Deps, organization_ids: Iterable[str]) -> frozenset[str] |
         return scope
     acting = account_id()
     if not acting:
-        raise PermissionDenied("this caller must name the end-user account (x-authz-account) to watch", reason="ACCOUNT_REQUIRED")
+        raise PermissionDenied(
+            "this caller must name the end-user account (x-authz-account) to watch", reason="ACCOUNT_REQUIRED"
+        )
     if scope is None:
         raise PermissionDenied(
             "this caller must name the organizations it watches (organization_ids)", reason="WATCH_SCOPE_REQUIRED"

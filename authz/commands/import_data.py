@@ -23,8 +23,13 @@ what it gives does not depend on it.
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import os
+import pickle
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -93,6 +98,8 @@ _NOUN: dict[ImportKind, str] = {
 }
 
 CHUNK = 5_000  # rows checked against the store and written together
+_KNOWN_ORGANIZATIONS = 200_000  # organization ids an import remembers as stored
+_BATCHES_AHEAD = 4  # batches the reader process may send before the writer takes them
 # A row is an object (1) holding lists (2) of objects (3): nothing legitimate nests deeper than this.
 MAX_ROW_DEPTH = 6
 # Values in one row (a subject list is tens at most): past this the row is refused, not built.
@@ -256,10 +263,31 @@ def _file_sections(source: IO[bytes]) -> Iterator[_Section]:
 @dataclass(slots=True)
 class _Candidate:
     index: int
-    row: dict[str, Any]
+    row: dict[str, Any] | _Rows  # the file's row, or where to find it when it is needed
     key: str
     value: Organization | Contact | Relation | LegacyAccount
     refs: list[tuple[str, ImportKind, str]]  # (field, kind, key) that must be stored
+    ordinal: int = 0  # its place among the batch's rows that passed, when `row` is a _Rows
+
+    def original(self) -> dict[str, Any]:
+        """The row as the file gave it: what a refusal reports and keeps."""
+        row = self.row
+        return row.get(self.ordinal) if isinstance(row, _Rows) else row
+
+
+class _Rows:
+    """The rows of a batch that passed, as the reader process sent them: unpickled only if one of
+    them is refused after all (a missing reference, a taken key, a rule). Most never are, and
+    unpickling every row cost the writer a tenth of its time."""
+
+    def __init__(self, blob: bytes) -> None:
+        self._blob: bytes | None = blob
+        self._rows: list[dict[str, Any]] = []
+
+    def get(self, ordinal: int) -> dict[str, Any]:
+        if self._blob is not None:
+            self._rows, self._blob = pickle.loads(self._blob), None
+        return self._rows[ordinal]
 
 
 class _Checker:
@@ -458,6 +486,109 @@ _CHECKS: dict[str, Callable[[_Checker, date], tuple[str, Any]]] = {
 }
 
 
+# A checked row, as the writer takes it: (index, row, key, value, refs) when it passes its own
+# rules, (index, row, reason) when it does not. A batch ends after CHUNK rows that pass.
+_Item = tuple[Any, ...]
+_Batch = list[_Item]
+
+
+def _checked(
+    name: str, rows: Iterable[_Row], catalogue: Mapping[str, Any], today: date, *, wire: bool
+) -> Iterator[tuple[_Batch, list[Any]]]:
+    """The rows of a section checked one by one, in batches. With `wire` (for the reader process),
+    values are plain tuples (see _to_wire) and the rows that passed come apart, in the second
+    list, for the writer to unpickle only if it needs them; otherwise that list is empty."""
+    check = _CHECKS[name]
+    batch: _Batch = []
+    passed_rows: list[Any] = []
+    passed = 0
+    for row in rows:
+        try:
+            if row.problem is not None:
+                raise _Refused(f"the row is {row.problem}")
+            if not isinstance(row.value, dict):
+                raise _Refused(f"must be an object, not {_shown(row.value)}")
+            checker = _Checker(row.value, catalogue)
+            key, value = check(checker, today)
+            if wire:
+                batch.append((row.index, None, key, _to_wire(value), checker.refs))
+                passed_rows.append(row.value)
+            else:
+                batch.append((row.index, row.value, key, value, checker.refs))
+            passed += 1
+        except _Refused as refusal:
+            batch.append((row.index, row.value, str(refusal)))
+        if passed >= CHUNK:
+            yield batch, passed_rows
+            batch, passed_rows, passed = [], [], 0
+    if batch:
+        yield batch, passed_rows
+
+
+_KINDS = {kind.value: kind for kind in RelationKind}
+_ROLES: dict[str | None, Role | None] = {None: None, **{role.value: role for role in Role}}
+_ORGANIZATION_KINDS = {kind.value: kind for kind in OrganizationKind}
+_RIGHT_OF = {int(right): right for right in Right}
+
+
+def _to_wire(value: Organization | Contact | Relation | LegacyAccount) -> tuple[Any, ...]:
+    """A checked value as builtins only, which pickle copies fast (a dataclass with enums and
+    dates costs it four times as much)."""
+    if type(value) is Relation:
+        return (
+            0,
+            value.id,
+            value.kind.value,
+            value.organization_id,
+            value.start_date.toordinal(),
+            value.end_date.toordinal(),
+            value.contact_id,
+            value.grantee_organization_id,
+            value.via_organization_id,
+            None if value.role is None else value.role.value,
+            tuple((subject, int(right)) for subject, right in value.subjects.items()),
+        )
+    if type(value) is Contact:
+        return (1, value.id, value.first_name, value.last_name, value.email, value.language, value.phone)
+    if type(value) is Organization:
+        return (2, value.id, value.name, value.kind.value)
+    assert type(value) is LegacyAccount
+    return (3, value.username, value.password_hash, value.contact_ids)
+
+
+_DAYS: dict[int, date] = {}
+
+
+def _day(ordinal: int) -> date:
+    found = _DAYS.get(ordinal)
+    if found is None:
+        found = _DAYS[ordinal] = date.fromordinal(ordinal)
+    return found
+
+
+def _from_wire(wire: tuple[Any, ...]) -> Organization | Contact | Relation | LegacyAccount:
+    tag = wire[0]
+    if tag == 0:
+        _, relation_id, kind, organization_id, start, end, contact_id, grantee, via, role, subjects = wire
+        return Relation(
+            relation_id,
+            _KINDS[kind],
+            organization_id,
+            _day(start),
+            _day(end),
+            contact_id=contact_id,
+            grantee_organization_id=grantee,
+            via_organization_id=via,
+            role=_ROLES[role],
+            subjects={subject: _RIGHT_OF[right] for subject, right in subjects},
+        )
+    if tag == 1:
+        return Contact(*wire[1:])
+    if tag == 2:
+        return Organization(wire[1], wire[2], _ORGANIZATION_KINDS[wire[3]])
+    return LegacyAccount(wire[1], wire[2], wire[3])
+
+
 # -- writing: a chunk at a time, in one transaction
 
 
@@ -469,38 +600,49 @@ class _Importer:
         self.catalogue = dict.fromkeys(catalogue)
         self.report = ImportReport()
         self.issues = MigrationIssues(tx, now)  # refused rows kept for the organizations' managers
+        # (association, employer) -> the authorizations in force between them, for the delegations
+        # section: one entry per authorization the file's delegations go through, at most.
+        self.holdings: dict[tuple[str, str], list[Entry]] = {}
+        self.known_organizations: set[str] = set()
 
     def _refuse(self, section: str, index: int, row: Any, reason: str) -> None:
         self.report.refuse(section, index, row, reason)
         self.issues.record(section, index, row, reason)
 
-    def section(self, name: str, rows: Iterable[_Row]) -> None:
-        check = _CHECKS[name]
-        pending: list[_Candidate] = []
+    def take(self, name: str, batch: _Batch, passed_rows: bytes | None = None) -> None:
+        """One batch of checked rows, in the file's order: the refused ones reported, the others
+        written (at most CHUNK of them, which the batch ends with)."""
         observe = self.issues.observe if name in ("relations", "delegations") else None
-        for row in rows:
-            if observe is not None:
-                observe(name, row.value)
-            try:
-                if row.problem is not None:
-                    raise _Refused(f"the row is {row.problem}")
-                if not isinstance(row.value, dict):
-                    raise _Refused(f"must be an object, not {_shown(row.value)}")
-                checker = _Checker(row.value, self.catalogue)
-                key, value = check(checker, self.today)
-                pending.append(_Candidate(row.index, row.value, key, value, checker.refs))
-            except _Refused as refusal:
-                self._refuse(name, row.index, row.value, str(refusal))
-            if len(pending) >= CHUNK:
-                self._flush(name, pending)
-                pending = []
+        if name == "organization_relations":
+            self.holdings.clear()  # what associations hold may change: read again when delegations come
+        pending: list[_Candidate] = []
+        ordinal = 0
+        rows = _Rows(passed_rows) if passed_rows is not None else None
+        for item in batch:
+            if len(item) == 3:
+                if observe is not None:
+                    observe(name, item[1])
+                self._refuse(name, *item)
+                continue
+            index, row, key, value, refs = item
+            if row is None:  # from the reader process: the rows that passed come apart
+                assert rows is not None
+                value = _from_wire(value)
+                pending.append(_Candidate(index, rows, key, value, refs, ordinal))
+                ordinal += 1
+                if observe is not None:
+                    assert isinstance(value, Relation)
+                    self.issues.observe_ids(
+                        value.contact_id, value.organization_id if name == "relations" else value.via_organization_id
+                    )
+            else:
+                if observe is not None:
+                    observe(name, row)
+                pending.append(_Candidate(index, row, key, value, refs))
         self._flush(name, pending)
 
-    def file_section(self, section: _Section) -> None:
-        if section.is_list:
-            self.section(section.name, section.rows())
-        else:
-            self.report.refuse(section.name, -1, None, f"{section.name} must be a list")
+    def refuse_section(self, name: str, message: str) -> None:
+        self.report.refuse(name, -1, None, message)
 
     def _flush(self, name: str, pending: list[_Candidate]) -> None:
         if not pending:
@@ -510,7 +652,7 @@ class _Importer:
         for candidate in pending:
             for _, ref_kind, key in candidate.refs:
                 wanted.setdefault(ref_kind, set()).add(key)
-        stored_refs = {ref_kind: self.tx.stored_keys(ref_kind, keys) for ref_kind, keys in wanted.items()}
+        stored_refs = {ref_kind: self._stored_refs(ref_kind, keys) for ref_kind, keys in wanted.items()}
         taken = self.tx.stored_keys(kind, {candidate.key for candidate in pending})
         before_now = self.tx.stored_as_added(kind, taken) if taken else {}
         batch = ImportBatch()
@@ -527,7 +669,12 @@ class _Importer:
                     break
             if missing is not None:
                 field_name, ref_kind, key = missing
-                refuse(name, candidate.index, candidate.row, f"{field_name}: unknown {_NOUN[ref_kind]} {_shown(key)}")
+                refuse(
+                    name,
+                    candidate.index,
+                    candidate.original(),
+                    f"{field_name}: unknown {_NOUN[ref_kind]} {_shown(key)}",
+                )
                 continue
             before = before_now.get(candidate.key)
             if before is None:
@@ -540,7 +687,7 @@ class _Importer:
                     f"{key_field}: {_shown(candidate.key)} is already taken by a different {_NOUN[kind]} "
                     "(stored before, or earlier in this file)"
                 )
-                refuse(name, candidate.index, candidate.row, reason)
+                refuse(name, candidate.index, candidate.original(), reason)
         for candidate in self._within_the_rules(name, fresh):
             added.append(candidate.value)
             accepted += 1
@@ -548,52 +695,86 @@ class _Importer:
         self.report.skipped[name] += skipped
         self.tx.add_batch(batch, self.now, "import")
 
+    def _stored_refs(self, kind: ImportKind, keys: set[str]) -> set[str]:
+        """Which of the referenced keys are stored. Organizations found once are kept (nothing an
+        import does removes one): a relation names one of a few thousand, and a chunk of them
+        asked the store again for most of the same ones."""
+        if kind != "organizations":
+            return self.tx.stored_keys(kind, keys)
+        known = self.known_organizations
+        found = self.tx.stored_keys(kind, keys - known)
+        stored = found | (keys & known)
+        if len(known) + len(found) > _KNOWN_ORGANIZATIONS:
+            known.clear()  # a bound on memory: asked of the store again
+        known |= found
+        return stored
+
     def _within_the_rules(self, name: str, fresh: list[_Candidate]) -> list[_Candidate]:
         """The new rows the rules of every write let in, the others refused (and kept as migration
         issues): a relation that repeats one in force (same contact, organization and role; or
         same delegate, association and employer), a delegation that gives more than the
         association holds on the employer now. Read from the store once per chunk, for the
-        chunk's contacts and associations: earlier chunks are there already."""
+        (holder, organization) pairs of the chunk only: earlier chunks are there already."""
         if name not in ("relations", "delegations") or not fresh:
             return fresh
         ts = self.now.timestamp()
         today = self.today.toordinal()
         relations = [candidate.value for candidate in fresh if isinstance(candidate.value, Relation)]
-        held_by: dict[tuple[str, str], list[Entry]] = {}
+        held_by = self.holdings
         if name == "delegations":
-            vias = {relation.via_organization_id or "" for relation in relations}
-            for stored in self.tx.find_open_relations(self.now, grantee_organization_ids=vias):
-                if stored.kind is RelationKind.ORGANIZATION:
-                    held_by.setdefault((stored.holder_id, stored.organization_id), []).append(relation_entry(stored))
+            # What an association holds on an employer does not change while delegations are read:
+            # each pair is read from the store once for the whole section.
+            pairs = {(relation.via_organization_id or "", relation.organization_id) for relation in relations}
+            pairs -= held_by.keys()
+            for pair in pairs:
+                held_by[pair] = []
+            for stored in self.tx.open_relations_of(self.now, pairs, organizations=True):
+                held_by[(stored.holder_id, stored.organization_id)].append(relation_entry(stored))
+        # The pair's relations in force, stored or earlier in the chunk. Most pairs are met once:
+        # their entry is built only when the pair comes again.
         open_by: dict[tuple[str, str], list[Entry]] = {}
-        for stored in self.tx.find_open_relations(self.now, contact_ids={relation.holder_id for relation in relations}):
-            if stored.kind is not RelationKind.ORGANIZATION:
-                open_by.setdefault((stored.holder_id, stored.organization_id), []).append(relation_entry(stored))
+        pairs = {(relation.holder_id, relation.organization_id) for relation in relations}
+        for stored in self.tx.open_relations_of(self.now, pairs):
+            open_by.setdefault((stored.holder_id, stored.organization_id), []).append(relation_entry(stored))
+        met_once: dict[tuple[str, str], Relation] = {}
+        delegations = name == "delegations"
         kept = []
         for candidate in fresh:
             relation = candidate.value
             assert isinstance(relation, Relation)
-            entry = relation_entry(relation)
-            others = open_by.setdefault((relation.holder_id, relation.organization_id), [])
-            first = duplicate_of(relation, entry, others, today, ts)
-            if first is not None:
-                reason = f"repeats relation {first!r}, in force: one relation per purpose, its subjects go on the first"
-                self._refuse(name, candidate.index, candidate.row, reason)
-                continue
-            if relation.kind is RelationKind.DELEGATION and is_open(entry, today, ts):
-                via = relation.via_organization_id or ""
-                held = held_by.get((via, relation.organization_id), [])
-                over = [
-                    f"{subject} {right.code} (holds {Right(level).code if level else 'nothing'})"
-                    for subject, right in relation.subjects.items()
-                    if subject != WILDCARD_SUBJECT
-                    and (level := DecisionEngine.granted_level(held, subject, today, ts)) < right
-                ]
-                if over:
-                    reason = f"delegates more than {via} holds on {relation.organization_id}: {', '.join(over)}"
-                    self._refuse(name, candidate.index, candidate.row, reason)
+            pair = (relation.holder_id, relation.organization_id)
+            others = open_by.get(pair)
+            if others is None and pair in met_once:
+                others = open_by[pair] = [relation_entry(met_once.pop(pair))]
+            entry: Entry | None = None
+            if others is not None:
+                entry = relation_entry(relation)
+                first = duplicate_of(relation, entry, others, today, ts)
+                if first is not None:
+                    reason = (
+                        f"repeats relation {first!r}, in force: one relation per purpose, its subjects go on the first"
+                    )
+                    self._refuse(name, candidate.index, candidate.original(), reason)
                     continue
-            others.append(entry)
+            if delegations:
+                entry = entry or relation_entry(relation)
+                if is_open(entry, today, ts):
+                    via = relation.via_organization_id or ""
+                    held = held_by[(via, relation.organization_id)]
+                    over = [
+                        f"{subject} {right.code} (holds {Right(level).code if level else 'nothing'})"
+                        for subject, right in relation.subjects.items()
+                        if subject != WILDCARD_SUBJECT
+                        and (level := DecisionEngine.granted_level(held, subject, today, ts)) < right
+                    ]
+                    if over:
+                        reason = f"delegates more than {via} holds on {relation.organization_id}: {', '.join(over)}"
+                        self._refuse(name, candidate.index, candidate.original(), reason)
+                        continue
+            if others is not None and entry is not None:
+                others.append(entry)
+            else:
+                met_once[pair] = relation
             kept.append(candidate)
         return kept
 
@@ -642,46 +823,176 @@ def import_data(
             if rows is None:
                 continue
             if isinstance(rows, list):
-                importer.section(name, _in_memory(rows))
+                for batch, _ in _checked(name, _in_memory(rows), importer.catalogue, importer.today, wire=False):
+                    importer.take(name, batch)
             else:
-                importer.report.refuse(name, -1, None, f"{name} must be a list, not {_shown(rows)}")
+                importer.refuse_section(name, f"{name} must be a list, not {_shown(rows)}")
         for unknown in sorted(set(data) - set(_SECTIONS)):
-            importer.report.refuse(str(unknown)[:_SHOWN], -1, None, f"unknown section {_shown(unknown)} ignored")
+            importer.refuse_section(str(unknown)[:_SHOWN], f"unknown section {_shown(unknown)} ignored")
         return importer.finish()
 
 
-def import_file(store: Store, path: Path, catalogue: Iterable[str], now: datetime | None = None) -> ImportReport:
-    """Import a JSON file, streamed: one pass when sections come in the order of docs/IMPORT.md (the usual
-    case), one more pass for each section that came before a section it refers to."""
-    try:
-        with _without_cycle_collection(), store.transaction() as tx:
-            importer = _Importer(tx, catalogue, now or utc_now())
-            done: set[str] = set()
-            later: list[str] = []
-            with path.open("rb") as source:
-                for section in _file_sections(source):
-                    name = section.name
-                    if name not in _SECTIONS:
-                        importer.report.refuse(name[:_SHOWN], -1, None, f"unknown section {_shown(name)} ignored")
-                    elif name in later or not all(needed in done for needed in _NEEDS[name]):
-                        if name not in later:
-                            later.append(name)
-                    else:
-                        importer.file_section(section)
-                        done.add(name)
-            for name in sorted(later, key=_SECTIONS.index):
-                with path.open("rb") as source:
-                    for section in _file_sections(source):
-                        if section.name == name:
-                            importer.file_section(section)
-            return importer.finish()
-    except ImportFileError as exc:
-        raise ImportFileError(f"{path}: {exc}; nothing was imported") from exc
-    except (ijson.JSONError, UnicodeDecodeError) as exc:
+# -- reading a file: what the writer is told, in order
+
+
+_Message = tuple[Any, ...]  # ("rows", section, batch, passed rows or None) or ("refused", section, why)
+
+
+def _file_messages(path: Path, catalogue: Mapping[str, Any], today: date, *, wire: bool) -> Iterator[_Message]:
+    """One pass when sections come in the order of docs/IMPORT.md (the usual case), one more pass
+    for each section that came before a section it refers to."""
+    done: set[str] = set()
+    later: list[str] = []
+    with path.open("rb") as source:
+        for section in _file_sections(source):
+            name = section.name
+            if name not in _SECTIONS:
+                yield ("refused", name[:_SHOWN], f"unknown section {_shown(name)} ignored")
+            elif name in later or not all(needed in done for needed in _NEEDS[name]):
+                if name not in later:
+                    later.append(name)
+            else:
+                yield from _section_messages(section, catalogue, today, wire=wire)
+                done.add(name)
+    for name in sorted(later, key=_SECTIONS.index):
+        with path.open("rb") as source:
+            for section in _file_sections(source):
+                if section.name == name:
+                    yield from _section_messages(section, catalogue, today, wire=wire)
+
+
+def _section_messages(
+    section: _Section, catalogue: Mapping[str, Any], today: date, *, wire: bool
+) -> Iterator[_Message]:
+    if not section.is_list:
+        yield ("refused", section.name, f"{section.name} must be a list")
+        return
+    for batch, passed_rows in _checked(section.name, section.rows(), catalogue, today, wire=wire):
+        yield ("rows", section.name, batch, pickle.dumps(passed_rows, pickle.HIGHEST_PROTOCOL) if wire else None)
+
+
+class _Unreadable(Exception):
+    """The reader process found the file cannot be imported; args[0] is what to say."""
+
+
+def _file_error(path: Path, exc: BaseException) -> ImportFileError:
+    """Why a file cannot be imported at all, as the user reads it."""
+    if isinstance(exc, _Unreadable):
+        return ImportFileError(str(exc.args[0]))
+    if isinstance(exc, ImportFileError):
+        return ImportFileError(f"{path}: {exc}; nothing was imported")
+    if isinstance(exc, ijson.JSONError | UnicodeDecodeError):
         detail = exc.args[0] if exc.args else ""
         if isinstance(detail, bytes):  # yajl's messages come as bytes, with the faulty text and a caret below
             detail = detail.decode("utf-8", "replace")
         first_line = (str(detail).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ImportFileError(f"{path}: cannot be read as JSON ({first_line}); nothing was imported") from exc
-    except OSError as exc:
-        raise ImportFileError(f"{path}: cannot be read ({exc.strerror or exc}); nothing was imported") from exc
+        return ImportFileError(f"{path}: cannot be read as JSON ({first_line}); nothing was imported")
+    assert isinstance(exc, OSError)
+    return ImportFileError(f"{path}: cannot be read ({exc.strerror or exc}); nothing was imported")
+
+
+_FILE_ERRORS = (ImportFileError, ijson.JSONError, UnicodeDecodeError, OSError)
+
+
+def _reader(path: str, catalogue: list[str], today: date, sender: Any) -> None:
+    """The reader process: parses and checks the file, and sends the writer its batches."""
+    gc.disable()  # as in the writer: millions of acyclic objects
+    try:
+        try:
+            for message in _file_messages(Path(path), dict.fromkeys(catalogue), today, wire=True):
+                # Plain pickle: the connection's own pickler, with its table of reducers, took three times as long.
+                sender.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+            sender.send_bytes(pickle.dumps(("end",)))
+        except BrokenPipeError:
+            return  # the writer has stopped: nobody to tell
+        except _FILE_ERRORS as exc:
+            sender.send_bytes(pickle.dumps(("unreadable", str(_file_error(Path(path), exc)))))
+        except Exception as exc:  # a fault of this code: the writer says it, and writes nothing
+            sender.send_bytes(pickle.dumps(("failed", f"{type(exc).__name__}: {exc}")))
+    except BrokenPipeError:
+        pass
+    finally:
+        sender.close()
+
+
+def _messages_from_reader(path: Path, catalogue: list[str], today: date) -> Iterator[_Message]:
+    """The file's messages, parsed and checked in a second process while this one writes: each
+    side is about half of an import's work. A thread of this process drains the pipe into a queue
+    of a few batches, so that neither side waits for the other while it has work; memory stays
+    that of a few chunks."""
+    methods = multiprocessing.get_all_start_methods()
+    context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    reader = context.Process(
+        target=_reader, args=(str(path), catalogue, today, sender), name="authz-import-reader", daemon=True
+    )
+    reader.start()
+    sender.close()  # the reader's end: the writer sees EOF when the reader is gone
+    arrived: queue.Queue[bytes | None] = queue.Queue(maxsize=_BATCHES_AHEAD)
+    stop = threading.Event()
+
+    def drain() -> None:
+        try:
+            while not stop.is_set():
+                arrived.put(receiver.recv_bytes())
+        except (EOFError, OSError):
+            arrived.put(None)
+
+    drainer = threading.Thread(target=drain, name="authz-import-pipe", daemon=True)
+    drainer.start()
+    try:
+        while True:
+            blob = arrived.get()
+            if blob is None:
+                raise RuntimeError("the import's reader process stopped before the end of the file")
+            message = pickle.loads(blob)
+            kind = message[0]
+            if kind == "end":
+                return
+            if kind == "unreadable":
+                raise _Unreadable(message[1])
+            if kind == "failed":
+                raise RuntimeError(f"the import's reader process failed: {message[1]}")
+            yield message
+    finally:
+        stop.set()
+        if reader.is_alive():
+            reader.terminate()
+        reader.join(5)
+        with suppress(queue.Empty):  # let the drainer put what it holds and see the closed pipe
+            while True:
+                arrived.get_nowait()
+        drainer.join(5)
+        receiver.close()
+
+
+def import_file(
+    store: Store,
+    path: Path,
+    catalogue: Iterable[str],
+    now: datetime | None = None,
+    *,
+    reader_process: bool | None = None,
+) -> ImportReport:
+    """Import a JSON file, streamed. With `reader_process` (the default on a machine of two
+    cores or more) the file is parsed and checked in a second process while this one writes;
+    the report and what is stored are the same either way."""
+    if reader_process is None:
+        reader_process = (os.cpu_count() or 1) > 1
+    catalogue = list(catalogue)
+    try:
+        with _without_cycle_collection(), store.transaction() as tx:
+            importer = _Importer(tx, catalogue, now or utc_now())
+            messages = (
+                _messages_from_reader(path, catalogue, importer.today)
+                if reader_process
+                else _file_messages(path, importer.catalogue, importer.today, wire=False)
+            )
+            for message in messages:
+                if message[0] == "rows":
+                    importer.take(message[1], message[2], message[3])
+                else:
+                    importer.refuse_section(message[1], message[2])
+            return importer.finish()
+    except (*_FILE_ERRORS, _Unreadable) as exc:
+        raise _file_error(path, exc) from exc

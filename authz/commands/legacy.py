@@ -27,7 +27,7 @@ from datetime import datetime
 from authz.commands.base import Deps, WriteOutcome, run_write
 from authz.commands.link_codes import ACCOUNT_FAILURE_LIMIT, THROTTLE_WINDOW, THROTTLED_MESSAGE
 from authz.commands.profiles import ListProfiles, ListProfilesRequest, Profile
-from authz.domain.secrets import DECOY_LEGACY_HASH, verify_django_pbkdf2
+from authz.domain.secrets import decoy_legacy_hash, verify_django_pbkdf2
 from authz.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
 from authz.store.interface import AuditRecord, LegacyAccount, Transaction
 
@@ -101,7 +101,7 @@ class LinkLegacyAccess:
         weighed = run_write(self.deps, "link_legacy_access_attempt", request, "", self._weigh(request), _Weighed)
         account = weighed.account
         # The same PBKDF2 work for an unknown login as for a known one.
-        stored_hash = account.password_hash if account is not None else DECOY_LEGACY_HASH
+        stored_hash = account.password_hash if account is not None else decoy_legacy_hash()
         valid = verify_django_pbkdf2(request.legacy_password, stored_hash)
         if account is None or not valid:
             return run_write(

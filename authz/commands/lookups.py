@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class LookupRequest:
     """One lookup. `anchor_id` is the organization (LookupPrincipals) or the contact (LookupOrganizations)."""

@@ -129,6 +129,11 @@ class MigrationIssues:
             key = "organization_id" if section == "relations" else "via_organization_id"
             self._organizations_of_contact[contact_id].append(row.get(key))  # type: ignore[arg-type]
 
+    def observe_ids(self, contact_id: str | None, organization_id: str | None) -> None:
+        """`observe` for a row already checked: its contact and the organization it is kept for."""
+        if contact_id is not None and contact_id in self._organizations_of_contact:
+            self._organizations_of_contact[contact_id].append(organization_id)  # type: ignore[arg-type]
+
     def finish(self) -> None:
         for section, index, row, reason, contact_ids in self._waiting:
             self._keep(section, index, row, reason, self._contact_organizations(contact_ids))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -10,10 +11,10 @@ import secrets
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
-    "DECOY_LEGACY_HASH",
     "LEGACY_ITERATIONS",
     "MAX_LEGACY_ITERATIONS",
     "code_lookup",
+    "decoy_legacy_hash",
     "grouped_link_code",
     "hash_link_code",
     "make_django_pbkdf2",
@@ -86,6 +87,9 @@ def verify_django_pbkdf2(password: str, encoded: str) -> bool:
     return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
 
 
-# Checked against when a login is unknown, so that an unknown login costs the same PBKDF2 work
-# as a known one (no answer-time oracle on which logins exist). No password matches it.
-DECOY_LEGACY_HASH = make_django_pbkdf2(secrets.token_urlsafe(16), secrets.token_hex(8))
+@functools.cache
+def decoy_legacy_hash() -> str:
+    """Checked against when a login is unknown, so that an unknown login costs the same PBKDF2
+    work as a known one (no answer-time oracle on which logins exist). No password matches it.
+    Made at first use: at import it cost every command of the CLI a fifth of a second."""
+    return make_django_pbkdf2(secrets.token_urlsafe(16), secrets.token_hex(8))

@@ -162,8 +162,6 @@ def self_authorization_problem(grantor_id: str, grantee_id: str) -> str | None:
     return "an organization cannot authorize itself" if grantor_id == grantee_id else None
 
 
-
-
 def management_subject_problem(kind: RelationKind, subjects: Iterable[str]) -> str | None:
     """Rule 2: management is never held through another organization, so an organization-to-organization
     authorization or a delegation cannot carry `relations`."""

@@ -19,6 +19,7 @@ from authz.commands.base import Deps
 from authz.config import ConfigError, Settings
 from authz.domain.dates import utc_now
 from authz.domain.model import WILDCARD_SUBJECT
+from authz.domain.secrets import decoy_legacy_hash
 from authz.engine.index import DecisionEngine
 from authz.engine.policy import Policy, PolicyLoadError, default_policy_dir
 from authz.engine.validation import live_grant_problems, load_checked
@@ -74,9 +75,7 @@ def prepare(settings: Settings, store: Store) -> Prepared:
     # a subject removed from the catalogue while grants in the store still hold it included.
     policy = load_checked(settings.policy_dir)
     known = [*policy.subjects, *policy.retired, WILDCARD_SUBJECT]
-    removed_but_granted = live_grant_problems(
-        policy.directory, policy, store.live_grants(excluding=known)
-    )
+    removed_but_granted = live_grant_problems(policy.directory, policy, store.live_grants(excluding=known))
     if removed_but_granted:
         raise PolicyLoadError([str(problem) for problem in removed_but_granted])
     engine = DecisionEngine(policy)
@@ -259,6 +258,7 @@ class AuthzApp:
         # as of now (the snapshot may be seconds old at a million relations, or a parent's index).
         self.follower.catch_up()
         self.follower.start()
+        decoy_legacy_hash()  # made before the first login, which would otherwise pay for it alone
         self.server.start()
         if self.http is not None:
             self.http.start()

@@ -417,6 +417,15 @@ class BulkImport(Protocol):
         """Add many new rows at once, the fastest way the backend has."""
         ...
 
+    def open_relations_of(
+        self, at: datetime, pairs: Collection[tuple[str, str]], *, organizations: bool = False
+    ) -> list[Relation]:
+        """The relations not removed at `at` (end dates are the caller's to read) of each (holder,
+        organization) pair: a contact's relations and delegations by (contact, organization), or,
+        with `organizations`, authorizations by (grantee, grantor). What an import checks a chunk
+        against: its cost follows the pairs that have relations, not the holders' whole history."""
+        ...
+
 
 class Transaction(
     RevisionLog,
@@ -492,6 +501,7 @@ class Store(Protocol):
         """The revision, the store id and every relation, read at one moment: an index built from
         its rows is exactly the state at its revision (start-up, and a follower's reload)."""
         ...
+
     def changes_after(self, revision: int, limit: int, timeout: float | None = None) -> ChangesPage:
         """Committed changes after `revision`, in revision order, at most `limit`, in one read;
         Unavailable when the store is unreachable or `timeout` seconds pass."""

@@ -533,6 +533,48 @@ def test_stored_as_added_ignores_what_happened_to_a_relation_since(store: SqlSto
         assert tx.stored_as_added("relations", ["B1"]) == {"B1": first}
 
 
+def test_open_relations_of_reads_the_pairs_asked_for_and_only_those(store: SqlStore) -> None:
+    """What an import checks a chunk against: by (holder, organization), removed ones left out."""
+    relations = [
+        contact_relation("P1", contact_id="C1", organization_id="A"),
+        contact_relation("P2", contact_id="C1", organization_id="E", role=Role.MEMBRE_DU_PERSONNEL),
+        Relation(
+            "P3",
+            RelationKind.DELEGATION,
+            "E",
+            date(2026, 1, 1),
+            END_OF_TIME,
+            contact_id="C1",
+            via_organization_id="A",
+            subjects={"profil": Right.READ},
+        ),
+        Relation(
+            "P4",
+            RelationKind.ORGANIZATION,
+            "E",
+            date(2026, 1, 1),
+            END_OF_TIME,
+            grantee_organization_id="A",
+            role=Role.REPRESENTANT,
+            subjects={"profil": Right.WRITE, "rapport_mensuel": Right.READ},
+        ),
+        contact_relation("P5", contact_id="C1", organization_id="A", role=Role.REPRESENTANT),
+    ]
+    with store.transaction() as tx:
+        tx.add_batch(ImportBatch(relations=relations), T0, "import")
+        tx.end_relation("P5", T0 + timedelta(days=1))
+    with store.transaction() as tx:
+        later = T0 + timedelta(days=2)
+        found = tx.open_relations_of(later, [("C1", "A"), ("C1", "nowhere"), ("nobody", "A")])
+        assert found == [relations[0]]  # P5 was removed; the organization relation P4 is no contact's
+        assert {r.id for r in tx.open_relations_of(later, [("C1", "E")])} == {"P2", "P3"}
+        assert tx.open_relations_of(later, [("A", "E")], organizations=True) == [relations[3]]
+        assert tx.open_relations_of(later, [("C1", "E")], organizations=True) == []
+        assert tx.open_relations_of(later, []) == []
+        # Before P5's removal it is there.
+        assert {r.id for r in tx.open_relations_of(T0, [("C1", "A")])} == {"P1", "P5"}
+
+
 def test_a_batch_that_breaks_a_constraint_leaves_nothing(store: SqlStore) -> None:
     with pytest.raises(AlreadyExists), store.transaction() as tx:
         tx.add_batch(ImportBatch(organizations=[Organization("B-ORG", "Org", OrganizationKind.LOCAL)]), T0, "import")
@@ -548,6 +590,45 @@ def test_bulk_lookups_take_more_keys_than_one_query_holds(store: SqlStore) -> No
         wanted = [f"K{i}" for i in range(0, 5_000, 2)]
         assert tx.stored_keys("contacts", wanted) == {f"K{i}" for i in range(0, 2_500, 2)}
         assert len(tx.stored_as_added("contacts", wanted)) == 1_250
+
+
+def _index_names(store: SqlStore, table: str) -> set[str]:
+    with store.engine.connect() as connection:
+        return {
+            row[0]
+            for row in connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)
+            )
+        }
+
+
+def test_a_bulk_write_into_empty_tables_builds_their_indexes_before_its_commit_or_never_loses_them(
+    store: SqlStore,
+) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("indexes are put off on SQLite only")
+    before = _index_names(store, "relations")
+    assert {"ix_relations_org_contact", "ix_relations_via", "ix_relations_contact"} <= before
+    relations = [contact_relation(f"B{i}", contact_id="C1" if i % 2 else "C2") for i in range(4)]
+    with pytest.raises(AlreadyExists), store.transaction() as tx:
+        tx.add_batch(ImportBatch(relations=relations[:2]), T0, "import")
+        assert "ix_relations_org_contact" not in {
+            row[0] for row in tx.c.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        tx.add_batch(ImportBatch(relations=relations[:1]), T0, "import")  # the same key again: the whole import fails
+    assert _index_names(store, "relations") == before
+    with store.transaction() as tx:
+        tx.add_batch(ImportBatch(relations=relations), T0, "import")
+    assert _index_names(store, "relations") == before
+    with store.engine.connect() as connection:
+        plan = " ".join(
+            str(row[-1])
+            for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM relations WHERE organization_id = 'A' AND contact_id = 'C1'"
+            )
+        )
+        assert "ix_relations_org_contact" in plan
+        assert connection.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
 
 
 def test_a_bulk_write_leaves_its_pooled_connection_as_it_found_it(store: SqlStore) -> None:

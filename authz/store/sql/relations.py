@@ -18,26 +18,14 @@ from authz.domain.model import (
     Right,
 )
 from authz.store import tables as t
-from authz.store.sql.rows import _RELATION_COLUMNS, _OnConnection, _relation
+from authz.store.sql.rows import _RELATION_COLUMNS, _OnConnection, _with_subjects
 
 
 class RelationsSql(_OnConnection):
     """`Relations` on the unit of work's connection."""
 
     def _with_subjects(self, rows: list[Any]) -> list[Relation]:
-        if not rows:
-            return []
-        ids = [row.id for row in rows]
-        granted: dict[str, dict[str, Right]] = {relation_id: {} for relation_id in ids}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            for s in self.c.execute(
-                select(t.relation_subjects.c.relation_id, t.relation_subjects.c.subject, t.relation_subjects.c.right)
-                .where(t.relation_subjects.c.relation_id.in_(chunk))
-                .where(t.relation_subjects.c.removed_at.is_(None))
-            ):
-                granted[s.relation_id][s.subject] = Right.parse(s.right)
-        return [_relation(row, granted[row.id]) for row in rows]
+        return _with_subjects(self.c, rows)
 
     def get_relation(self, relation_id: str) -> Relation | None:
         rows = list(self.c.execute(select(*_RELATION_COLUMNS).where(t.relations.c.id == relation_id)))

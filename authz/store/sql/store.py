@@ -106,6 +106,7 @@ class SqlStore:
                 tx = SqlTransaction(connection, self.outbox_cipher, self._outbox_problem)
                 try:
                     yield tx
+                    tx.build_deferred_indexes()
                 finally:
                     tx.restore_settings()
         except IntegrityError as exc:

@@ -47,3 +47,4 @@ class SqlTransaction(
         self._outbox_problem = outbox_problem
         self._dates: dict[date, Any] = {}  # bulk import: each distinct date converted for the driver once
         self._cache_size: int | None = None  # SQLite's page cache before a bulk write widened it
+        self._deferred_indexes: list[str] = []
