@@ -263,31 +263,34 @@ def _file_sections(source: IO[bytes]) -> Iterator[_Section]:
 @dataclass(slots=True)
 class _Candidate:
     index: int
-    row: dict[str, Any] | _Rows  # the file's row, or where to find it when it is needed
+    row: dict[str, Any] | _BatchRows  # the file's row, or where to read it again when it is needed
     key: str
     value: Organization | Contact | Relation | LegacyAccount
     refs: list[tuple[str, ImportKind, str]]  # (field, kind, key) that must be stored
-    ordinal: int = 0  # its place among the batch's rows that passed, when `row` is a _Rows
+    place: int = 0  # its place in its batch, when `row` is a _BatchRows
 
     def original(self) -> dict[str, Any]:
         """The row as the file gave it: what a refusal reports and keeps."""
         row = self.row
-        return row.get(self.ordinal) if isinstance(row, _Rows) else row
+        if not isinstance(row, _BatchRows):
+            return row
+        found = row.get(self.place)
+        if not isinstance(found, dict) or found.get(_KEY_FIELD.get(row.section, "id")) != self.key:
+            raise ImportFileError("the file changed while it was imported")
+        return found
 
 
-class _Rows:
-    """The rows of a batch that passed, as the reader process sent them: unpickled only if one of
-    them is refused after all (a missing reference, a taken key, a rule). Most never are, and
-    unpickling every row cost the writer a tenth of its time."""
+class _BatchRows:
+    """Where the rows of one batch from the reader process are, in the file: read again by the
+    writer only if one of them is refused after its check (a missing reference, a taken key, a
+    rule). Sending every row that passed cost the reader a sixth of its time, for rows that are
+    almost never needed."""
 
-    def __init__(self, blob: bytes) -> None:
-        self._blob: bytes | None = blob
-        self._rows: list[dict[str, Any]] = []
+    def __init__(self, again: _RowsAgain, section: str, start: int, count: int) -> None:
+        self.again, self.section, self.start, self.count = again, section, start, count
 
-    def get(self, ordinal: int) -> dict[str, Any]:
-        if self._blob is not None:
-            self._rows, self._blob = pickle.loads(self._blob), None
-        return self._rows[ordinal]
+    def get(self, place: int) -> Any:
+        return self.again.batch(self.start, self.count)[place]
 
 
 class _Checker:
@@ -494,13 +497,12 @@ _Batch = list[_Item]
 
 def _checked(
     name: str, rows: Iterable[_Row], catalogue: Mapping[str, Any], today: date, *, wire: bool
-) -> Iterator[tuple[_Batch, list[Any]]]:
+) -> Iterator[_Batch]:
     """The rows of a section checked one by one, in batches. With `wire` (for the reader process),
-    values are plain tuples (see _to_wire) and the rows that passed come apart, in the second
-    list, for the writer to unpickle only if it needs them; otherwise that list is empty."""
+    values are plain tuples (see _to_wire) and the rows that passed are not sent: the writer reads
+    them again from the file if it needs one."""
     check = _CHECKS[name]
     batch: _Batch = []
-    passed_rows: list[Any] = []
     passed = 0
     for row in rows:
         try:
@@ -512,17 +514,16 @@ def _checked(
             key, value = check(checker, today)
             if wire:
                 batch.append((row.index, None, key, _to_wire(value), checker.refs))
-                passed_rows.append(row.value)
             else:
                 batch.append((row.index, row.value, key, value, checker.refs))
             passed += 1
         except _Refused as refusal:
             batch.append((row.index, row.value, str(refusal)))
         if passed >= CHUNK:
-            yield batch, passed_rows
-            batch, passed_rows, passed = [], [], 0
+            yield batch
+            batch, passed = [], 0
     if batch:
-        yield batch, passed_rows
+        yield batch
 
 
 _KINDS = {kind.value: kind for kind in RelationKind}
@@ -604,37 +605,37 @@ class _Importer:
         # section: one entry per authorization the file's delegations go through, at most.
         self.holdings: dict[tuple[str, str], list[Entry]] = {}
         self.known_organizations: set[str] = set()
+        self.position = 0  # rows taken so far, in the order the file is read (for _RowsAgain)
 
     def _refuse(self, section: str, index: int, row: Any, reason: str) -> None:
         self.report.refuse(section, index, row, reason)
         self.issues.record(section, index, row, reason)
 
-    def take(self, name: str, batch: _Batch, passed_rows: bytes | None = None) -> None:
+    def take(self, name: str, batch: _Batch, again: _RowsAgain | None = None) -> None:
         """One batch of checked rows, in the file's order: the refused ones reported, the others
-        written (at most CHUNK of them, which the batch ends with)."""
+        written (at most CHUNK of them, which the batch ends with). `again` reads the file's rows
+        once more when the batch came from the reader process without them."""
         observe = self.issues.observe if name in ("relations", "delegations") else None
         if name == "organization_relations":
             self.holdings.clear()  # what associations hold may change: read again when delegations come
+        rows = None if again is None else _BatchRows(again, name, self.position, len(batch))
+        self.position += len(batch)
         pending: list[_Candidate] = []
-        ordinal = 0
-        rows = _Rows(passed_rows) if passed_rows is not None else None
-        for item in batch:
+        for place, item in enumerate(batch):
             if len(item) == 3:
                 if observe is not None:
                     observe(name, item[1])
                 self._refuse(name, *item)
                 continue
             index, row, key, value, refs = item
-            if row is None:  # from the reader process: the rows that passed come apart
+            if row is None:  # from the reader process
                 assert rows is not None
                 value = _from_wire(value)
-                pending.append(_Candidate(index, rows, key, value, refs, ordinal))
-                ordinal += 1
+                pending.append(_Candidate(index, rows, key, value, refs, place))
                 if observe is not None:
                     assert isinstance(value, Relation)
-                    self.issues.observe_ids(
-                        value.contact_id, value.organization_id if name == "relations" else value.via_organization_id
-                    )
+                    organization_id = value.organization_id if name == "relations" else value.via_organization_id
+                    self.issues.observe_ids(value.contact_id, organization_id)
             else:
                 if observe is not None:
                     observe(name, row)
@@ -823,7 +824,7 @@ def import_data(
             if rows is None:
                 continue
             if isinstance(rows, list):
-                for batch, _ in _checked(name, _in_memory(rows), importer.catalogue, importer.today, wire=False):
+                for batch in _checked(name, _in_memory(rows), importer.catalogue, importer.today, wire=False):
                     importer.take(name, batch)
             else:
                 importer.refuse_section(name, f"{name} must be a list, not {_shown(rows)}")
@@ -835,40 +836,75 @@ def import_data(
 # -- reading a file: what the writer is told, in order
 
 
-_Message = tuple[Any, ...]  # ("rows", section, batch, passed rows or None) or ("refused", section, why)
+_Message = tuple[Any, ...]  # ("rows", section, batch) or ("refused", section, why the whole section is)
 
 
-def _file_messages(path: Path, catalogue: Mapping[str, Any], today: date, *, wire: bool) -> Iterator[_Message]:
-    """One pass when sections come in the order of docs/IMPORT.md (the usual case), one more pass
-    for each section that came before a section it refers to."""
+def _sections_in_order(path: Path) -> Iterator[_Section]:
+    """The file's top-level members in the order they are imported: one pass when sections come in
+    the order of docs/IMPORT.md (the usual case), one more pass for each section that came before
+    a section it refers to. Members that are not sections come in the first pass."""
     done: set[str] = set()
     later: list[str] = []
     with path.open("rb") as source:
         for section in _file_sections(source):
             name = section.name
             if name not in _SECTIONS:
-                yield ("refused", name[:_SHOWN], f"unknown section {_shown(name)} ignored")
+                yield section
             elif name in later or not all(needed in done for needed in _NEEDS[name]):
                 if name not in later:
                     later.append(name)
             else:
-                yield from _section_messages(section, catalogue, today, wire=wire)
+                yield section
                 done.add(name)
     for name in sorted(later, key=_SECTIONS.index):
         with path.open("rb") as source:
             for section in _file_sections(source):
                 if section.name == name:
-                    yield from _section_messages(section, catalogue, today, wire=wire)
+                    yield section
 
 
-def _section_messages(
-    section: _Section, catalogue: Mapping[str, Any], today: date, *, wire: bool
-) -> Iterator[_Message]:
-    if not section.is_list:
-        yield ("refused", section.name, f"{section.name} must be a list")
-        return
-    for batch, passed_rows in _checked(section.name, section.rows(), catalogue, today, wire=wire):
-        yield ("rows", section.name, batch, pickle.dumps(passed_rows, pickle.HIGHEST_PROTOCOL) if wire else None)
+def _file_messages(path: Path, catalogue: Mapping[str, Any], today: date, *, wire: bool) -> Iterator[_Message]:
+    for section in _sections_in_order(path):
+        name = section.name
+        if name not in _SECTIONS:
+            yield ("refused", name[:_SHOWN], f"unknown section {_shown(name)} ignored")
+        elif not section.is_list:
+            yield ("refused", name, f"{name} must be a list")
+        else:
+            for batch in _checked(name, section.rows(), catalogue, today, wire=wire):
+                yield ("rows", name, batch)
+
+
+class _RowsAgain:
+    """The file's rows read once more by the writer, forward only and in the reader's order, as
+    far as the last batch that needs one: nothing when no row is refused after its check."""
+
+    def __init__(self, path: Path) -> None:
+        self._rows = self._walk(path)
+        self._position = 0  # rows walked past
+        self._start = -1
+        self._batch: list[Any] = []
+
+    @staticmethod
+    def _walk(path: Path) -> Iterator[Any]:
+        for section in _sections_in_order(path):
+            if section.name in _SECTIONS and section.is_list:
+                for row in section.rows():
+                    yield row.value
+
+    def batch(self, start: int, count: int) -> list[Any]:
+        """The `count` rows from row `start` (counted over the whole import)."""
+        if start != self._start:
+            if start < self._position:
+                raise AssertionError("rows are read again forward only")
+            try:
+                for _ in range(start - self._position):
+                    next(self._rows)
+                self._batch = [next(self._rows) for _ in range(count)]
+            except StopIteration:
+                raise ImportFileError("the file changed while it was imported") from None
+            self._start, self._position = start, start + count
+        return self._batch
 
 
 class _Unreadable(Exception):
@@ -988,9 +1024,10 @@ def import_file(
                 if reader_process
                 else _file_messages(path, importer.catalogue, importer.today, wire=False)
             )
+            again = _RowsAgain(path) if reader_process else None
             for message in messages:
                 if message[0] == "rows":
-                    importer.take(message[1], message[2], message[3])
+                    importer.take(message[1], message[2], again)
                 else:
                     importer.refuse_section(message[1], message[2])
             return importer.finish()
