@@ -183,6 +183,42 @@ def run_write(
     bookkeeping sets `WriteOutcome.bookkeeping`: committed and audited under the newest
     revision, with no new one, no change log row, nothing for the engine or Watch.
     """
+    try:
+        return _write_once(deps, operation, request, request_id, body, result_type, actor_id)
+    except _Reloading as behind:
+        # The engine needs the whole state again (a bulk import, or the log beyond reach): rolled
+        # back, the write waits for this process's reload within its deadline, then runs once more.
+        if deps.follower is None:
+            raise Unavailable(_RELOADING, reason="RELOADING") from None
+        left = remaining()
+        wait = deps.settings.write_wait_seconds if left is None else min(left, deps.settings.write_wait_seconds)
+        try:
+            deps.follower.catch_up(behind.revision, timeout=max(wait, 0.0))
+        except Unavailable:
+            raise Unavailable(_RELOADING, reason="RELOADING") from None
+    try:
+        return _write_once(deps, operation, request, request_id, body, result_type, actor_id)
+    except _Reloading:
+        raise Unavailable(_RELOADING, reason="RELOADING") from None
+
+
+class _Reloading(Exception):
+    """The engine is too far behind the store for the change log: it must load the state whole."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(revision)
+        self.revision = revision
+
+
+def _write_once(
+    deps: Deps,
+    operation: str,
+    request: Any,
+    request_id: str,
+    body: Callable[[Transaction, datetime], WriteOutcome],
+    result_type: Callable[..., R],
+    actor_id: str,
+) -> R:
     digest = fingerprint(request) if request_id else ""
     key = idempotency_key(request_id, actor_id) if request_id else ""
     with write_lock_within_deadline(deps):
@@ -259,10 +295,10 @@ def _catch_up(deps: Deps, tx: Transaction, newest: int) -> None:
     while engine.revision < newest:
         page = tx.changes_after(engine.revision, _CATCH_UP_PAGE)
         if page.expired or not page.changes or not apply_changes(engine, page.changes):
-            # Too far behind for the log (retention), or a bulk import: the follower reloads.
+            # Too far behind for the log (retention), or a bulk import: the engine reloads.
             if deps.follower is not None:
                 deps.follower.wake()
-            raise Unavailable(_RELOADING, reason="RELOADING")
+            raise _Reloading(newest)
 
 
 def require_attestation(attestation: Attestation) -> None:

@@ -206,3 +206,29 @@ def test_a_bulk_import_into_a_served_store_reaches_the_running_process(pg_runnin
     answer = pg_running.client.check("C-NEW", ORG, "rapport_mensuel", Right.RIGHT_WRITE, consistency=FULLY_CONSISTENT)
     assert answer.allowed and revision_of(answer.revision) == report.revision
     assert pg_running.app.follower.reloads == 1  # too big to list in the log: the process reloaded
+
+
+def test_a_write_right_after_a_bulk_import_waits_for_the_reload_instead_of_failing(
+    start_server: Callable[..., Running], database_url: str, tmp_path: Path
+) -> None:
+    """The write finds the engine needs the state whole (an import is too big for the change log):
+    it waits for this process's reload within its deadline and is made, not refused UNAVAILABLE."""
+    import json
+
+    from authz.commands.import_data import import_file
+    from authz.store.sql import SqlStore
+
+    # The follower polls rarely and is not notified (SQLite): the write meets the import first.
+    running = start_server(database_url, follow_poll_seconds=60.0, follow_notify=False)
+    data = {"contacts": [{"id": "C-BULK", "first_name": "Arrivée", "last_name": "En bloc", "email": "b@example.org"}]}
+    path = tmp_path / "bulk.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    store = SqlStore.from_url(str(running.store.engine.url.render_as_string(hide_password=False)))
+    report = import_file(store, path, running.app.policy.subjects)
+    store.close()
+    assert report.revision > 0 and running.app.follower.reloads == 0
+    granted = running.client.grant_relation(
+        MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_MEMBRE_DU_PERSONNEL, attest=True
+    )
+    assert revision_of(granted.revision) == report.revision + 1
+    assert running.app.follower.reloads == 1
