@@ -152,3 +152,15 @@ def test_django_pbkdf2_hashes() -> None:
     assert not verify_django_pbkdf2("S3cret", encoded)
     assert not verify_django_pbkdf2("s3cret", "md5$x$y")
     assert not verify_django_pbkdf2("s3cret", "pbkdf2_sha256$notanumber$s$h")
+
+
+def test_the_fast_test_for_invisible_characters_agrees_with_the_rule_on_every_code_point() -> None:
+    """single_line_problem skips the per-character rule for printable text: the two never differ."""
+    from authz.domain.validation import _invisible, single_line_problem
+
+    differ = [
+        hex(code)
+        for code in range(0x110000)
+        if (single_line_problem(f"Hé{chr(code)}lène", 300) is None) == _invisible(chr(code))
+    ]
+    assert differ == []
