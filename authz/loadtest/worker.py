@@ -138,14 +138,7 @@ class _Writes:
         rng = self.rng
         with self.lock:
             if self.granted and (len(self.granted) > 8 or rng.random() < 0.5):
-                actor, organization, contact, relation_id = self.granted.pop(0)
-                return "revoke", pb.RevokeRelationRequest(
-                    actor_id=actor,
-                    organization_id=organization,
-                    contact_id=contact,
-                    relations=pb.RelationIds(relation_ids=[relation_id]),
-                    attestation=pb.Attestation(authorizes_acting=True, changes_accurate=True),
-                )
+                return "revoke", self.revoke(self.granted.pop(0))
         with self.lock:
             outstanding = {(o, c) for _, o, c, _ in self.granted}
         # No one grants themselves (rule 13), and a contact holding this grant already would be a
@@ -171,6 +164,22 @@ class _Writes:
             subjects=[pb.SubjectRight(subject=rng.choice(self.requests.subjects), right=pb.RIGHT_READ)],
             attestation=pb.Attestation(authorizes_acting=True, changes_accurate=True),
         )
+
+    @staticmethod
+    def revoke(granted: tuple[str, str, str, str]) -> pb.RevokeRelationRequest:
+        actor, organization, contact, relation_id = granted
+        return pb.RevokeRelationRequest(
+            actor_id=actor,
+            organization_id=organization,
+            contact_id=contact,
+            relations=pb.RelationIds(relation_ids=[relation_id]),
+            attestation=pb.Attestation(authorizes_acting=True, changes_accurate=True),
+        )
+
+    def outstanding(self) -> list[tuple[str, str, str, str]]:
+        with self.lock:
+            granted, self.granted = self.granted, []
+        return granted
 
     def granted_one(self, request: pb.GrantRelationRequest, response: pb.GrantRelationResponse) -> None:
         with self.lock:
@@ -263,9 +272,10 @@ def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> No
     started_wall, started_cpu = clock(), time.process_time()
     stop = started_wall + spec.duration
     last_report = [started_wall, 0]
+    cpu_at_end = started_cpu
 
-    def progress(final: bool = False) -> None:
-        now = clock()
+    def progress(final: bool = False, at: float | None = None) -> None:
+        now = clock() if at is None else at
         with recorder.lock:
             window, recorder.window = recorder.window, Histogram()
             figures: dict[str, Any] = {
@@ -288,7 +298,7 @@ def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> No
                     errors=recorder.errors,
                     lateness=recorder.lateness.as_dict(),
                     wall_s=now - started_wall,
-                    cpu_s=time.process_time() - started_cpu,
+                    cpu_s=cpu_at_end - started_cpu,
                 )
         report(figures)
         last_report[0] = now
@@ -336,5 +346,11 @@ def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> No
     drain_until = clock() + spec.timeout + 1
     while recorder.in_flight > 0 and clock() < drain_until:
         time.sleep(0.01)
-    progress(final=True)
+    ended, cpu_at_end = clock(), time.process_time()
+    # Grants still outstanding are revoked, outside the figures: the next run (or a second round
+    # of a bench) finds the data as this one did, not contacts that already hold the grant.
+    for granted in writes.outstanding():
+        with contextlib.suppress(grpc.RpcError):
+            stub.RevokeRelation(_Writes.revoke(granted), timeout=spec.timeout, metadata=metadata)
+    progress(final=True, at=ended)
     channel.close()
