@@ -951,13 +951,20 @@ def _reader(path: str, catalogue: list[str], today: date, sender: Any) -> None:
         sender.close()
 
 
+def _reader_context() -> Any:
+    """How the reader process starts. Forking is the quickest, and safe from a process of one
+    thread (`authz import`): in a process with others (a server, a test run) one of them could
+    hold a lock at the fork, so the reader is spawned instead."""
+    fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    return multiprocessing.get_context("fork" if fork else "spawn")
+
+
 def _messages_from_reader(path: Path, catalogue: list[str], today: date) -> Iterator[_Message]:
     """The file's messages, parsed and checked in a second process while this one writes: each
     side is about half of an import's work. A thread of this process drains the pipe into a queue
     of a few batches, so that neither side waits for the other while it has work; memory stays
     that of a few chunks."""
-    methods = multiprocessing.get_all_start_methods()
-    context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = _reader_context()
     receiver, sender = context.Pipe(duplex=False)
     reader = context.Process(
         target=_reader, args=(str(path), catalogue, today, sender), name="authz-import-reader", daemon=True

@@ -5,6 +5,7 @@ and a row the reader passed is read from the file again only when the writer ref
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,8 +111,14 @@ def _stored(store: SqlStore) -> dict[str, Any]:
         }
 
 
+def _forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader forked whatever threads this test process holds: it inherits the test's patches."""
+    monkeypatch.setattr(import_data, "_reader_context", lambda: multiprocessing.get_context("fork"))
+
+
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    _forked(monkeypatch)
     monkeypatch.setattr(import_data, "CHUNK", 3)  # set before the reader is forked: it sees it too
     yield
 
@@ -202,6 +209,7 @@ def test_a_reader_that_dies_fails_the_import_and_writes_nothing(
 
         os._exit(3)  # as a reader killed by the OS would
 
+    _forked(monkeypatch)
     monkeypatch.setattr(import_data, "_reader", dies)
     source = tmp_path / "file.json"
     source.write_text(json.dumps({"organizations": [{"id": "O1", "name": "Org", "kind": "employer"}]}), "utf-8")
@@ -210,3 +218,19 @@ def test_a_reader_that_dies_fails_the_import_and_writes_nothing(
         import_file(store, source, Policy.load().subjects, now=NOW, reader_process=True)
     with store.engine.connect() as connection:
         assert connection.execute(select(tables.organizations.c.id)).all() == []
+
+
+def test_a_spawned_reader_gives_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where forking is not safe (a process with threads) or not offered, the reader is spawned."""
+    monkeypatch.setattr(import_data, "_reader_context", lambda: multiprocessing.get_context("spawn"))
+    source = _messy_file(tmp_path / "messy.json")
+    subjects = Policy.load().subjects
+    results = []
+    for reader_process in (False, True):
+        store = _store(tmp_path / f"spawn-{reader_process}.db")
+        results.append(
+            (import_file(store, source, subjects, now=NOW, reader_process=reader_process).as_dict(), _stored(store))
+        )
+        store.close()
+    assert results[1] == results[0]
+    assert len(results[0][0]["refused"]) >= 10
