@@ -100,6 +100,9 @@ _NOUN: dict[ImportKind, str] = {
 CHUNK = 5_000  # rows checked against the store and written together
 _KNOWN_ORGANIZATIONS = 200_000  # organization ids an import remembers as stored
 _BATCHES_AHEAD = 4  # batches the reader process may send before the writer takes them
+# A file smaller than this is read by the writer itself: starting a reader process (0.2 s of
+# CPU when it must be spawned) costs more than it saves on a few thousand rows.
+_READER_FROM_BYTES = 4 * 2**20
 # A row is an object (1) holding lists (2) of objects (3): nothing legitimate nests deeper than this.
 MAX_ROW_DEPTH = 6
 # Values in one row (a subject list is tens at most): past this the row is refused, not built.
@@ -951,6 +954,13 @@ def _reader(path: str, catalogue: list[str], today: date, sender: Any) -> None:
         sender.close()
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the import says why it cannot read it
+
+
 def _reader_context() -> Any:
     """How the reader process starts. Forking is the quickest, and safe from a process of one
     thread (`authz import`): in a process with others (a server, a test run) one of them could
@@ -1017,11 +1027,11 @@ def import_file(
     *,
     reader_process: bool | None = None,
 ) -> ImportReport:
-    """Import a JSON file, streamed. With `reader_process` (the default on a machine of two
-    cores or more) the file is parsed and checked in a second process while this one writes;
-    the report and what is stored are the same either way."""
+    """Import a JSON file, streamed. With `reader_process` (the default for a file of a few
+    megabytes on a machine of two cores or more) the file is parsed and checked in a second
+    process while this one writes; the report and what is stored are the same either way."""
     if reader_process is None:
-        reader_process = (os.cpu_count() or 1) > 1
+        reader_process = (os.cpu_count() or 1) > 1 and _size(path) >= _READER_FROM_BYTES
     catalogue = list(catalogue)
     try:
         with _without_cycle_collection(), store.transaction() as tx:
