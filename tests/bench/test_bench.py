@@ -142,3 +142,16 @@ def test_the_write_then_check_section_runs_against_a_real_server(demo: Running) 
     dataset = SimpleNamespace(managers=[("C-PR", "ORG-SQC")])
     figures = _write_then_check(f"127.0.0.1:{demo.app.port}", dataset, rounds=3)  # type: ignore[arg-type]
     assert figures == {"rounds": 3, "allowed_after_grant": 3, "denied_after_revoke": 3}
+
+
+def test_the_import_bench_file_keeps_the_rules_and_imports_whole(tmp_path: Path) -> None:
+    """`authz bench --import` measures a file with nothing refused (its delegations within what
+    the association holds, no repeated purpose); at 20k relations the file is large enough for
+    the import's reader process."""
+    from authz.bench.import_bench import run_import_bench
+
+    said: list[str] = []
+    (figures,) = run_import_bench([20_000], workdir=tmp_path, say=said.append)
+    assert figures.refused == 0 and figures.accepted > 20_000
+    assert figures.file_mib * 2**20 >= 4 * 2**20  # the reader process's threshold: this run used it
+    assert "0 refused" in said[0]
