@@ -4,7 +4,8 @@ The file is streamed (ijson on yajl's C parser): rows are read one at a time, ch
 rules of authz/domain/validation.py, and written a chunk at a time through the store's bulk
 methods (authz/store/interface.py), so memory stays flat whatever the size of the file. Whether
 a referenced contact or organization exists, or a key is already taken, is asked of the store
-per chunk, not kept in memory.
+per chunk, not kept in memory. A large file is parsed and checked in a second process while
+this one writes (`import_file`'s reader process, below): the same steps, split in two.
 
 Every row that cannot be taken goes to the report with its reason, whatever it holds (wrong
 types, nesting, control characters): the rest goes in, in one transaction, and a file that
