@@ -200,6 +200,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"authz import: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The transaction was rolled back on the way out: say so rather than show a traceback.
+        print("authz import: interrupted; nothing was imported", file=sys.stderr)
+        return 130
     finally:
         store.close()
 

@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -936,6 +937,8 @@ _FILE_ERRORS = (ImportFileError, ijson.JSONError, UnicodeDecodeError, OSError)
 
 def _reader(path: str, catalogue: list[str], today: date, sender: Any) -> None:
     """The reader process: parses and checks the file, and sends the writer its batches."""
+    # Ctrl-C reaches the whole process group: the writer decides, rolls back and stops this one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()  # as in the writer: millions of acyclic objects
     try:
         try:

@@ -520,3 +520,46 @@ def test_import_demo_from_the_package_reports_in_the_working_folder(
     assert (tmp_path / "demo.import-report.json").exists()
     package = Path(authz.__file__).parent
     assert not list(package.rglob("*.import-report.json"))
+
+
+def test_ctrl_c_during_a_large_import_leaves_nothing_and_no_traceback(tmp_path: Path) -> None:
+    """Ctrl-C reaches the importer and its reader process (one process group): the import rolls
+    back, says so in one line and exits 130; the reader leaves quietly."""
+    import os
+    import signal
+    import time
+
+    from authz.bench.import_bench import write_import_file
+
+    source = tmp_path / "large.json"
+    write_import_file(source, 60_000)
+    database = tmp_path / "large.db"
+    command = [sys.executable, "-m", "authz.cli", "import", str(source), "--database-url", f"sqlite:///{database}"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def reader_running() -> bool:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(stat[1]) == child.pid:
+                    return True
+        return False
+
+    deadline = time.monotonic() + 60
+    while not reader_running():
+        assert child.poll() is None and time.monotonic() < deadline, "the import ended before its reader was seen"
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGINT)  # as a terminal does
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert "interrupted; nothing was imported" in stderr
+    assert "Traceback" not in stderr
+    store = SqlStore.from_url(f"sqlite:///{database}")
+    with store.engine.connect() as connection:
+        assert connection.execute(select(tables.contacts.c.id)).first() is None
+        names = {row[0] for row in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    store.close()
+    assert {"ix_relations_org_contact", "ix_relations_via", "ix_contacts_email"} <= names
