@@ -532,8 +532,6 @@ def _checked(
 
 
 _KINDS = {kind.value: kind for kind in RelationKind}
-_ROLES: dict[str | None, Role | None] = {None: None, **{role.value: role for role in Role}}
-_ORGANIZATION_KINDS = {kind.value: kind for kind in OrganizationKind}
 _RIGHT_OF = {int(right): right for right in Right}
 
 
@@ -555,7 +553,16 @@ def _to_wire(value: Organization | Contact | Relation | LegacyAccount) -> tuple[
             tuple((subject, int(right)) for subject, right in value.subjects.items()),
         )
     if type(value) is Contact:
-        return (1, value.id, value.first_name, value.last_name, value.email, value.language, value.phone)
+        return (
+            1,
+            value.id,
+            value.first_name,
+            value.last_name,
+            value.email,
+            value.language,
+            value.phone,
+            value.phone_type,
+        )
     if type(value) is Organization:
         return (2, value.id, value.name, value.kind.value)
     assert type(value) is LegacyAccount
@@ -585,13 +592,13 @@ def _from_wire(wire: tuple[Any, ...]) -> Organization | Contact | Relation | Leg
             contact_id=contact_id,
             grantee_organization_id=grantee,
             via_organization_id=via,
-            role=_ROLES[role],
+            role=None if role is None else _BY_VALUE[Role][role],
             subjects={subject: _RIGHT_OF[right] for subject, right in subjects},
         )
     if tag == 1:
         return Contact(*wire[1:])
     if tag == 2:
-        return Organization(wire[1], wire[2], _ORGANIZATION_KINDS[wire[3]])
+        return Organization(wire[1], wire[2], _BY_VALUE[OrganizationKind][wire[3]])
     return LegacyAccount(wire[1], wire[2], wire[3])
 
 
