@@ -125,9 +125,10 @@ class MigrationIssues:
         if not self._organizations_of_contact or not isinstance(row, dict):
             return
         contact_id = row.get("contact_id")
-        if isinstance(contact_id, str) and contact_id in self._organizations_of_contact:
-            key = "organization_id" if section == "relations" else "via_organization_id"
-            self._organizations_of_contact[contact_id].append(row.get(key))  # type: ignore[arg-type]
+        if isinstance(contact_id, str):
+            self.observe_ids(
+                contact_id, row.get("organization_id" if section == "relations" else "via_organization_id")
+            )
 
     def observe_ids(self, contact_id: str | None, organization_id: str | None) -> None:
         """`observe` for a row already checked: its contact and the organization it is kept for."""
