@@ -223,7 +223,6 @@ def run_import_bench(
             written = time.perf_counter() - started
             # The file's pages on their way to disk are the generator's cost, not the import's.
             os.sync()
-            time.sleep(1.0)
             database = folder / f"import-{size}.db"
             for stale in folder.glob(f"import-{size}.db*"):
                 stale.unlink()

@@ -272,10 +272,10 @@ def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> No
     started_wall, started_cpu = clock(), time.process_time()
     stop = started_wall + spec.duration
     last_report = [started_wall, 0]
-    cpu_at_end = started_cpu
 
-    def progress(final: bool = False, at: float | None = None) -> None:
-        now = clock() if at is None else at
+    def progress(final: bool = False, ended: tuple[float, float] | None = None) -> None:
+        """`ended`: the wall clock and CPU time the run's figures stop at (the final report)."""
+        now, cpu = ended if ended is not None else (clock(), time.process_time())
         with recorder.lock:
             window, recorder.window = recorder.window, Histogram()
             figures: dict[str, Any] = {
@@ -289,7 +289,7 @@ def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> No
                 "window_done": window.count,
                 "window_p99_ms": window.percentile(0.99) / 1000,
                 "lateness_p99_ms": recorder.lateness.percentile(0.99) / 1000,
-                "cpu": (time.process_time() - started_cpu) / max(now - started_wall, 1e-9),
+                "cpu": (cpu - started_cpu) / max(now - started_wall, 1e-9),
             }
             if final:
                 figures.update(
@@ -298,7 +298,7 @@ def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> No
                     errors=recorder.errors,
                     lateness=recorder.lateness.as_dict(),
                     wall_s=now - started_wall,
-                    cpu_s=cpu_at_end - started_cpu,
+                    cpu_s=cpu - started_cpu,
                 )
         report(figures)
         last_report[0] = now
@@ -346,11 +346,11 @@ def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> No
     drain_until = clock() + spec.timeout + 1
     while recorder.in_flight > 0 and clock() < drain_until:
         time.sleep(0.01)
-    ended, cpu_at_end = clock(), time.process_time()
+    ended = clock(), time.process_time()
     # Grants still outstanding are revoked, outside the figures: the next run (or a second round
     # of a bench) finds the data as this one did, not contacts that already hold the grant.
     for granted in writes.outstanding():
         with contextlib.suppress(grpc.RpcError):
             stub.RevokeRelation(_Writes.revoke(granted), timeout=spec.timeout, metadata=metadata)
-    progress(final=True, at=ended)
+    progress(final=True, ended=ended)
     channel.close()
