@@ -3,15 +3,21 @@ the other when the caller passes the write's token, whatever path the other take
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
+import grpc
 import pytest
 from authz_client import PermissionDeniedError, Right, Role
 
 from authz.engine.policy import Policy
 from authz.replication.tokens import revision_of
+from authz.v1 import authz_pb2 as pb
+from authz.v1 import authz_pb2_grpc
 
-from .conftest import MANAGER, ORG, RandomWriter, Served, converges
+from .conftest import AUTHZ, MANAGER, ORG, RandomWriter, Served, converges
 
 ROUNDS = 40
 
@@ -66,3 +72,38 @@ def test_a_manager_revoked_through_one_server_cannot_write_through_the_other(
         assert through_b.allowed(MANAGER, ORG, "relations", Right.RIGHT_WRITE)  # B's memory is behind...
         with pytest.raises(PermissionDeniedError):  # ...but a write decides on the store's newest state
             through_b.grant_relation(MANAGER, ORG, contact_id="C-IND", role=Role.ROLE_INDIVIDU_AUTORISE, attest=True)
+
+
+def test_writes_with_no_deadline_through_both_servers_wait_for_their_reload_after_an_import(
+    pg_demo: str, serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    """`authz import` from a third process; both servers learn nothing by themselves (paused
+    followers), so each one's next write meets the import first: with no deadline, each waits for
+    its own reload (bounded by AUTHZ_WRITE_WAIT_SECONDS) and is made."""
+    servers = [serve(pg_demo, **FOLLOWERS["paused"]), serve(pg_demo, **FOLLOWERS["paused"])]
+    source = tmp_path / "more.json"
+    contact = {"id": "C-BULK", "first_name": "Arrivée", "last_name": "En bloc", "email": "b@example.org"}
+    source.write_text(json.dumps({"contacts": [contact]}), encoding="utf-8")
+    imported = subprocess.run(
+        [AUTHZ, "import", str(source), "--database-url", pg_demo, "--report", str(tmp_path / "report.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
+    revision = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))["revision"]
+    attested = pb.Attestation(authorizes_acting=True, changes_accurate=True)
+    answers = []
+    for served, contact_id in zip(servers, ("C-IND", "C-DIR1"), strict=True):
+        with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+            request = pb.GrantRelationRequest(
+                actor_id=MANAGER,
+                organization_id=ORG,
+                contact_id=contact_id,
+                role=pb.ROLE_MEMBRE_DU_PERSONNEL,
+                attestation=attested,
+            )
+            answers.append(authz_pb2_grpc.AuthzServiceStub(channel).GrantRelation(request))  # no deadline
+    assert [revision_of(answer.revision) for answer in answers] == [revision + 1, revision + 2]
+    for served in servers:
+        assert any("reloaded the index" in line for line in served.lines), "".join(served.lines[-20:])
